@@ -1,0 +1,121 @@
+/**
+ * How the CLI reports failures.
+ *
+ * - A **user error** (bad flag, bad config, missing file) prints one short red line
+ *   `error: ...` (plus any further lines of the message, uncoloured) and exits with status 2.
+ *   User errors are {@linkcode UsageError}, `ConfigError` (tasks/config.ts), and any error
+ *   carrying the {@linkcode USER_ERROR} symbol, e.g. one made by {@linkcode userError}. The
+ *   symbol is `Symbol.for("lapse.userError")`, so modules that must not import cli/ (server/,
+ *   tasks/) can mark their own errors with `err[Symbol.for("lapse.userError")] = true`.
+ * - Anything else is a bug: the stack is printed and the exit status is 1.
+ *
+ * @module
+ */
+import { USER_ERROR } from "../tasks/config.ts";
+
+export { USER_ERROR };
+
+/**
+ * A mistake on the command line (unknown flag, missing value, bad argument): exit status 2.
+ *
+ * @example
+ * ```ts
+ * throw new UsageError('--nodes: expected a positive integer, got "two"');
+ * ```
+ */
+export class UsageError extends Error {
+  /** Marks a user error (exit status 2, no stack). */
+  readonly [USER_ERROR] = true;
+  /** The message may have several lines; the first is the `error:` line. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * An error that is the user's fault, reported as one line without a stack (exit status 2).
+ *
+ * @example
+ * ```ts
+ * throw userError(`data file "${path}" not found (run "lapse data mf" to make it)`);
+ * ```
+ */
+export function userError(message: string, options?: ErrorOptions): Error {
+  const e = new Error(message, options);
+  (e as Error & { [USER_ERROR]: boolean })[USER_ERROR] = true;
+  return e;
+}
+
+/** True for errors that {@linkcode runMain} reports as user errors. */
+export function isUserError(e: unknown): e is Error {
+  return e instanceof Error && (e as Error & { [USER_ERROR]?: boolean })[USER_ERROR] === true;
+}
+
+/** Where {@linkcode reportError} writes; `color` decides on ANSI colour. */
+export interface ErrorSink {
+  /** Writes text as is. */
+  write(text: string): void;
+  /** Wrap the `error:` line in ANSI red. */
+  color: boolean;
+}
+
+function stderrSink(): ErrorSink {
+  const enc = new TextEncoder();
+  return {
+    write: (text) => {
+      const bytes = enc.encode(text);
+      let off = 0;
+      while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
+    },
+    color: Deno.stderr.isTerminal() && !Deno.noColor,
+  };
+}
+
+/**
+ * Prints an error the way the CLI does and returns the exit status: 2 for user errors (one
+ * red `error:` line, no stack), 1 for anything else (a bug: the stack is printed).
+ *
+ * @example
+ * ```ts
+ * const status = reportError(new UsageError("unknown option --nodez"));
+ * // stderr: "error: unknown option --nodez"; status === 2
+ * ```
+ */
+export function reportError(e: unknown, sink: ErrorSink = stderrSink()): number {
+  const red = (s: string) => (sink.color ? `\x1b[31m${s}\x1b[0m` : s);
+  if (isUserError(e)) {
+    const [first, ...rest] = e.message.split("\n");
+    sink.write(red(`error: ${first}`) + "\n" + rest.map((l) => l + "\n").join(""));
+    return 2;
+  }
+  const detail = e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e);
+  const cause = e instanceof Error && e.cause !== undefined
+    ? `\ncaused by: ${e.cause instanceof Error ? (e.cause.stack ?? e.cause.message) : e.cause}`
+    : "";
+  sink.write(
+    red("error: internal error (a bug in lapse; please report it with the lines below)") +
+      "\n" + detail + cause + "\n",
+  );
+  return 1;
+}
+
+/**
+ * Runs a command and exits the process: with the status the command returns (`void` = 0),
+ * 2 after a user error, 1 after any other error (see {@linkcode reportError}).
+ *
+ * @example
+ * ```ts
+ * if (import.meta.main) runMain(() => main(Deno.args));
+ * ```
+ */
+export async function runMain(fn: () => Promise<number | void>): Promise<never> {
+  let status: number;
+  try {
+    const r = await fn();
+    status = typeof r === "number" ? r : 0;
+  } catch (e) {
+    status = reportError(e);
+  }
+  Deno.exit(status);
+}

@@ -1,0 +1,64 @@
+/**
+ * The `lapse` command: wires the subcommands, nothing else.
+ *
+ * @module
+ */
+import { runMain, UsageError } from "./errors.ts";
+
+const COMMANDS: Record<
+  string,
+  { summary: string; run: () => Promise<(args: string[]) => Promise<number>> }
+> = {
+  serve: {
+    summary: "run one node of a cluster",
+    run: async () => (await import("./serve.ts")).serve,
+  },
+  train: {
+    summary: "train a model on a cluster or an embedded local cluster",
+    run: async () => (await import("./train.ts")).train,
+  },
+  bench: {
+    summary: "benchmark modes side by side (lapse, classic, plain)",
+    run: async () => (await import("./bench.ts")).bench,
+  },
+};
+
+const VERSION = "0.1.0";
+
+function usage(): string {
+  const names = Object.keys(COMMANDS);
+  const width = Math.max(...names.map((n) => n.length));
+  return [
+    `lapse ${VERSION}: a parameter server with dynamic parameter allocation`,
+    "",
+    "Usage: lapse COMMAND [options]     (lapse COMMAND --help for its options)",
+    "",
+    "Commands:",
+    ...names.map((n) => `  ${n.padEnd(width)}  ${COMMANDS[n].summary}`),
+    "",
+    "Start here: lapse train --config tasks/mf.yaml",
+  ].join("\n");
+}
+
+async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    console.log(`lapse ${VERSION}`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    throw new UsageError(
+      `unknown command "${name}": expected one of ${
+        Object.keys(COMMANDS).join(", ")
+      } (lapse --help)`,
+    );
+  }
+  return await (await command.run())(rest);
+}
+
+if (import.meta.main) runMain(() => main(Deno.args));

@@ -1,0 +1,113 @@
+/**
+ * `lapse serve`: runs one node of a cluster until it is stopped. A node stays up between jobs.
+ *
+ * @module
+ */
+import { LapseNode } from "../server/node.ts";
+import { Peers } from "../server/peers.ts";
+import { formatHostPort, loadClusterFile, readToken } from "../server/cluster_file.ts";
+import { HELP, parseCommandArgs, parseHostPort, parseIntArg } from "./args.ts";
+import { UsageError } from "./errors.ts";
+
+const SPEC = {
+  name: "serve",
+  summary: "Run one node of a Lapse cluster (one per machine); it serves jobs until stopped.",
+  usage: "lapse serve --cluster FILE --node I [--listen HOST:PORT] [options]",
+  options: {
+    cluster: {
+      type: "string",
+      arg: "FILE",
+      doc: "cluster file: the nodes' addresses, workers_per_node",
+    },
+    node: { type: "string", arg: "I", doc: "this node's rank in the cluster file (0 coordinates)" },
+    listen: {
+      type: "string",
+      arg: "HOST:PORT",
+      doc:
+        "address to listen on (default: this node's address in the cluster file, on 127.0.0.1 unless given)",
+    },
+    "token-file": {
+      type: "string",
+      arg: "FILE",
+      doc: "file with the cluster token (else LAPSE_TOKEN)",
+    },
+    "exit-on-stdin-close": {
+      type: "boolean",
+      doc: "exit when standard input closes (embedded clusters)",
+    },
+    quiet: { type: "boolean", doc: "log only errors" },
+  },
+  details: `Example, a 2-node cluster on two machines:
+  cluster.yaml:  nodes: ["10.0.0.1:7000", "10.0.0.2:7000"]
+  machine 1:     LAPSE_TOKEN=secret lapse serve --cluster cluster.yaml --node 0 --listen 0.0.0.0:7000
+  machine 2:     LAPSE_TOKEN=secret lapse serve --cluster cluster.yaml --node 1 --listen 0.0.0.0:7000
+  then anywhere: LAPSE_TOKEN=secret lapse train --config task.yaml --cluster cluster.yaml`,
+} as const;
+
+/** Runs `lapse serve`; resolves when the node stops. */
+export async function serve(args: string[]): Promise<number> {
+  const parsed = parseCommandArgs(SPEC, args);
+  if (parsed === HELP) return 0;
+  const v = parsed.values;
+  if (v.cluster === undefined) {
+    throw new UsageError("lapse serve needs --cluster FILE (the nodes' addresses)");
+  }
+  if (v.node === undefined) {
+    throw new UsageError("lapse serve needs --node I (this node's rank in the cluster file)");
+  }
+  const cluster = await loadClusterFile(v.cluster);
+  const self = parseIntArg("--node", v.node, { min: 0, max: cluster.nodes.length - 1 });
+  const token = await readToken({ tokenFile: v["token-file"] });
+  const own = cluster.nodes[self];
+  // Bind to loopback unless told otherwise: a node is not exposed by accident.
+  const listen = v.listen !== undefined
+    ? parseHostPort(v.listen, { flag: "--listen", allowPortZero: true })
+    : { host: "127.0.0.1", port: own.port };
+  const log = v.quiet ? () => {} : (line: string) => console.error(line);
+  let node: LapseNode | null = null;
+  const peers = new Peers({
+    self,
+    addresses: cluster.nodes.map(formatHostPort),
+    token,
+    listen: { hostname: listen.host, port: listen.port },
+    connect_timeout_ms: cluster.connect_timeout_ms,
+    onNodeMessage: (from, msg) => node!.onNodeMessage(from, msg as Record<string, any>),
+    onDriver: (conn) => {
+      const link = {
+        send: (m: Record<string, unknown>) => conn.send(m as any),
+        close: () => void conn.close(),
+      };
+      conn.onMessage = (msg) => node!.onDriverMessage(link, msg as Record<string, any>);
+      conn.onClose = () => node!.onDriverClosed(link);
+    },
+  });
+  node = new LapseNode({ self, nodes: cluster.nodes.length, transport: peers });
+  peers.listen();
+  log(
+    `node ${self}: listening on ${formatHostPort(listen)}, waiting for ${
+      cluster.nodes.length - 1
+    } peers`,
+  );
+  await peers.connectAll();
+  log(`node ${self}: cluster of ${cluster.nodes.length} nodes is up`);
+  const stop = new Promise<void>((resolve) => {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      try {
+        Deno.addSignalListener(sig, () => resolve());
+      } catch { /* not on this platform */ }
+    }
+    if (v["exit-on-stdin-close"]) {
+      (async () => {
+        const buf = new Uint8Array(64);
+        try {
+          while ((await Deno.stdin.read(buf)) !== null) { /* ignore input */ }
+        } catch { /* closed */ }
+        resolve();
+      })();
+    }
+  });
+  await stop;
+  node.close();
+  await peers.close();
+  return 0;
+}

@@ -1,0 +1,135 @@
+/**
+ * `lapse train`: submits a job to a cluster (or an embedded local one) and shows its progress.
+ *
+ * @module
+ */
+import { launchJob } from "../client/launch.ts";
+import { type JobConfig, loadJobConfig } from "../tasks/config.ts";
+import { loadTask } from "../tasks/registry.ts";
+import { HELP, parseCommandArgs, parseIntArg } from "./args.ts";
+import { EpochProgress, formatDuration, formatMetrics, MetricsWriter } from "./progress.ts";
+import { UsageError } from "./errors.ts";
+
+const SPEC = {
+  name: "train",
+  summary: "Train a model: run a task config on a cluster, or on an embedded local cluster.",
+  usage:
+    "lapse train --config FILE [--cluster FILE] [--nodes N] [--workers W] [--set PATH=VALUE ...]",
+  options: {
+    config: {
+      type: "string",
+      short: "c",
+      arg: "FILE",
+      doc: "task config (YAML), e.g. tasks/mf.yaml",
+    },
+    cluster: {
+      type: "string",
+      arg: "FILE",
+      doc: "cluster file of running `lapse serve` nodes (default: start a local cluster)",
+    },
+    nodes: {
+      type: "string",
+      short: "n",
+      arg: "N",
+      doc: "nodes of the local cluster (sets cluster.nodes)",
+    },
+    workers: {
+      type: "string",
+      short: "w",
+      arg: "W",
+      doc: "worker threads per node (sets cluster.workers_per_node)",
+    },
+    set: {
+      type: "string",
+      multiple: true,
+      arg: "PATH=VALUE",
+      doc: "override a config key, e.g. ps.mode=classic, localize=none",
+    },
+    metrics: { type: "string", arg: "FILE", doc: "append per-epoch metrics as JSON lines" },
+    "token-file": {
+      type: "string",
+      arg: "FILE",
+      doc: "cluster token file for --cluster (else LAPSE_TOKEN)",
+    },
+    quiet: { type: "boolean", short: "q", doc: "no progress bar, only the epoch lines" },
+  },
+  details: `Examples:
+  lapse train --config tasks/mf.yaml
+  lapse train --config tasks/mf.yaml --nodes 4 --set ps.mode=classic
+  lapse train --config tasks/mf.yaml --set localize=none --metrics out/run.jsonl`,
+} as const;
+
+/** Loads a job config with the CLI's overrides; every problem is a user error. */
+export async function loadConfigFromArgs(
+  configPath: string | undefined,
+  sets: string[],
+  nodes?: string,
+  workers?: string,
+): Promise<JobConfig> {
+  if (configPath === undefined) {
+    throw new UsageError("missing --config FILE (e.g. --config tasks/mf.yaml)");
+  }
+  const all = [...sets];
+  if (nodes !== undefined) {
+    all.push(`cluster.nodes=${parseIntArg("--nodes", nodes, { min: 1, max: 64 })}`);
+  }
+  if (workers !== undefined) {
+    all.push(`cluster.workers_per_node=${parseIntArg("--workers", workers, { min: 1, max: 64 })}`);
+  }
+  return await loadJobConfig(configPath, all, async (name) => (await loadTask(name)).schema);
+}
+
+/** Runs `lapse train`. */
+export async function train(args: string[]): Promise<number> {
+  const parsed = parseCommandArgs(SPEC, args);
+  if (parsed === HELP) return 0;
+  const v = parsed.values;
+  const config = await loadConfigFromArgs(v.config, v.set, v.nodes, v.workers);
+  const metrics = v.metrics !== undefined ? await MetricsWriter.open(v.metrics) : null;
+  const progress = new EpochProgress(v.quiet ? { terminal: false, plainEveryMs: Infinity } : {});
+  let epoch = 0;
+  let epochStartPoints = 0;
+  let epochPoints = 0;
+  let started = false;
+  const where = v.cluster ?? `a local cluster of ${config.cluster.nodes} node(s)`;
+  console.log(
+    `lapse train: task ${config.task}, ps.mode ${config.ps.mode}, ${config.cluster.nodes} node(s) x ` +
+      `${config.cluster.workers_per_node} worker(s), localize ${
+        config.localize.length === 0
+          ? "none"
+          : config.localize.map((d) => `${d.table}@${d.when}`).join(",")
+      }, on ${where}`,
+  );
+  try {
+    const summary = await launchJob(config, {
+      clusterFile: v.cluster,
+      tokenFile: v["token-file"],
+      events: {
+        onProgress(points, epoch_points) {
+          epochPoints = epoch_points;
+          if (epoch_points <= 0) return;
+          if (!started) {
+            started = true;
+            progress.start(epoch, epoch_points);
+          }
+          progress.update(points - epochStartPoints);
+        },
+        onEpoch(e, m) {
+          if (started) progress.end();
+          started = false;
+          epoch = e + 1;
+          epochStartPoints += epochPoints;
+          console.log(formatMetrics(e, m));
+          metrics?.writeEpoch(e, m);
+        },
+        onLog(node, message) {
+          console.error(`node ${node}: ${message}`);
+        },
+      },
+    });
+    console.log(`done in ${formatDuration(summary.wall_s)}`);
+    return 0;
+  } finally {
+    metrics?.close();
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * The worker API: what a task's training loop calls to read and update parameters.
+ *
+ * Every operation takes a numeric table id (from {@linkcode ParameterServer.table}), keys as a
+ * `Uint32Array` or `Int32Array`, and values as one flat `Float32Array` in key order
+ * (`keys.length * dim` floats).
+ *
+ * An operation whose keys are all local to this node completes synchronously and returns
+ * `undefined` without allocating anything. Otherwise it returns a Promise that resolves when the
+ * operation is complete (for `pull`: when `out` is filled). Awaiting a push or a localize is
+ * optional; {@linkcode ParameterServer.wait} waits for everything this worker has outstanding.
+ *
+ * @module
+ */
+
+/** Keys of one table, as unsigned or signed 32-bit integers. */
+export type Keys = Uint32Array | Int32Array;
+
+/** What `ps.table(name)` returns: the numeric id used by every operation, and the shape. */
+export interface TableInfo {
+  readonly id: number;
+  readonly name: string;
+  readonly keys: number;
+  readonly dim: number;
+}
+
+/** Counters of one worker, reset by {@linkcode ParameterServer.takeCounters}. */
+export interface AccessCounters {
+  /** Key accesses (pull or push of one key) served from this node's memory. */
+  local: number;
+  /** Key accesses that went through the server thread (remote or in transfer). */
+  remote: number;
+}
+
+/** The parameter server as seen from a worker thread. */
+export interface ParameterServer {
+  /** Looks a table up by name; throws a `RangeError` naming the known tables if absent. */
+  table(name: string): TableInfo;
+  /** Copies the values of `keys` into `out` (key order, `dim` floats each). */
+  pull(table: number, keys: Keys, out: Float32Array): Promise<void> | undefined;
+  /** Adds `deltas` (key order, `dim` floats each) to the values of `keys`. */
+  push(table: number, keys: Keys, deltas: Float32Array): Promise<void> | undefined;
+  /**
+   * Asks for `keys` to be moved to this node. Resolves when they are local (or immediately
+   * when they already are, returning `undefined`). A no-op in the classic modes.
+   */
+  localize(table: number, keys: Keys): Promise<void> | undefined;
+  /** Copies one key's value into `out` at `offset` if the key is local now; never blocks. */
+  pullIfLocal(table: number, key: number, out: Float32Array, offset?: number): boolean;
+  /** Adds one key's delta (from `delta` at `offset`) if the key is local now; never blocks. */
+  pushIfLocal(table: number, key: number, delta: Float32Array, offset?: number): boolean;
+  /** True if `key` of `table` is held by this node right now. */
+  isLocal(table: number, key: number): boolean;
+  /** Waits for all workers of the job. */
+  barrier(): Promise<void>;
+  /** Waits for every operation this worker issued and has not awaited. */
+  wait(): Promise<void>;
+  /** Access counters since the last call; resets them. */
+  takeCounters(): AccessCounters;
+}

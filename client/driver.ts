@@ -1,0 +1,91 @@
+/**
+ * The driver side of a job: submits a config to node 0 of a cluster and follows it to the end.
+ *
+ * @module
+ */
+import { Msg } from "../server/messages.ts";
+import { dialDriver } from "../server/peers.ts";
+import { type JobConfig, USER_ERROR } from "../tasks/config.ts";
+
+/** What a job reports while it runs. */
+export interface JobEvents {
+  onInfo?(info: { job: number; nodes: number; workers: number }): void;
+  onProgress?(points: number, epoch_points: number): void;
+  onEpoch?(epoch: number, metrics: Record<string, number>): void;
+  onLog?(node: number, message: string): void;
+}
+
+/** The end of a job: wall time and per-node statistics. */
+export interface JobSummary {
+  wall_s: number;
+  nodes: Record<string, number>[];
+}
+
+/** A job that failed on the cluster (a task error, a worker crash, an aborted job). */
+export class JobError extends Error {
+  readonly node: number;
+  /** Reported by the CLI as one line (exit 2), like other user-facing failures. */
+  readonly [USER_ERROR] = true;
+  constructor(message: string, node: number) {
+    super(`job failed: ${message}`);
+    this.name = "JobError";
+    this.node = node;
+  }
+}
+
+/**
+ * Runs `config` on the cluster whose node 0 listens at `address`.
+ *
+ * @example Against a running cluster (see `lapse serve`)
+ * ```ts ignore
+ * const summary = await runJob("127.0.0.1:7000", token, config, {
+ *   onEpoch: (e, m) => console.log(e, m.test_rmse),
+ * });
+ * ```
+ */
+export async function runJob(
+  address: string,
+  token: string,
+  config: JobConfig,
+  events: JobEvents = {},
+  connect_timeout_ms = 30_000,
+): Promise<JobSummary> {
+  const conn = await dialDriver(address, token, connect_timeout_ms);
+  try {
+    return await new Promise<JobSummary>((resolve, reject) => {
+      let ended = false;
+      conn.onMessage = (msg: Record<string, any>) => {
+        switch (msg.t) {
+          case Msg.JOB_INFO:
+            events.onInfo?.({ job: msg.job, nodes: msg.nodes, workers: msg.workers });
+            break;
+          case Msg.JOB_PROGRESS:
+            events.onProgress?.(msg.points, msg.epoch_points);
+            break;
+          case Msg.JOB_EPOCH:
+            events.onEpoch?.(msg.epoch, msg.metrics);
+            break;
+          case Msg.JOB_LOG:
+            events.onLog?.(msg.node, msg.message);
+            break;
+          case Msg.JOB_DONE:
+            ended = true;
+            resolve(msg.summary as JobSummary);
+            break;
+          case Msg.JOB_ERROR:
+          case Msg.ERROR:
+            ended = true;
+            reject(new JobError(msg.message, msg.node ?? 0));
+            break;
+        }
+      };
+      conn.onClose = (reason: string) => {
+        if (!ended) reject(new JobError(`Node 0 (${address}) closed the connection: ${reason}`, 0));
+      };
+      conn.start();
+      conn.send({ t: Msg.SUBMIT, config });
+    });
+  } finally {
+    await conn.close();
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Runs a job on a cluster: a real one from a cluster file, or an embedded local cluster of
+ * child processes that is started for the job and stopped after it (also on failure and on
+ * Ctrl-C). `lapse train` and `lapse bench` both go through here.
+ *
+ * @module
+ */
+import { formatHostPort, loadClusterFile, readToken } from "../server/cluster_file.ts";
+import type { JobConfig } from "../tasks/config.ts";
+import { type JobEvents, type JobSummary, runJob } from "./driver.ts";
+import { startLocalCluster } from "./local_cluster.ts";
+
+/** Options of {@linkcode launchJob}. */
+export interface LaunchOptions {
+  /** A cluster file; without it an embedded local cluster of `config.cluster.nodes` nodes runs. */
+  clusterFile?: string;
+  tokenFile?: string;
+  events?: JobEvents;
+  /** Lines printed by the nodes of an embedded cluster (default: stderr). */
+  onNodeLine?: (node: number, line: string) => void;
+}
+
+/** Runs `config` to its end and returns its summary; a failed job throws a `JobError`. */
+export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Promise<JobSummary> {
+  if (opts.clusterFile !== undefined) {
+    const cluster = await loadClusterFile(opts.clusterFile);
+    const token = await readToken({ tokenFile: opts.tokenFile });
+    return await runJob(
+      formatHostPort(cluster.nodes[0]),
+      token,
+      config,
+      opts.events,
+      cluster.connect_timeout_ms,
+    );
+  }
+  const local = await startLocalCluster({
+    nodes: config.cluster.nodes,
+    workers_per_node: config.cluster.workers_per_node,
+    onLine: opts.onNodeLine,
+  });
+  const onSignal = () => {
+    local.stop().finally(() => Deno.exit(130));
+  };
+  try {
+    Deno.addSignalListener("SIGINT", onSignal);
+  } catch { /* no signals here */ }
+  try {
+    return await runJob(local.addresses[0], local.token, config, opts.events);
+  } finally {
+    try {
+      Deno.removeSignalListener("SIGINT", onSignal);
+    } catch { /* no signals here */ }
+    await local.stop();
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The embedded local cluster of `lapse train` without `--cluster`: `nodes` child processes of
+ * this same program (`lapse serve`) on 127.0.0.1 with free ports and a random token. It runs
+ * the very same code path as a real cluster.
+ *
+ * @module
+ */
+
+/** A running local cluster. */
+export interface LocalCluster {
+  /** `host:port` of every node; node 0 first. */
+  addresses: string[];
+  token: string;
+  /** Stops every node and removes the temporary files; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@linkcode startLocalCluster}. */
+export interface LocalClusterOptions {
+  nodes: number;
+  workers_per_node: number;
+  /** Receives every line a node prints (prefixed with its id). Default: stderr. */
+  onLine?: (node: number, line: string) => void;
+  connect_timeout_ms?: number;
+}
+
+/** How to start this program again as a child: `deno run ... cli/main.ts` or the compiled binary. */
+export function selfCommand(): { cmd: string; args: string[] } {
+  const exec = Deno.execPath();
+  const base = exec.split(/[\\/]/).pop() ?? "";
+  if (/^deno(\.exe)?$/.test(base)) {
+    const main = new URL("../cli/main.ts", import.meta.url).href;
+    return { cmd: exec, args: ["run", "--allow-all", "--quiet", main] };
+  }
+  return { cmd: exec, args: [] };
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  // Listen on port 0 to let the OS pick, then release: a tiny race with other programs is
+  // possible, and shows as one clear "address in use" line from the node that lost it.
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  await Promise.resolve();
+  return ports;
+}
+
+function randomToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function pipeLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let rest = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest += value;
+      let nl: number;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        onLine(rest.slice(0, nl));
+        rest = rest.slice(nl + 1);
+      }
+    }
+  } catch { /* the child is gone */ }
+  if (rest.length > 0) onLine(rest);
+}
+
+/** Starts `nodes` node processes on 127.0.0.1 and returns when they were spawned. */
+export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
+  const { nodes, workers_per_node } = opts;
+  const onLine = opts.onLine ?? ((node, line) => console.error(`node ${node} | ${line}`));
+  const token = randomToken();
+  const dir = await Deno.makeTempDir({ prefix: "lapse-local-" });
+  const ports = await freePorts(nodes);
+  const addresses = ports.map((p) => `127.0.0.1:${p}`);
+  const clusterFile = `${dir}/cluster.yaml`;
+  await Deno.writeTextFile(
+    clusterFile,
+    `# written by lapse train for its embedded local cluster\nnodes:\n${
+      addresses.map((a) => `  - "${a}"`).join("\n")
+    }\nworkers_per_node: ${workers_per_node}\nconnect_timeout_ms: ${
+      opts.connect_timeout_ms ?? 30000
+    }\n`,
+  );
+  const tokenFile = `${dir}/token`;
+  await Deno.writeTextFile(tokenFile, token, { mode: 0o600 });
+  const { cmd, args } = selfCommand();
+  const children: Deno.ChildProcess[] = [];
+  const pipes: Promise<void>[] = [];
+  for (let i = 0; i < nodes; i++) {
+    const child = new Deno.Command(cmd, {
+      args: [
+        ...args,
+        "serve",
+        "--listen",
+        addresses[i],
+        "--cluster",
+        clusterFile,
+        "--node",
+        String(i),
+        "--token-file",
+        tokenFile,
+        // The node exits when this process does: its stdin is our pipe.
+        "--exit-on-stdin-close",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    pipes.push(pipeLines(child.stdout, (l) => onLine(i, l)));
+    pipes.push(pipeLines(child.stderr, (l) => onLine(i, l)));
+    children.push(child);
+  }
+  let stopped: Promise<void> | null = null;
+  const stop = () => {
+    stopped ??= (async () => {
+      for (const c of children) {
+        try {
+          await c.stdin.close();
+        } catch { /* already closed */ }
+        try {
+          c.kill("SIGTERM");
+        } catch { /* already exited */ }
+      }
+      await Promise.all(children.map((c) => c.status));
+      await Promise.all(pipes);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    })();
+    return stopped;
+  };
+  return { addresses, token, stop };
+}

@@ -1,0 +1,73 @@
+/**
+ * The entry of a worker thread: attaches to the node's tables, loads the task and runs its
+ * training loop with a {@linkcode WorkerPs}.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import type { JobConfig } from "../tasks/config.ts";
+import { loadTask } from "../tasks/registry.ts";
+import type { TaskContext } from "../tasks/task.ts";
+import type { SharedTable } from "../server/store.ts";
+import { type ToServer, type ToWorker, WorkerPs } from "./worker_api.ts";
+
+/** The first message a worker thread gets. */
+export interface WorkerInit {
+  config: JobConfig;
+  tables: SharedTable[];
+  worker: number;
+  workers: number;
+  node: number;
+  nodes: number;
+  /** Float64Array over it, one slot per worker of the node: points done (progress). */
+  progress: SharedArrayBuffer;
+  localIndex: number;
+}
+
+function post(msg: ToServer, transfer?: Transferable[]): void {
+  self.postMessage(msg, transfer ? { transfer } : undefined);
+}
+
+let ps: WorkerPs | null = null;
+
+self.onmessage = (e: MessageEvent) => {
+  if (ps !== null) {
+    ps.onServerMessage(e.data as ToWorker);
+    return;
+  }
+  start(e.data as WorkerInit).catch((err) => {
+    post({ op: "failed", message: err?.message ?? String(err), stack: err?.stack });
+  });
+};
+
+async function start(init: WorkerInit): Promise<void> {
+  const { config } = init;
+  ps = new WorkerPs(init.tables, config.ps.mode, post, config.ps.batch_keys_max);
+  const progress = new Float64Array(init.progress);
+  const task = await loadTask(config.task);
+  const ctx: TaskContext = {
+    ps,
+    config,
+    worker: init.worker,
+    workers: init.workers,
+    node: init.node,
+    nodes: init.nodes,
+    seed: config.seed,
+    progress(points: number) {
+      progress[init.localIndex] += points;
+    },
+    epochEnd(epoch: number, sums: Record<string, number>) {
+      const c = ps!.takeCounters();
+      post({ op: "epoch", epoch, sums, local: c.local, remote: c.remote });
+    },
+    epochPoints(points: number) {
+      post({ op: "points", points });
+    },
+    log(message: string) {
+      post({ op: "log", message });
+    },
+  };
+  await task.run(ctx);
+  await ps.wait();
+  post({ op: "done" });
+}

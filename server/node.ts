@@ -1,0 +1,536 @@
+/**
+ * The server thread of one node: runs jobs (tables, worker threads, barriers, progress and
+ * metrics), routes worker requests into the data plane ({@linkcode PsCore}), and, on node 0,
+ * coordinates the job for the driver.
+ *
+ * @module
+ */
+import type { JobConfig } from "../tasks/config.ts";
+import { loadTask } from "../tasks/registry.ts";
+import type { TaskDefinition } from "../tasks/task.ts";
+import type { ToServer, ToWorker } from "../client/worker_api.ts";
+import type { WorkerInit } from "../client/worker_entry.ts";
+import { Msg } from "./messages.ts";
+import { PsCore } from "./ps_core.ts";
+
+/** How the node reaches the other nodes. */
+export interface NodeTransport {
+  send(node: number, msg: Record<string, unknown>): void;
+  /** Messages and bytes sent to other nodes so far. */
+  stats(): { messages_sent: number; bytes_sent: number };
+}
+
+/** A connected driver (node 0 only). */
+export interface DriverLink {
+  send(msg: Record<string, unknown>): void;
+  close(): void;
+}
+
+const PROGRESS_INTERVAL_MS = 200;
+
+/** One node's part of a running job. */
+class NodeJob {
+  readonly id: number;
+  readonly config: JobConfig;
+  readonly task: TaskDefinition;
+  readonly core: PsCore;
+  readonly workers: Worker[] = [];
+  readonly progress: Float64Array;
+  readonly barrierWaiting: { worker: number; id: number }[] = [];
+  readonly epochSums = new Map<
+    number,
+    { n: number; sums: Record<string, number>; local: number; remote: number }
+  >();
+  workersDone = 0;
+  pointsDeclared = 0;
+  pointsReported = 0;
+  lastProgressSent = -1;
+  timer: ReturnType<typeof setInterval> | undefined;
+  sentAtLastEpoch = { messages_sent: 0, bytes_sent: 0 };
+  constructor(id: number, config: JobConfig, task: TaskDefinition, core: PsCore) {
+    this.id = id;
+    this.config = config;
+    this.task = task;
+    this.core = core;
+    this.progress = new Float64Array(new SharedArrayBuffer(8 * config.cluster.workers_per_node));
+  }
+}
+
+/** Node 0's view of the job it coordinates. */
+class Coordination {
+  readonly job: number;
+  readonly driver: DriverLink;
+  readonly config: JobConfig;
+  readonly task: TaskDefinition;
+  prepared = 0;
+  barrierCount = 0;
+  barrierGen = 0;
+  workersDone = 0;
+  finished = 0;
+  readonly points: number[];
+  readonly epochPointsPerNode: number[];
+  readonly epochs = new Map<
+    number,
+    {
+      n: number;
+      sums: Record<string, number>;
+      local: number;
+      remote: number;
+      messages: number;
+      bytes: number;
+    }
+  >();
+  lastEpochAt = 0;
+  startedAt = 0;
+  lastProgressAt = 0;
+  readonly stats: Record<string, number>[] = [];
+  constructor(
+    job: number,
+    driver: DriverLink,
+    config: JobConfig,
+    task: TaskDefinition,
+    nodes: number,
+  ) {
+    this.job = job;
+    this.driver = driver;
+    this.config = config;
+    this.task = task;
+    this.points = new Array(nodes).fill(0);
+    this.epochPointsPerNode = new Array(nodes).fill(0);
+  }
+}
+
+function addSums(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+/** Options of a {@linkcode LapseNode}. */
+export interface LapseNodeOptions {
+  self: number;
+  nodes: number;
+  transport: NodeTransport;
+  /** Where log lines go (stderr by default). */
+  log?: (line: string) => void;
+}
+
+/** The server thread of one node. */
+export class LapseNode {
+  readonly self: number;
+  readonly nodes: number;
+  readonly #transport: NodeTransport;
+  readonly #log: (line: string) => void;
+  #job: NodeJob | null = null;
+  #coord: Coordination | null = null;
+  #nextJob = 1;
+
+  constructor(opts: LapseNodeOptions) {
+    this.self = opts.self;
+    this.nodes = opts.nodes;
+    this.#transport = opts.transport;
+    this.#log = opts.log ?? ((line) => console.error(line));
+  }
+
+  /** The running job's data plane (tests look at it); null between jobs. */
+  get core(): PsCore | null {
+    return this.#job?.core ?? null;
+  }
+
+  // --- to node 0, inline when this is node 0 ----------------------------------------------
+
+  #toCoordinator(msg: Record<string, unknown>): void {
+    if (this.self === 0) this.#onCoordinatorMessage(0, msg as Record<string, any>);
+    else this.#transport.send(0, msg);
+  }
+
+  #toAll(msg: Record<string, unknown>): void {
+    for (let n = 0; n < this.nodes; n++) {
+      if (n === this.self) continue;
+      this.#transport.send(n, msg);
+    }
+    void this.onNodeMessage(this.self, msg as Record<string, any>);
+  }
+
+  // --- driver (node 0) ---------------------------------------------------------------------
+
+  /** A message of a connected driver. */
+  onDriverMessage(link: DriverLink, msg: Record<string, any>): void {
+    if (msg.t !== Msg.SUBMIT) {
+      link.send({ t: Msg.ERROR, message: `Unexpected message type ${msg.t} from the driver` });
+      return;
+    }
+    if (this.self !== 0) {
+      link.send({
+        t: Msg.JOB_ERROR,
+        node: this.self,
+        message: `Submit jobs to node 0, not node ${this.self}`,
+      });
+      return;
+    }
+    if (this.#coord !== null) {
+      link.send({
+        t: Msg.JOB_ERROR,
+        node: 0,
+        message:
+          `The cluster is busy with job ${this.#coord.job} (${this.#coord.config.task}); try again when it ends`,
+      });
+      return;
+    }
+    this.#submit(link, msg.config as JobConfig).catch((e) => {
+      link.send({ t: Msg.JOB_ERROR, node: 0, message: e?.message ?? String(e) });
+      this.#coord = null;
+    });
+  }
+
+  /** The driver's connection closed: a running job of it is aborted. */
+  onDriverClosed(link: DriverLink): void {
+    const coord = this.#coord;
+    if (coord !== null && coord.driver === link) this.#abort("the driver disconnected");
+  }
+
+  async #submit(link: DriverLink, config: JobConfig): Promise<void> {
+    const task = await loadTask(config.task);
+    // The job runs on the cluster that exists; its node count is the cluster's.
+    config = { ...config, cluster: { ...config.cluster, nodes: this.nodes } };
+    const job = this.#nextJob++;
+    const coord = new Coordination(job, link, config, task, this.nodes);
+    this.#coord = coord;
+    link.send({
+      t: Msg.JOB_INFO,
+      job,
+      nodes: this.nodes,
+      workers: this.nodes * config.cluster.workers_per_node,
+    });
+    this.#toAll({ t: Msg.PREPARE, job, config });
+  }
+
+  #abort(reason: string): void {
+    const coord = this.#coord;
+    if (coord === null) return;
+    this.#toAll({ t: Msg.ABORT, job: coord.job, reason });
+    try {
+      coord.driver.send({ t: Msg.JOB_ERROR, node: 0, message: reason });
+    } catch { /* the driver may be gone */ }
+    this.#coord = null;
+  }
+
+  #onCoordinatorMessage(from: number, msg: Record<string, any>): void {
+    const coord = this.#coord;
+    if (coord === null || msg.job !== coord.job) return; // a late message of an ended job
+    switch (msg.t) {
+      case Msg.PREPARED:
+        if (++coord.prepared === this.nodes) {
+          coord.startedAt = coord.lastEpochAt = performance.now();
+          this.#toAll({ t: Msg.RUN, job: coord.job });
+        }
+        break;
+      case Msg.BARRIER:
+        if (++coord.barrierCount === this.nodes) {
+          coord.barrierCount = 0;
+          this.#toAll({ t: Msg.BARRIER_GO, job: coord.job, gen: coord.barrierGen++ });
+        }
+        break;
+      case Msg.PROGRESS: {
+        coord.points[from] = msg.points;
+        coord.epochPointsPerNode[from] = msg.epoch_points;
+        const now = performance.now();
+        if (now - coord.lastProgressAt >= PROGRESS_INTERVAL_MS) {
+          coord.lastProgressAt = now;
+          coord.driver.send({
+            t: Msg.JOB_PROGRESS,
+            points: coord.points.reduce((a, b) => a + b, 0),
+            epoch_points: coord.epochPointsPerNode.reduce((a, b) => a + b, 0),
+          });
+        }
+        break;
+      }
+      case Msg.EPOCH:
+        this.#coordEpoch(coord, msg);
+        break;
+      case Msg.LOG:
+        coord.driver.send({ t: Msg.JOB_LOG, node: msg.node, message: msg.message });
+        break;
+      case Msg.FAILED:
+        this.#abort(`node ${msg.node}: ${msg.message}`);
+        break;
+      case Msg.WORKERS_DONE:
+        if (++coord.workersDone === this.nodes) this.#toAll({ t: Msg.FINISH, job: coord.job });
+        break;
+      case Msg.FINISHED:
+        coord.stats[from] = msg.stats;
+        if (++coord.finished === this.nodes) {
+          const wall_s = (performance.now() - coord.startedAt) / 1000;
+          coord.driver.send({ t: Msg.JOB_DONE, summary: { wall_s, nodes: coord.stats } });
+          this.#coord = null;
+        }
+        break;
+    }
+  }
+
+  #coordEpoch(coord: Coordination, msg: Record<string, any>): void {
+    let e = coord.epochs.get(msg.epoch);
+    if (e === undefined) {
+      e = { n: 0, sums: {}, local: 0, remote: 0, messages: 0, bytes: 0 };
+      coord.epochs.set(msg.epoch, e);
+    }
+    e.n++;
+    addSums(e.sums, msg.sums);
+    e.local += msg.local;
+    e.remote += msg.remote;
+    e.messages += msg.messages;
+    e.bytes += msg.bytes;
+    if (e.n < this.nodes) return;
+    coord.epochs.delete(msg.epoch);
+    const now = performance.now();
+    const epoch_s = (now - coord.lastEpochAt) / 1000;
+    coord.lastEpochAt = now;
+    const points = coord.epochPointsPerNode.reduce((a, b) => a + b, 0);
+    const accesses = e.local + e.remote;
+    const metrics: Record<string, number> = {
+      ...coord.task.summarize(e.sums),
+      epoch_s,
+      points_per_s: points / epoch_s,
+      local_fraction: accesses === 0 ? 1 : e.local / accesses,
+      messages: e.messages,
+      bytes: e.bytes,
+    };
+    coord.driver.send({ t: Msg.JOB_EPOCH, epoch: msg.epoch, metrics });
+  }
+
+  // --- every node ------------------------------------------------------------------------
+
+  /** A message of another node (or of this node to itself, for the coordinator's fan-out). */
+  async onNodeMessage(from: number, msg: Record<string, any>): Promise<void> {
+    const job = this.#job;
+    if (job !== null && job.core.onMessage(from, msg)) return;
+    switch (msg.t) {
+      case Msg.PREPARE:
+        await this.#prepare(msg.job, msg.config);
+        return;
+      case Msg.RUN:
+        if (job !== null && job.id === msg.job) this.#run(job);
+        return;
+      case Msg.BARRIER_GO:
+        if (job !== null && job.id === msg.job) this.#barrierGo(job);
+        return;
+      case Msg.FINISH:
+        if (job !== null && job.id === msg.job) this.#finish(job);
+        return;
+      case Msg.ABORT:
+        if (job !== null && job.id === msg.job) {
+          this.#log(`node ${this.self}: job ${job.id} aborted: ${msg.reason}`);
+          this.#teardown(job);
+        }
+        return;
+      case Msg.PREPARED:
+      case Msg.BARRIER:
+      case Msg.PROGRESS:
+      case Msg.EPOCH:
+      case Msg.LOG:
+      case Msg.FAILED:
+      case Msg.WORKERS_DONE:
+      case Msg.FINISHED:
+        if (this.self === 0) this.#onCoordinatorMessage(from, msg);
+        return;
+      default:
+        if (msg.t >= Msg.PULL && msg.t <= Msg.TRANSFER) {
+          // A data-plane message with no job here: a late straggler or a peer's bug.
+          this.#log(
+            `node ${this.self}: dropped data message ${msg.t} from node ${from}: no job running`,
+          );
+          return;
+        }
+        throw new TypeError(`Unknown message type ${msg.t} from node ${from}`);
+    }
+  }
+
+  async #prepare(jobId: number, config: JobConfig): Promise<void> {
+    if (this.#job !== null) {
+      this.#log(`node ${this.self}: job ${jobId} replaces unfinished job ${this.#job.id}`);
+      this.#teardown(this.#job);
+    }
+    try {
+      const task = await loadTask(config.task);
+      const core = new PsCore({
+        self: this.self,
+        nodes: this.nodes,
+        mode: config.ps.mode,
+        location_caches: config.ps.location_caches,
+        placement: config.ps.placement,
+        seed: config.seed,
+        send: (n, m) => this.#transport.send(n, m),
+        reply: (worker, id, vals) => this.#replyWorker(worker, { op: "reply", id, vals }),
+      });
+      core.createTables(task.tables(config));
+      this.#job = new NodeJob(jobId, config, task, core);
+      this.#toCoordinator({ t: Msg.PREPARED, job: jobId });
+    } catch (e) {
+      this.#toCoordinator({
+        t: Msg.FAILED,
+        job: jobId,
+        node: this.self,
+        message: (e as Error).message,
+      });
+    }
+  }
+
+  #replyWorker(worker: number, msg: ToWorker): void {
+    const job = this.#job;
+    if (job === null) return;
+    const w = job.workers[worker];
+    if (msg.op === "reply" && msg.vals !== null) {
+      w.postMessage(msg, [msg.vals.buffer as ArrayBuffer]);
+    } else w.postMessage(msg);
+  }
+
+  #run(job: NodeJob): void {
+    const { config } = job;
+    const wpn = config.cluster.workers_per_node;
+    const shared = job.core.shared();
+    for (let i = 0; i < wpn; i++) {
+      const w = new Worker(new URL("../client/worker_entry.ts", import.meta.url).href, {
+        type: "module",
+      });
+      w.onmessage = (e: MessageEvent) => this.#onWorkerMessage(job, i, e.data as ToServer);
+      w.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        this.#workerFailed(job, i, e.message);
+      };
+      const init: WorkerInit = {
+        config,
+        tables: shared,
+        worker: this.self * wpn + i,
+        workers: this.nodes * wpn,
+        node: this.self,
+        nodes: this.nodes,
+        progress: job.progress.buffer as SharedArrayBuffer,
+        localIndex: i,
+      };
+      w.postMessage(init);
+      job.workers.push(w);
+    }
+    job.timer = setInterval(() => this.#sendProgress(job), PROGRESS_INTERVAL_MS);
+  }
+
+  #sendProgress(job: NodeJob): void {
+    let points = 0;
+    for (let i = 0; i < job.progress.length; i++) points += job.progress[i];
+    if (points === job.lastProgressSent) return;
+    job.lastProgressSent = points;
+    this.#toCoordinator({ t: Msg.PROGRESS, job: job.id, points, epoch_points: job.pointsDeclared });
+  }
+
+  #workerFailed(job: NodeJob, worker: number, message: string): void {
+    this.#log(`node ${this.self}: worker ${worker} of job ${job.id} failed: ${message}`);
+    this.#toCoordinator({
+      t: Msg.FAILED,
+      job: job.id,
+      node: this.self,
+      message: `worker ${this.self * job.config.cluster.workers_per_node + worker}: ${message}`,
+    });
+  }
+
+  #onWorkerMessage(job: NodeJob, worker: number, msg: ToServer): void {
+    if (this.#job !== job) return;
+    try {
+      switch (msg.op) {
+        case "pull":
+          job.core.workerPull(worker, msg.id, msg.tb, msg.keys);
+          return;
+        case "push":
+          job.core.workerPush(worker, msg.id, msg.tb, msg.keys, msg.vals);
+          return;
+        case "localize":
+          job.core.workerLocalize(worker, msg.id, msg.tb, msg.keys);
+          return;
+        case "barrier":
+          job.barrierWaiting.push({ worker, id: msg.id });
+          if (job.barrierWaiting.length === job.workers.length) {
+            this.#toCoordinator({ t: Msg.BARRIER, job: job.id });
+          }
+          return;
+        case "points":
+          job.pointsDeclared += msg.points;
+          this.#sendProgress(job);
+          return;
+        case "epoch":
+          this.#workerEpoch(job, msg);
+          return;
+        case "log":
+          this.#log(`node ${this.self} worker ${worker}: ${msg.message}`);
+          this.#toCoordinator({ t: Msg.LOG, job: job.id, node: this.self, message: msg.message });
+          return;
+        case "done":
+          if (++job.workersDone === job.workers.length) {
+            this.#sendProgress(job);
+            this.#toCoordinator({ t: Msg.WORKERS_DONE, job: job.id });
+          }
+          return;
+        case "failed":
+          if (msg.stack) this.#log(msg.stack);
+          this.#workerFailed(job, worker, msg.message);
+          return;
+      }
+    } catch (e) {
+      // A bad request fails that request's job, not the node.
+      this.#log(`node ${this.self}: request of worker ${worker} failed: ${(e as Error).stack}`);
+      this.#workerFailed(job, worker, (e as Error).message);
+    }
+  }
+
+  #workerEpoch(job: NodeJob, msg: Extract<ToServer, { op: "epoch" }>): void {
+    let e = job.epochSums.get(msg.epoch);
+    if (e === undefined) {
+      e = { n: 0, sums: {}, local: 0, remote: 0 };
+      job.epochSums.set(msg.epoch, e);
+    }
+    e.n++;
+    addSums(e.sums, msg.sums);
+    e.local += msg.local;
+    e.remote += msg.remote;
+    if (e.n < job.workers.length) return;
+    job.epochSums.delete(msg.epoch);
+    const sent = this.#transport.stats();
+    this.#sendProgress(job);
+    this.#toCoordinator({
+      t: Msg.EPOCH,
+      job: job.id,
+      epoch: msg.epoch,
+      sums: e.sums,
+      local: e.local,
+      remote: e.remote,
+      messages: sent.messages_sent - job.sentAtLastEpoch.messages_sent,
+      bytes: sent.bytes_sent - job.sentAtLastEpoch.bytes_sent,
+    });
+    job.sentAtLastEpoch = sent;
+  }
+
+  #barrierGo(job: NodeJob): void {
+    const waiting = job.barrierWaiting.splice(0);
+    for (const { worker, id } of waiting) {
+      this.#replyWorker(worker, { op: "reply", id, vals: null });
+    }
+  }
+
+  #finish(job: NodeJob): void {
+    const { core } = job;
+    const stats = {
+      ...core.stats,
+      pending_requests: core.pendingRequests,
+      pending_transfers: core.pendingTransfers,
+      local_keys: core.tables.reduce((a, t) => a + t.table.localCount, 0),
+    };
+    this.#teardown(job);
+    this.#toCoordinator({ t: Msg.FINISHED, job: job.id, stats });
+  }
+
+  #teardown(job: NodeJob): void {
+    clearInterval(job.timer);
+    for (const w of job.workers) w.terminate();
+    if (this.#job === job) this.#job = null;
+  }
+
+  /** Stops the running job, if any (node shutdown). */
+  close(): void {
+    if (this.#job !== null) this.#teardown(this.#job);
+  }
+}

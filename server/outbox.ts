@@ -1,0 +1,191 @@
+/**
+ * Batches data-plane entries per (message type, destination) during one handler run, so that a
+ * call or an incoming message produces at most one outgoing message per destination.
+ *
+ * @module
+ */
+import { F32Rows, U32List } from "./grow.ts";
+import { Msg } from "./messages.ts";
+
+/** Sends one encoded-at-once message to a node. The message may be reused after it returns. */
+export type SendFn = (node: number, msg: Record<string, unknown>) => void;
+
+class Bucket {
+  type = 0;
+  tb = -1;
+  origin = -1;
+  node = -1;
+  readonly r = new U32List();
+  readonly k = new U32List();
+  readonly p = new U32List();
+  readonly v = new F32Rows();
+  count = 0;
+}
+
+const TYPES = [
+  Msg.PULL,
+  Msg.PUSH,
+  Msg.PULL_R,
+  Msg.PUSH_R,
+  Msg.LOCALIZE,
+  Msg.HANDOVER,
+  Msg.TRANSFER,
+] as const;
+
+/** One outbox per node; flushed at the end of every handler that added to it. */
+export class Outbox {
+  readonly #self: number;
+  readonly #send: SendFn;
+  // buckets[typeIndex][node]
+  readonly #buckets: Bucket[][];
+  readonly #dirty: Bucket[] = [];
+
+  constructor(self: number, nodes: number, send: SendFn) {
+    this.#self = self;
+    this.#send = send;
+    this.#buckets = TYPES.map(() => Array.from({ length: nodes }, () => new Bucket()));
+  }
+
+  #bucket(type: number, node: number, tb: number, origin: number): Bucket {
+    if (node === this.#self) throw new Error(`Invariant: message ${type} to self (${node})`);
+    const b = this.#buckets[type - 1][node];
+    if (b.count > 0 && (b.tb !== tb || b.origin !== origin)) this.#flushBucket(type, b);
+    if (b.count === 0) {
+      b.tb = tb;
+      b.origin = origin;
+      b.node = node;
+      b.type = type;
+      this.#dirty.push(b);
+    }
+    b.count++;
+    return b;
+  }
+
+  /** A pull entry for `node` (request or forward), on behalf of `origin`. */
+  pull(node: number, tb: number, origin: number, rid: number, key: number, pos: number): void {
+    const b = this.#bucket(Msg.PULL, node, tb, origin);
+    b.r.push(rid);
+    b.k.push(key);
+    b.p.push(pos);
+  }
+
+  push(
+    node: number,
+    tb: number,
+    origin: number,
+    rid: number,
+    key: number,
+    pos: number,
+    delta: Float32Array,
+    offset: number,
+    dim: number,
+  ): void {
+    const b = this.#bucket(Msg.PUSH, node, tb, origin);
+    b.r.push(rid);
+    b.k.push(key);
+    b.p.push(pos);
+    b.v.push(delta, offset, dim);
+  }
+
+  /**
+   * The array that the last `pullReply` or `transfer` reserved room in; write the `dim` floats
+   * at the offset that call returned, before the next call.
+   */
+  buf: Float32Array = new Float32Array(0);
+
+  /** Reserves a pull reply entry; returns the offset in {@linkcode Outbox.buf} to write at. */
+  pullReply(node: number, tb: number, rid: number, key: number, pos: number, dim: number): number {
+    const b = this.#bucket(Msg.PULL_R, node, tb, -1);
+    b.r.push(rid);
+    b.k.push(key);
+    b.p.push(pos);
+    const at = b.v.alloc(dim);
+    this.buf = b.v.data;
+    return at;
+  }
+
+  pushReply(node: number, tb: number, rid: number, key: number): void {
+    const b = this.#bucket(Msg.PUSH_R, node, tb, -1);
+    b.r.push(rid);
+    b.k.push(key);
+  }
+
+  localize(node: number, tb: number, dest: number, key: number): void {
+    this.#bucket(Msg.LOCALIZE, node, tb, dest).k.push(key);
+  }
+
+  handover(node: number, tb: number, dest: number, key: number): void {
+    this.#bucket(Msg.HANDOVER, node, tb, dest).k.push(key);
+  }
+
+  /** Reserves a transfer entry; returns the offset in {@linkcode Outbox.buf} to write at. */
+  transfer(node: number, tb: number, key: number, dim: number): number {
+    const b = this.#bucket(Msg.TRANSFER, node, tb, -1);
+    b.k.push(key);
+    const at = b.v.alloc(dim);
+    this.buf = b.v.data;
+    return at;
+  }
+
+  /** Sends everything batched since the last flush: one message per bucket. */
+  flush(): void {
+    const dirty = this.#dirty;
+    for (let i = 0; i < dirty.length; i++) {
+      const b = dirty[i];
+      if (b.count > 0) this.#flushBucket(b.type, b);
+    }
+    dirty.length = 0;
+  }
+
+  // A bucket flushed early (another table or origin came in) stays listed in #dirty; a refill
+  // lists it again, and flush() skips the listings that find it empty.
+  #flushBucket(type: number, b: Bucket): void {
+    const self = this.#self;
+    let msg: Record<string, unknown>;
+    switch (type) {
+      case Msg.PULL:
+        msg = { t: type, tb: b.tb, o: b.origin, r: b.r.view(), k: b.k.view(), p: b.p.view() };
+        break;
+      case Msg.PUSH:
+        msg = {
+          t: type,
+          tb: b.tb,
+          o: b.origin,
+          r: b.r.view(),
+          k: b.k.view(),
+          p: b.p.view(),
+          v: b.v.view(),
+        };
+        break;
+      case Msg.PULL_R:
+        msg = {
+          t: type,
+          tb: b.tb,
+          h: self,
+          r: b.r.view(),
+          k: b.k.view(),
+          p: b.p.view(),
+          v: b.v.view(),
+        };
+        break;
+      case Msg.PUSH_R:
+        msg = { t: type, tb: b.tb, h: self, r: b.r.view(), k: b.k.view() };
+        break;
+      case Msg.LOCALIZE:
+      case Msg.HANDOVER:
+        msg = { t: type, tb: b.tb, d: b.origin, k: b.k.view() };
+        break;
+      case Msg.TRANSFER:
+        msg = { t: type, tb: b.tb, k: b.k.view(), v: b.v.view() };
+        break;
+      default:
+        throw new Error(`Invariant: unknown outbox type ${type}`);
+    }
+    this.#send(b.node, msg);
+    b.count = 0;
+    b.r.length = 0;
+    b.k.length = 0;
+    b.p.length = 0;
+    b.v.length = 0;
+  }
+}

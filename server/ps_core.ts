@@ -1,0 +1,497 @@
+/**
+ * The data plane of one node: serving, routing and forwarding pulls and pushes, and the dynamic
+ * allocation protocol (DESIGN.md section 5). It runs on the server thread, owns no socket (it
+ * sends through a {@linkcode SendFn}) and no worker (it answers through a callback), so that
+ * every protocol path can be driven message by message in a test.
+ *
+ * Roles per key: the home node (fixed by the placement) keeps `owner[k]`; the owner holds the
+ * only copy of the value. A key "in transfer to this node" has a {@linkcode Transfer} record
+ * that queues operations until the value arrives.
+ *
+ * @module
+ */
+import type { PsMode } from "../tasks/config.ts";
+import type { TableSpec } from "../tasks/task.ts";
+import { F32Rows } from "./grow.ts";
+import { Msg } from "./messages.ts";
+import { Outbox, type SendFn } from "./outbox.ts";
+import { Placement } from "./placement.ts";
+import { initValue, type SharedTable, Table } from "./store.ts";
+
+const PULL = 0, PUSH = 1, LOCALIZE = 2;
+
+/** A request of one of this node's workers, waiting for its keys. */
+interface Request {
+  kind: number;
+  remaining: number;
+  worker: number;
+  id: number;
+  /** Pulled values (pull only), `dim` floats per key of the request. */
+  vals: Float32Array | null;
+  dim: number;
+}
+
+/** Per key in transfer to this node: what waits for the value. Recycled, not reallocated. */
+class Transfer {
+  passTo = -1;
+  readonly waiters: number[] = [];
+  readonly opKind: number[] = [];
+  readonly opOrigin: number[] = [];
+  readonly opRid: number[] = [];
+  readonly opPos: number[] = [];
+  /** Push deltas of queued pushes, in queue order. */
+  readonly opDelta = new F32Rows(0 + 64);
+  reset(): void {
+    this.passTo = -1;
+    this.waiters.length = 0;
+    this.opKind.length = 0;
+    this.opOrigin.length = 0;
+    this.opRid.length = 0;
+    this.opPos.length = 0;
+    this.opDelta.length = 0;
+  }
+}
+
+class TableState {
+  readonly table: Table;
+  readonly placement: Placement;
+  /** The directory: owner of each key this node is home of (-1 for other keys). */
+  readonly owner: Int32Array;
+  /** Location hints (-1 = none), or null when location caches are off. */
+  readonly cache: Int32Array | null;
+  readonly transfers = new Map<number, Transfer>();
+  constructor(table: Table, placement: Placement, owner: Int32Array, cache: Int32Array | null) {
+    this.table = table;
+    this.placement = placement;
+    this.owner = owner;
+    this.cache = cache;
+  }
+}
+
+/** Options of {@linkcode PsCore}. */
+export interface PsCoreOptions {
+  self: number;
+  nodes: number;
+  mode: PsMode;
+  location_caches: boolean;
+  placement: "range" | "random";
+  seed: number;
+  send: SendFn;
+  /** Completes a worker's request: `vals` for a pull, null otherwise. */
+  reply(worker: number, id: number, vals: Float32Array | null): void;
+}
+
+/** Counters of the data plane of one node. */
+export interface CoreStats {
+  /** Keys moved away from this node by the relocation protocol. */
+  transfers_out: number;
+  /** Requests for keys this node did not hold, sent on to another node. */
+  forwards: number;
+  /** Operations that waited in a transfer queue. */
+  queued: number;
+}
+
+/** The data plane and relocation protocol of one node. */
+export class PsCore {
+  readonly self: number;
+  readonly nodes: number;
+  readonly mode: PsMode;
+  readonly tables: TableState[] = [];
+  readonly stats: CoreStats = { transfers_out: 0, forwards: 0, queued: 0 };
+  readonly #opts: PsCoreOptions;
+  readonly #outbox: Outbox;
+  readonly #requests = new Map<number, Request>();
+  readonly #spare: Transfer[] = [];
+  #nextRid = 1;
+
+  constructor(opts: PsCoreOptions) {
+    this.#opts = opts;
+    this.self = opts.self;
+    this.nodes = opts.nodes;
+    this.mode = opts.mode;
+    this.#outbox = new Outbox(opts.self, opts.nodes, opts.send);
+  }
+
+  /** Creates the job's tables and initialises the keys this node is home of. */
+  createTables(specs: TableSpec[]): void {
+    if (this.tables.length > 0) throw new Error("Invariant: tables created twice");
+    const { self, nodes, seed } = this.#opts;
+    specs.forEach((spec, id) => {
+      const placement = new Placement(this.#opts.placement, spec.keys, nodes, seed + id);
+      const table = Table.create(id, spec, placement.count(self));
+      const owner = new Int32Array(spec.keys).fill(-1);
+      const value = new Float32Array(spec.dim);
+      for (let k = 0; k < spec.keys; k++) {
+        if (placement.home(k) !== self) continue;
+        owner[k] = self;
+        initValue(spec.init, seed, id, k, spec.dim, value, 0);
+        table.insert(k, value, 0);
+      }
+      const cache = this.#opts.location_caches && this.mode === "lapse"
+        ? new Int32Array(spec.keys).fill(-1)
+        : null;
+      this.tables.push(new TableState(table, placement, owner, cache));
+    });
+  }
+
+  /** What worker threads need to attach to this node's tables. */
+  shared(): SharedTable[] {
+    return this.tables.map((t) => t.table.shared);
+  }
+
+  /** Requests still waiting for an answer (a drained node has none). */
+  get pendingRequests(): number {
+    return this.#requests.size;
+  }
+
+  /** Keys in transfer to this node. */
+  get pendingTransfers(): number {
+    let n = 0;
+    for (const t of this.tables) n += t.transfers.size;
+    return n;
+  }
+
+  #table(tb: number): TableState {
+    const ts = this.tables[tb];
+    if (ts === undefined) throw new RangeError(`Unknown table id ${tb}`);
+    return ts;
+  }
+
+  #newRequest(kind: number, worker: number, id: number, n: number, dim: number): number {
+    const rid = this.#nextRid;
+    this.#nextRid = this.#nextRid >= 0xfffffff0 ? 1 : this.#nextRid + 1;
+    this.#requests.set(rid, {
+      kind,
+      remaining: n,
+      worker,
+      id,
+      vals: kind === PULL ? new Float32Array(n * dim) : null,
+      dim,
+    });
+    return rid;
+  }
+
+  /** Counts `n` keys of request `rid` as done; answers the worker when all are. */
+  #done(rid: number, n: number): void {
+    const req = this.#requests.get(rid);
+    if (req === undefined) throw new Error(`Invariant: answer for unknown request ${rid}`);
+    req.remaining -= n;
+    if (req.remaining > 0) return;
+    this.#requests.delete(rid);
+    this.#opts.reply(req.worker, req.id, req.vals);
+  }
+
+  #deliverPull(rid: number, pos: number, src: Float32Array, offset: number): void {
+    const req = this.#requests.get(rid);
+    if (req === undefined) throw new Error(`Invariant: pull answer for unknown request ${rid}`);
+    const vals = req.vals!, dim = req.dim, at = pos * dim;
+    for (let i = 0; i < dim; i++) vals[at + i] = src[offset + i];
+    this.#done(rid, 1);
+  }
+
+  /** Where to send a request for `key` that is neither here nor in transfer here. */
+  #route(ts: TableState, key: number, fresh: boolean): number {
+    const self = this.self;
+    const home = ts.placement.home(key);
+    if (home === self) {
+      const owner = ts.owner[key];
+      if (owner === self || owner < 0) {
+        throw new Error(
+          `Invariant: home ${self} of key ${key} owns it but neither holds it nor awaits it`,
+        );
+      }
+      return owner;
+    }
+    // Only a request of our own workers follows a hint; a forwarded one goes to home, which
+    // knows the owner, so that a stale hint cannot make requests circle.
+    if (fresh && ts.cache !== null) {
+      const hint = ts.cache[key];
+      if (hint >= 0 && hint !== self) return hint;
+    }
+    return home;
+  }
+
+  // --- requests of this node's workers ---------------------------------------------------
+
+  /** A worker's pull of keys that were not local when it looked. */
+  workerPull(worker: number, id: number, tb: number, keys: Uint32Array): void {
+    const ts = this.#table(tb);
+    const rid = this.#newRequest(PULL, worker, id, keys.length, ts.table.dim);
+    if (keys.length === 0) return this.#done(rid, 0);
+    for (let i = 0; i < keys.length; i++) this.#pull(ts, tb, this.self, rid, keys[i], i, true);
+    this.#outbox.flush();
+  }
+
+  /** A worker's push of keys that were not local when it looked. */
+  workerPush(worker: number, id: number, tb: number, keys: Uint32Array, deltas: Float32Array) {
+    const ts = this.#table(tb);
+    const dim = ts.table.dim;
+    if (deltas.length !== keys.length * dim) {
+      throw new RangeError(`Push of ${keys.length} keys with ${deltas.length} floats (dim ${dim})`);
+    }
+    const rid = this.#newRequest(PUSH, worker, id, keys.length, dim);
+    if (keys.length === 0) return this.#done(rid, 0);
+    for (let i = 0; i < keys.length; i++) {
+      this.#push(ts, tb, this.self, rid, keys[i], i, deltas, i * dim, true);
+    }
+    this.#outbox.flush();
+  }
+
+  /** A worker's localize: answers when every key is local (or has passed through here). */
+  workerLocalize(worker: number, id: number, tb: number, keys: Uint32Array): void {
+    const ts = this.#table(tb);
+    const rid = this.#newRequest(LOCALIZE, worker, id, keys.length, ts.table.dim);
+    if (this.mode !== "lapse") return this.#done(rid, keys.length);
+    const self = this.self;
+    let ready = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      if (ts.table.isLocal(key)) {
+        ready++;
+        continue;
+      }
+      let tr = ts.transfers.get(key);
+      if (tr !== undefined) {
+        tr.waiters.push(rid);
+        continue;
+      }
+      tr = this.#spare.pop() ?? new Transfer();
+      tr.waiters.push(rid);
+      ts.transfers.set(key, tr);
+      const home = ts.placement.home(key);
+      if (home === self) this.#relocate(ts, tb, key, self);
+      else this.#outbox.localize(home, tb, self, key);
+    }
+    this.#outbox.flush();
+    if (ready > 0) this.#done(rid, ready);
+  }
+
+  // --- serving and routing one key -------------------------------------------------------
+
+  #pull(
+    ts: TableState,
+    tb: number,
+    origin: number,
+    rid: number,
+    key: number,
+    pos: number,
+    fresh: boolean,
+  ) {
+    const table = ts.table;
+    if (table.isLocal(key)) {
+      if (origin === this.self) {
+        const req = this.#requests.get(rid)!;
+        table.pullLocal(key, req.vals!, pos * table.dim);
+        this.#done(rid, 1);
+      } else {
+        const at = this.#outbox.pullReply(origin, tb, rid, key, pos, table.dim);
+        table.pullLocal(key, this.#outbox.buf, at);
+      }
+      return;
+    }
+    const tr = ts.transfers.get(key);
+    if (tr !== undefined) {
+      this.stats.queued++;
+      tr.opKind.push(PULL);
+      tr.opOrigin.push(origin);
+      tr.opRid.push(rid);
+      tr.opPos.push(pos);
+      return;
+    }
+    const dest = this.#route(ts, key, fresh);
+    if (!fresh) this.stats.forwards++;
+    this.#outbox.pull(dest, tb, origin, rid, key, pos);
+  }
+
+  #push(
+    ts: TableState,
+    tb: number,
+    origin: number,
+    rid: number,
+    key: number,
+    pos: number,
+    delta: Float32Array,
+    offset: number,
+    fresh: boolean,
+  ) {
+    const table = ts.table;
+    if (table.pushLocal(key, delta, offset)) {
+      if (origin === this.self) this.#done(rid, 1);
+      else this.#outbox.pushReply(origin, tb, rid, key);
+      return;
+    }
+    const tr = ts.transfers.get(key);
+    if (tr !== undefined) {
+      this.stats.queued++;
+      tr.opKind.push(PUSH);
+      tr.opOrigin.push(origin);
+      tr.opRid.push(rid);
+      tr.opPos.push(pos);
+      tr.opDelta.push(delta, offset, table.dim);
+      return;
+    }
+    const dest = this.#route(ts, key, fresh);
+    if (!fresh) this.stats.forwards++;
+    this.#outbox.push(dest, tb, origin, rid, key, pos, delta, offset, table.dim);
+  }
+
+  /** Home's step 2: the owner of `key` becomes `dest`; the value is sent or handed over. */
+  #relocate(ts: TableState, tb: number, key: number, dest: number): void {
+    const self = this.self;
+    const old = ts.owner[key];
+    if (old < 0) throw new Error(`Invariant: localize of key ${key} at node ${self}, not its home`);
+    if (old === dest) {
+      throw new Error(`Invariant: node ${dest} localizes key ${key} it already owns`);
+    }
+    ts.owner[key] = dest;
+    if (old === self) this.#giveAway(ts, tb, key, dest);
+    else this.#outbox.handover(old, tb, dest, key);
+  }
+
+  /** Sends a local key to `dest`, or, if it is still coming here, passes it on on arrival. */
+  #giveAway(ts: TableState, tb: number, key: number, dest: number): void {
+    if (ts.cache !== null) ts.cache[key] = dest;
+    const table = ts.table;
+    if (table.isLocal(key)) {
+      const at = this.#outbox.transfer(dest, tb, key, table.dim);
+      table.remove(key, this.#outbox.buf, at);
+      this.stats.transfers_out++;
+      return;
+    }
+    const tr = ts.transfers.get(key);
+    if (tr === undefined) {
+      throw new Error(
+        `Invariant: node ${this.self} asked to give away key ${key} it neither holds nor awaits`,
+      );
+    }
+    if (tr.passTo !== -1) {
+      throw new Error(`Invariant: key ${key} passed on twice from node ${this.self}`);
+    }
+    tr.passTo = dest;
+  }
+
+  // --- messages from other nodes ---------------------------------------------------------
+
+  /** Handles one data-plane message; returns false if `msg.t` is not a data-plane type. */
+  onMessage(from: number, msg: Record<string, any>): boolean {
+    switch (msg.t) {
+      case Msg.PULL:
+        this.#onPull(msg);
+        break;
+      case Msg.PUSH:
+        this.#onPush(msg);
+        break;
+      case Msg.PULL_R:
+        this.#onPullReply(msg);
+        break;
+      case Msg.PUSH_R:
+        this.#onPushReply(msg);
+        break;
+      case Msg.LOCALIZE:
+        this.#onLocalize(msg);
+        break;
+      case Msg.HANDOVER:
+        this.#onHandover(msg);
+        break;
+      case Msg.TRANSFER:
+        this.#onTransfer(msg);
+        break;
+      default:
+        return false;
+    }
+    void from;
+    this.#outbox.flush();
+    return true;
+  }
+
+  #onPull(msg: Record<string, any>): void {
+    const tb: number = msg.tb, ts = this.#table(tb), o: number = msg.o;
+    const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
+    for (let i = 0; i < k.length; i++) this.#pull(ts, tb, o, r[i], k[i], p[i], false);
+  }
+
+  #onPush(msg: Record<string, any>): void {
+    const tb: number = msg.tb, ts = this.#table(tb), o: number = msg.o, dim = ts.table.dim;
+    const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
+    const v: Float32Array = msg.v;
+    if (v.length !== k.length * dim) {
+      throw new RangeError(`PUSH with ${v.length} floats for ${k.length} keys`);
+    }
+    for (let i = 0; i < k.length; i++) this.#push(ts, tb, o, r[i], k[i], p[i], v, i * dim, false);
+  }
+
+  #onPullReply(msg: Record<string, any>): void {
+    const ts = this.#table(msg.tb), dim = ts.table.dim, h: number = msg.h;
+    const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
+    const v: Float32Array = msg.v;
+    const cache = ts.cache;
+    for (let i = 0; i < k.length; i++) {
+      if (cache !== null) cache[k[i]] = h;
+      this.#deliverPull(r[i], p[i], v, i * dim);
+    }
+  }
+
+  #onPushReply(msg: Record<string, any>): void {
+    const ts = this.#table(msg.tb), h: number = msg.h;
+    const r: Uint32Array = msg.r, k: Uint32Array = msg.k;
+    const cache = ts.cache;
+    for (let i = 0; i < k.length; i++) {
+      if (cache !== null) cache[k[i]] = h;
+      this.#done(r[i], 1);
+    }
+  }
+
+  #onLocalize(msg: Record<string, any>): void {
+    const tb: number = msg.tb, ts = this.#table(tb), d: number = msg.d, k: Uint32Array = msg.k;
+    for (let i = 0; i < k.length; i++) this.#relocate(ts, tb, k[i], d);
+  }
+
+  #onHandover(msg: Record<string, any>): void {
+    const tb: number = msg.tb, ts = this.#table(tb), d: number = msg.d, k: Uint32Array = msg.k;
+    for (let i = 0; i < k.length; i++) this.#giveAway(ts, tb, k[i], d);
+  }
+
+  #onTransfer(msg: Record<string, any>): void {
+    const tb: number = msg.tb, ts = this.#table(tb), table = ts.table, dim = table.dim;
+    const k: Uint32Array = msg.k, v: Float32Array = msg.v, self = this.self;
+    for (let i = 0; i < k.length; i++) {
+      const key = k[i], off = i * dim;
+      const tr = ts.transfers.get(key);
+      if (tr === undefined) {
+        throw new Error(`Invariant: node ${self} got key ${key} of table ${tb} it did not ask for`);
+      }
+      // Step 4: the queued operations, in arrival order, on the value before anything else.
+      let deltaAt = 0;
+      for (let q = 0; q < tr.opKind.length; q++) {
+        const origin = tr.opOrigin[q], rid = tr.opRid[q];
+        if (tr.opKind[q] === PUSH) {
+          const d = tr.opDelta.data;
+          for (let j = 0; j < dim; j++) v[off + j] += d[deltaAt + j];
+          deltaAt += dim;
+          if (origin === self) this.#done(rid, 1);
+          else this.#outbox.pushReply(origin, tb, rid, key);
+        } else if (origin === self) {
+          this.#deliverPull(rid, tr.opPos[q], v, off);
+        } else {
+          const at = this.#outbox.pullReply(origin, tb, rid, key, tr.opPos[q], dim);
+          const buf = this.#outbox.buf;
+          for (let j = 0; j < dim; j++) buf[at + j] = v[off + j];
+        }
+      }
+      if (tr.passTo >= 0) {
+        const at = this.#outbox.transfer(tr.passTo, tb, key, dim);
+        const buf = this.#outbox.buf;
+        for (let j = 0; j < dim; j++) buf[at + j] = v[off + j];
+        if (ts.cache !== null) ts.cache[key] = tr.passTo;
+        this.stats.transfers_out++;
+      } else {
+        table.insert(key, v, off);
+      }
+      ts.transfers.delete(key);
+      const waiters = tr.waiters;
+      for (let w = 0; w < waiters.length; w++) this.#done(waiters[w], 1);
+      tr.reset();
+      this.#spare.push(tr);
+    }
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The parameter store of one node: per table a slab of the values of the keys that are local
+ * now, an index `key -> slot`, and a spinlock per key, all in SharedArrayBuffers so that the
+ * server thread and the worker threads of a node share one copy of every value.
+ *
+ * Who may do what:
+ * - any thread: read or update the value of a local key, under that key's lock
+ *   ({@linkcode Table.pullLocal}, {@linkcode Table.pushLocal});
+ * - the server thread only: insert and remove keys ({@linkcode Table.insert},
+ *   {@linkcode Table.remove}), because slot allocation is not thread-safe and because the
+ *   relocation protocol must see every change of "is k here" in its own order.
+ *
+ * @module
+ */
+import type { InitSpec, TableSpec } from "../tasks/task.ts";
+
+/** What crosses to a worker thread so that it can attach to the same memory. */
+export interface SharedTable {
+  id: number;
+  name: string;
+  keys: number;
+  dim: number;
+  index: SharedArrayBuffer;
+  locks: SharedArrayBuffer;
+  values: SharedArrayBuffer;
+}
+
+/** Bytes reserved (not committed) per table at most; a bigger table is a config error. */
+export const TABLE_BYTES_MAX = 8 * 1024 * 1024 * 1024;
+
+const SLOTS_GROW_MIN = 1024;
+
+/** One table's local part. Create with {@linkcode Table.create}, share with {@linkcode Table.attach}. */
+export class Table {
+  readonly id: number;
+  readonly name: string;
+  readonly keys: number;
+  readonly dim: number;
+  /** key -> slot, -1 = not here. Written only by the server thread, under the key's lock. */
+  readonly index: Int32Array;
+  /** 0 = free, 1 = held. */
+  readonly locks: Int32Array;
+  /** Length-tracking view over a growable SharedArrayBuffer: sees growth made by any thread. */
+  readonly values: Float32Array;
+  readonly shared: SharedTable;
+  // Server-thread-only slot bookkeeping.
+  #free: Int32Array = new Int32Array(0);
+  #freeCount = 0;
+  #slots = 0;
+  #localCount = 0;
+
+  private constructor(shared: SharedTable) {
+    this.shared = shared;
+    this.id = shared.id;
+    this.name = shared.name;
+    this.keys = shared.keys;
+    this.dim = shared.dim;
+    this.index = new Int32Array(shared.index);
+    this.locks = new Int32Array(shared.locks);
+    this.values = new Float32Array(shared.values);
+  }
+
+  /** Creates an empty table with room for `capacity` keys before it has to grow. */
+  static create(id: number, spec: Pick<TableSpec, "name" | "keys" | "dim">, capacity: number) {
+    const { name, keys, dim } = spec;
+    if (!Number.isInteger(keys) || keys < 1 || keys > 0x7fffffff) {
+      throw new RangeError(`Table "${name}" has ${keys} keys: expected 1 .. 2^31-1`);
+    }
+    if (!Number.isInteger(dim) || dim < 1 || dim > 65536) {
+      throw new RangeError(`Table "${name}" has dim ${dim}: expected 1 .. 65536`);
+    }
+    const bytes_max = keys * dim * 4;
+    if (bytes_max > TABLE_BYTES_MAX) {
+      throw new RangeError(
+        `Table "${name}" needs ${bytes_max} bytes (${keys} keys x ${dim} floats), more than the ` +
+          `limit of ${TABLE_BYTES_MAX}: use fewer keys or a smaller dim`,
+      );
+    }
+    const slots = Math.min(keys, Math.max(capacity, 1));
+    const index = new SharedArrayBuffer(keys * 4);
+    new Int32Array(index).fill(-1);
+    const table = new Table({
+      id,
+      name,
+      keys,
+      dim,
+      index,
+      locks: new SharedArrayBuffer(keys * 4),
+      values: new SharedArrayBuffer(slots * dim * 4, { maxByteLength: bytes_max }),
+    });
+    table.#slots = slots;
+    table.#free = new Int32Array(slots);
+    for (let s = 0; s < slots; s++) table.#free[s] = slots - 1 - s;
+    table.#freeCount = slots;
+    return table;
+  }
+
+  /** A view of a table created on another thread (a worker's side). */
+  static attach(shared: SharedTable): Table {
+    return new Table(shared);
+  }
+
+  /** Number of keys local now (server thread's view). */
+  get localCount(): number {
+    return this.#localCount;
+  }
+
+  lock(key: number): void {
+    const locks = this.locks;
+    // Held for a few dozen floats at most, never across an await: spinning is cheaper than
+    // parking. compareExchange is sequentially consistent, so it also orders the value reads
+    // and writes inside the critical section against other threads.
+    while (Atomics.compareExchange(locks, key, 0, 1) !== 0) { /* spin */ }
+  }
+
+  unlock(key: number): void {
+    Atomics.store(this.locks, key, 0);
+  }
+
+  /** True if the key is local now (a snapshot: it may move right after). */
+  isLocal(key: number): boolean {
+    return Atomics.load(this.index, key) >= 0;
+  }
+
+  /** Copies a local key's value to `out` at `offset`; false (nothing copied) if not local. */
+  pullLocal(key: number, out: Float32Array, offset: number): boolean {
+    this.lock(key);
+    const slot = this.index[key];
+    if (slot < 0) {
+      this.unlock(key);
+      return false;
+    }
+    const dim = this.dim, values = this.values;
+    const base = slot * dim;
+    for (let i = 0; i < dim; i++) out[offset + i] = values[base + i];
+    this.unlock(key);
+    return true;
+  }
+
+  /** Adds `delta` at `offset` to a local key's value; false (nothing changed) if not local. */
+  pushLocal(key: number, delta: Float32Array, offset: number): boolean {
+    this.lock(key);
+    const slot = this.index[key];
+    if (slot < 0) {
+      this.unlock(key);
+      return false;
+    }
+    const dim = this.dim, values = this.values;
+    const base = slot * dim;
+    for (let i = 0; i < dim; i++) values[base + i] += delta[offset + i];
+    this.unlock(key);
+    return true;
+  }
+
+  /** Server thread: makes `key` local with the value at `src[offset..]`. */
+  insert(key: number, src: Float32Array, offset: number): void {
+    if (this.index[key] >= 0) {
+      throw new Error(`Invariant: insert of key ${key} of table "${this.name}" that is local`);
+    }
+    if (this.#freeCount === 0) this.#grow();
+    const slot = this.#free[--this.#freeCount];
+    const dim = this.dim, values = this.values;
+    const base = slot * dim;
+    for (let i = 0; i < dim; i++) values[base + i] = src[offset + i];
+    this.lock(key);
+    this.index[key] = slot;
+    this.unlock(key);
+    this.#localCount++;
+  }
+
+  /** Server thread: removes a local key, copying its value to `dst` at `offset`. */
+  remove(key: number, dst: Float32Array, offset: number): void {
+    this.lock(key);
+    const slot = this.index[key];
+    if (slot < 0) {
+      this.unlock(key);
+      throw new Error(`Invariant: remove of key ${key} of table "${this.name}" that is not local`);
+    }
+    const dim = this.dim, values = this.values;
+    const base = slot * dim;
+    for (let i = 0; i < dim; i++) dst[offset + i] = values[base + i];
+    this.index[key] = -1;
+    this.unlock(key);
+    this.#free[this.#freeCount++] = slot;
+    this.#localCount--;
+  }
+
+  #grow(): void {
+    const old = this.#slots;
+    const slots = Math.min(this.keys, Math.max(old * 2, old + SLOTS_GROW_MIN));
+    if (slots <= old) throw new Error(`Invariant: table "${this.name}" full at ${old} slots`);
+    this.shared.values.grow(slots * this.dim * 4);
+    const free = new Int32Array(slots);
+    free.set(this.#free.subarray(0, this.#freeCount));
+    for (let s = slots - 1; s >= old; s--) free[this.#freeCount++] = s;
+    this.#free = free;
+    this.#slots = slots;
+  }
+}
+
+// --- deterministic initialisation -------------------------------------------------------
+
+/** A 32-bit mix (splitmix32-style finaliser): the same input gives the same output anywhere. */
+export function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/**
+ * Writes the initial value of `key` to `out` at `offset`. Deterministic in (seed, table, key),
+ * so whichever node is home computes the same value, whatever the cluster shape.
+ */
+export function initValue(
+  init: InitSpec,
+  seed: number,
+  tableId: number,
+  key: number,
+  dim: number,
+  out: Float32Array,
+  offset: number,
+): void {
+  if (init.kind === "zero") {
+    out.fill(0, offset, offset + dim);
+    return;
+  }
+  if (init.kind === "constant") {
+    out.fill(init.value, offset, offset + dim);
+    return;
+  }
+  let state = mix32(mix32(seed ^ 0x9e3779b9) ^ mix32(tableId + 0x632be5ab) ^ mix32(key + 1));
+  for (let i = 0; i < dim; i++) {
+    state = (state + 0x6d2b79f5) >>> 0;
+    const u1 = (mix32(state) + 0.5) / 4294967296;
+    if (init.kind === "uniform") {
+      out[offset + i] = (u1 * 2 - 1) * init.scale;
+    } else {
+      state = (state + 0x6d2b79f5) >>> 0;
+      const u2 = (mix32(state) + 0.5) / 4294967296;
+      out[offset + i] = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2) * init.std;
+    }
+  }
+}

@@ -1,0 +1,524 @@
+/**
+ * Matrix factorization with DSGD (task `mf`).
+ *
+ * Model: rating(i, j) ~ <W[i], H[j]>, W: rows x rank, H: cols x rank, trained by SGD on the
+ * squared error with L2 regularisation:
+ *
+ *     err = v - <w, h>;   w += lr * (err * h - lambda * w);   h += lr * (err * w - lambda * h)
+ *
+ * Distribution (DSGD): N = all workers; worker w owns row block w of the data (and of W), the
+ * columns are cut into N blocks, and in subepoch s of epoch e worker w trains on the ratings of
+ * block (w, p_e[(w + s) mod N]) (see `tasks/schedules.ts`), with a barrier between subepochs. So
+ * no two workers ever update the same parameter at the same time.
+ *
+ * Localize directives understood (the defaults):
+ *
+ * - `{ table: W, when: start, keys: partition }`: localize this worker's W rows once.
+ * - `{ table: H, when: block, schedule: dsgd }` (keys: block): localize the H rows of the column
+ *   block at the start of each subepoch (the distinct columns of this worker's ratings there).
+ *
+ * Per epoch each worker reports `{ loss_sum, train_n, test_sse, test_n, lr_sum, workers }`
+ * (summed over workers by the system), turned into `train_loss` (mean squared training error,
+ * measured during the epoch before each update, without the regulariser), `train_rmse`,
+ * `test_rmse` and `lr` (mean over workers) by {@linkcode task.summarize}.
+ *
+ * Learning rate schedules: `constant`; `decay`: lr_e = lr / (1 + decay * e); `bold_driver`: each
+ * worker adapts its own rate from its own training loss (x1.05 after an epoch whose loss went
+ * down, x0.5 otherwise), so no extra communication is needed and workers may end up with
+ * slightly different rates.
+ *
+ * @module
+ */
+import type { Keys, ParameterServer } from "../client/api.ts";
+import type { JobConfig, LocalizeDirective, TaskSchema } from "./config.ts";
+import type { TableSpec, TaskContext, TaskDefinition } from "./task.ts";
+import {
+  type BlockedRatings,
+  blockStart,
+  checkGenerateConfig,
+  distinctSorted,
+  type GenerateConfig,
+  generateRatings,
+  groupByColBlock,
+  hash32,
+  type Ratings,
+  type RatingsFormat,
+  type RatingsSplit,
+  readRatingsFile,
+  Rng,
+  shuffleRange,
+  sortByCol,
+} from "../data/mf_data.ts";
+import { dsgdColBlock, dsgdPermutation } from "./schedules.ts";
+
+/** Learning rate schedules. */
+export type LrSchedule = "bold_driver" | "decay" | "constant";
+
+/** The mf part of a job config, checked and with every default filled in. */
+export interface MfSettings {
+  /** Synthetic data (exactly one of `generate` and `file`). */
+  generate?: GenerateConfig & { test_fraction: number };
+  file?: string;
+  format?: RatingsFormat;
+  delimiter: string;
+  indexBase: 0 | 1;
+  rows: number;
+  cols: number;
+  testFraction: number;
+  rank: number;
+  lr: number;
+  lambda: number;
+  epochs: number;
+  lrSchedule: LrSchedule;
+  decay: number;
+  initScale: number;
+  /** The `W start partition` directive is on. */
+  localizeW: boolean;
+  /** The `H block dsgd` directive is on. */
+  localizeH: boolean;
+}
+
+/** Model defaults (also in the schema). */
+export const MF_DEFAULTS = {
+  rank: 100,
+  lr: 0.05,
+  lambda: 0.02,
+  epochs: 10,
+  lr_schedule: "decay" as LrSchedule,
+  decay: 0.1,
+  init_scale: 0.2,
+  test_fraction: 0.1,
+};
+
+const DEFAULT_LOCALIZE: LocalizeDirective[] = [
+  { table: "W", when: "start", keys: "partition" },
+  { table: "H", when: "block", schedule: "dsgd", keys: "block" },
+];
+
+function describe(d: LocalizeDirective): string {
+  return JSON.stringify(d);
+}
+
+/** Which directives are on; throws for a directive mf does not understand. */
+function mfLocalize(localize: LocalizeDirective[] | undefined): { w: boolean; h: boolean } {
+  let w = false, h = false;
+  for (const d of localize ?? []) {
+    if (d.table === "W" && d.when === "start" && (d.keys ?? "partition") === "partition") w = true;
+    else if (
+      d.table === "H" && d.when === "block" && (d.schedule ?? "dsgd") === "dsgd" &&
+      (d.keys ?? "block") === "block"
+    ) h = true;
+    else {
+      throw new RangeError(
+        `mf does not understand the localize directive ${describe(d)}; it understands ` +
+          `{table: W, when: start, keys: partition} and {table: H, when: block, schedule: dsgd}`,
+      );
+    }
+  }
+  return { w, h };
+}
+
+function num(v: unknown, fallback: number): number {
+  return typeof v === "number" ? v : fallback;
+}
+
+/** Checks the mf part of a job config and fills in defaults; throws a clear `RangeError`. */
+export function mfSettings(config: JobConfig): MfSettings {
+  const data = config.data ?? {};
+  const model = config.model ?? {};
+  const hasGen = data.generate !== undefined && data.generate !== null;
+  const hasFile = typeof data.file === "string" && data.file.length > 0;
+  if (hasGen === hasFile) {
+    throw new RangeError(
+      hasGen
+        ? "mf: data.generate and data.file are both given; give exactly one"
+        : "mf: give exactly one of data.generate (synthetic data) and data.file (a rating file)",
+    );
+  }
+  const testFraction = num(data.test_fraction, MF_DEFAULTS.test_fraction);
+  let generate: MfSettings["generate"];
+  let rows: number, cols: number;
+  if (hasGen) {
+    const g = data.generate;
+    generate = {
+      rows: g.rows,
+      cols: g.cols,
+      nnz: g.nnz,
+      rank: num(g.rank, 10),
+      noise: num(g.noise, 0.1),
+      seed: num(g.seed, 1),
+      test_fraction: num(g.test_fraction, testFraction),
+    };
+    checkGenerateConfig(generate);
+    rows = generate.rows;
+    cols = generate.cols;
+    if (data.rows !== undefined && data.rows !== rows) {
+      throw new RangeError(`mf: data.rows (${data.rows}) differs from data.generate.rows (${rows})`);
+    }
+    if (data.cols !== undefined && data.cols !== cols) {
+      throw new RangeError(`mf: data.cols (${data.cols}) differs from data.generate.cols (${cols})`);
+    }
+  } else {
+    if (!Number.isInteger(data.rows) || !Number.isInteger(data.cols)) {
+      throw new RangeError(
+        `mf: data.file needs data.rows and data.cols (the matrix size; tables are sized from them)`,
+      );
+    }
+    rows = data.rows;
+    cols = data.cols;
+  }
+  const indexBase = num(data.index_base, 0);
+  if (indexBase !== 0 && indexBase !== 1) {
+    throw new RangeError(`mf: data.index_base must be 0 or 1, got ${indexBase}`);
+  }
+  if (!(testFraction >= 0 && testFraction < 1)) {
+    throw new RangeError(`mf: data.test_fraction must be in [0, 1), got ${testFraction}`);
+  }
+  const s: MfSettings = {
+    generate,
+    file: hasFile ? data.file : undefined,
+    format: data.format,
+    delimiter: typeof data.delimiter === "string" ? data.delimiter : "auto",
+    indexBase,
+    rows,
+    cols,
+    testFraction,
+    rank: num(model.rank, MF_DEFAULTS.rank),
+    lr: num(model.lr, MF_DEFAULTS.lr),
+    lambda: num(model.lambda, MF_DEFAULTS.lambda),
+    epochs: num(model.epochs, MF_DEFAULTS.epochs),
+    lrSchedule: model.lr_schedule ?? MF_DEFAULTS.lr_schedule,
+    decay: num(model.decay, MF_DEFAULTS.decay),
+    initScale: num(model.init_scale, MF_DEFAULTS.init_scale),
+    localizeW: false,
+    localizeH: false,
+  };
+  if (!Number.isInteger(s.rank) || s.rank < 1) {
+    throw new RangeError(`mf: model.rank must be >= 1`);
+  }
+  if (!Number.isInteger(s.epochs) || s.epochs < 0) {
+    throw new RangeError(`mf: model.epochs must be >= 0`);
+  }
+  if (!(s.lr > 0)) throw new RangeError(`mf: model.lr must be > 0`);
+  if (!(s.lambda >= 0)) throw new RangeError(`mf: model.lambda must be >= 0`);
+  if (!["bold_driver", "decay", "constant"].includes(s.lrSchedule)) {
+    throw new RangeError(`mf: model.lr_schedule must be bold_driver, decay or constant`);
+  }
+  const loc = mfLocalize(config.localize);
+  s.localizeW = loc.w;
+  s.localizeH = loc.h;
+  return s;
+}
+
+/**
+ * Loads row block `block` of `blocks` of the data: generated (no file needed) or read from the
+ * file (every worker streams the file and keeps its rows).
+ */
+export async function loadMfData(
+  s: MfSettings,
+  block: number,
+  blocks: number,
+): Promise<RatingsSplit> {
+  if (s.generate) return generateRatings(s.generate, block, blocks);
+  const r = await readRatingsFile(s.file!, {
+    format: s.format,
+    delimiter: s.delimiter,
+    indexBase: s.indexBase,
+    rows: s.rows,
+    cols: s.cols,
+    testFraction: s.testFraction,
+    block,
+    blocks,
+  });
+  return { train: r.train, test: r.test };
+}
+
+/** Learning rate of epoch `epoch` for the `constant` and `decay` schedules. */
+export function scheduledLr(s: MfSettings, epoch: number): number {
+  return s.lrSchedule === "decay" ? s.lr / (1 + s.decay * epoch) : s.lr;
+}
+
+/** Bold driver: the next rate from this epoch's and the previous epoch's loss. */
+export function boldDriver(lr: number, loss: number, prevLoss: number): number {
+  return loss < prevLoss ? lr * 1.05 : lr * 0.5;
+}
+
+/** Calls `op` on consecutive slices of at most `max` keys; awaits whatever it returns. */
+async function inChunks(
+  keys: Keys,
+  max: number,
+  op: (keys: Keys) => Promise<void> | undefined,
+): Promise<void> {
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < keys.length; i += max) {
+    const p = op(keys.subarray(i, Math.min(keys.length, i + max)));
+    if (p) pending.push(p);
+  }
+  if (pending.length > 0) await Promise.all(pending);
+}
+
+/**
+ * Test SSE of `test` (sorted by column): pulls W and H rows in chunks of at most `chunk`
+ * ratings (W: the chunk's row keys as they are; H: the chunk's distinct columns).
+ */
+async function testSse(
+  ps: ParameterServer,
+  tW: number,
+  tH: number,
+  test: Ratings,
+  k: number,
+  chunk: number,
+  buf: { w: Float32Array; h: Float32Array; hKeys: Uint32Array; hIdx: Int32Array },
+): Promise<number> {
+  let sse = 0;
+  const n = test.length;
+  for (let start = 0; start < n; start += chunk) {
+    const end = Math.min(n, start + chunk);
+    let nd = 0;
+    for (let t = start; t < end; t++) {
+      const c = test.cols[t];
+      if (nd === 0 || buf.hKeys[nd - 1] !== c) buf.hKeys[nd++] = c;
+      buf.hIdx[t - start] = nd - 1;
+    }
+    const pw = ps.pull(tW, test.rows.subarray(start, end), buf.w.subarray(0, (end - start) * k));
+    const ph = ps.pull(tH, buf.hKeys.subarray(0, nd), buf.h.subarray(0, nd * k));
+    if (pw) await pw;
+    if (ph) await ph;
+    const w = buf.w, h = buf.h;
+    for (let t = start; t < end; t++) {
+      const wo = (t - start) * k, ho = buf.hIdx[t - start] * k;
+      let dot = 0;
+      for (let f = 0; f < k; f++) dot += w[wo + f] * h[ho + f];
+      const e = test.vals[t] - dot;
+      sse += e * e;
+    }
+  }
+  return sse;
+}
+
+/** The training loop of one worker. */
+async function run(ctx: TaskContext): Promise<void> {
+  const { ps, config } = ctx;
+  const s = mfSettings(config);
+  const N = ctx.workers, me = ctx.worker, k = s.rank;
+  const maxKeys = Math.max(1, Math.floor(config.ps?.batch_keys_max ?? 1 << 20));
+  const tW = ps.table("W").id, tH = ps.table("H").id;
+
+  const data = await loadMfData(s, me, N);
+  const train: BlockedRatings = groupByColBlock(data.train, s.cols, N);
+  const test = sortByCol(data.test, s.cols);
+  ctx.epochPoints(train.length);
+
+  // Distinct H keys of each column block of my ratings (what the H directive localizes).
+  const blockHKeys: Uint32Array[] = [];
+  for (let b = 0; b < N; b++) {
+    blockHKeys.push(distinctSorted(train.cols, train.offsets[b], train.offsets[b + 1]));
+  }
+  if (s.localizeW) {
+    const r0 = blockStart(me, s.rows, N), r1 = blockStart(me + 1, s.rows, N);
+    const keys = new Uint32Array(r1 - r0);
+    for (let i = 0; i < keys.length; i++) keys[i] = r0 + i;
+    await inChunks(keys, maxKeys, (ks) => ps.localize(tW, ks));
+  }
+
+  // Reused buffers: the all-local path allocates nothing per rating.
+  const wb = new Float32Array(k), hb = new Float32Array(k);
+  const dw = new Float32Array(k), dh = new Float32Array(k);
+  const keyW = new Uint32Array(1), keyH = new Uint32Array(1);
+  const chunk = Math.max(1, Math.min(4096, maxKeys));
+  const evalBuf = {
+    w: new Float32Array(chunk * k),
+    h: new Float32Array(chunk * k),
+    hKeys: new Uint32Array(chunk),
+    hIdx: new Int32Array(chunk),
+  };
+  const rng = new Rng(0);
+  const rows = train.rows, cols = train.cols, vals = train.vals;
+  const lambda = s.lambda;
+  const PROGRESS_EVERY = 1024;
+  let sinceProgress = 0;
+  let lr = s.lr;
+  let prevLoss = Infinity;
+
+  for (let epoch = 0; epoch < s.epochs; epoch++) {
+    if (s.lrSchedule !== "bold_driver") lr = scheduledLr(s, epoch);
+    const perm = dsgdPermutation(ctx.seed, epoch, N);
+    let lossSum = 0;
+    for (let sub = 0; sub < N; sub++) {
+      const b = dsgdColBlock(perm, me, sub);
+      if (s.localizeH) await inChunks(blockHKeys[b], maxKeys, (ks) => ps.localize(tH, ks));
+      const start = train.offsets[b], end = train.offsets[b + 1];
+      rng.reseed(hash32(ctx.seed, epoch, me * N + b));
+      shuffleRange(train, start, end, rng);
+      for (let t = start; t < end; t++) {
+        const i = rows[t], j = cols[t];
+        if (!ps.pullIfLocal(tW, i, wb, 0) || !ps.pullIfLocal(tH, j, hb, 0)) {
+          // Slow path: at least one key is remote (classic mode, or not localized).
+          keyW[0] = i;
+          keyH[0] = j;
+          const pw = ps.pull(tW, keyW, wb);
+          const ph = ps.pull(tH, keyH, hb);
+          if (pw) await pw;
+          if (ph) await ph;
+        }
+        let dot = 0;
+        for (let f = 0; f < k; f++) dot += wb[f] * hb[f];
+        const err = vals[t] - dot;
+        lossSum += err * err;
+        for (let f = 0; f < k; f++) {
+          const w = wb[f], h = hb[f];
+          dw[f] = lr * (err * h - lambda * w);
+          dh[f] = lr * (err * w - lambda * h);
+        }
+        if (!ps.pushIfLocal(tW, i, dw, 0)) {
+          // Remote push: not awaited (ps.wait() below), so it gets its own copies.
+          const p = ps.push(tW, Uint32Array.of(i), dw.slice());
+          if (p) p.catch(() => {});
+        }
+        if (!ps.pushIfLocal(tH, j, dh, 0)) {
+          const p = ps.push(tH, Uint32Array.of(j), dh.slice());
+          if (p) p.catch(() => {});
+        }
+        if (++sinceProgress === PROGRESS_EVERY) {
+          ctx.progress(PROGRESS_EVERY);
+          sinceProgress = 0;
+        }
+      }
+      await ps.wait();
+      await ps.barrier();
+    }
+    if (sinceProgress > 0) {
+      ctx.progress(sinceProgress);
+      sinceProgress = 0;
+    }
+    const sse = await testSse(ps, tW, tH, test, k, chunk, evalBuf);
+    ctx.epochEnd(epoch, {
+      loss_sum: lossSum,
+      train_n: train.length,
+      test_sse: sse,
+      test_n: test.length,
+      lr_sum: lr,
+      workers: 1,
+    });
+    if (s.lrSchedule === "bold_driver") {
+      const next = boldDriver(lr, lossSum, prevLoss);
+      prevLoss = lossSum;
+      lr = next;
+    }
+    // Everybody has evaluated before anybody trains on: the metrics are of this epoch's model.
+    await ps.barrier();
+  }
+}
+
+const schema: TaskSchema = {
+  data: {
+    type: "object",
+    doc: "The ratings: exactly one of `generate` (synthetic low-rank data) and `file`.",
+    required: true,
+    fields: {
+      generate: {
+        type: "object",
+        doc: "Synthetic low-rank ratings (see data/README.md); each worker generates its rows.",
+        fields: {
+          rows: { type: "integer", min: 1, required: true, doc: "Rows (users)." },
+          cols: { type: "integer", min: 1, required: true, doc: "Columns (items)." },
+          nnz: { type: "integer", min: 1, required: true, doc: "Ratings (train + test)." },
+          rank: { type: "integer", min: 1, default: 10, doc: "Rank of the true factors." },
+          noise: { type: "number", min: 0, default: 0.1, doc: "Std of the rating noise." },
+          seed: { type: "integer", default: 1, doc: "Seed of the data (not the job seed)." },
+          test_fraction: {
+            type: "number",
+            min: 0,
+            max: 0.99,
+            doc: "Fraction of test ratings (default: data.test_fraction).",
+          },
+        },
+      },
+      file: {
+        type: "string",
+        doc: "A MatrixMarket (.mtx) or CSV/TSV (row,col,value) file; needs rows and cols.",
+      },
+      format: {
+        type: "string",
+        enum: ["mm", "csv", "tsv"],
+        doc: "File format (default: from the first line and the extension).",
+      },
+      delimiter: {
+        type: "string",
+        default: "auto",
+        doc: "CSV/TSV delimiter: auto (tab, comma, semicolon or whitespace) or the character.",
+      },
+      index_base: {
+        type: "integer",
+        min: 0,
+        max: 1,
+        default: 0,
+        doc: "CSV/TSV: indices start at 0 or 1 (MatrixMarket is always 1-based).",
+      },
+      rows: { type: "integer", min: 1, doc: "Matrix rows (needed with file)." },
+      cols: { type: "integer", min: 1, doc: "Matrix columns (needed with file)." },
+      test_fraction: {
+        type: "number",
+        min: 0,
+        max: 0.99,
+        default: MF_DEFAULTS.test_fraction,
+        doc: "Fraction of ratings held out for the test RMSE (by a hash of the rating).",
+      },
+    },
+  },
+  model: {
+    type: "object",
+    doc: "The factorization model and SGD settings.",
+    default: {},
+    fields: {
+      rank: { type: "integer", min: 1, default: MF_DEFAULTS.rank, doc: "Factor length." },
+      lr: { type: "number", min: 0, default: MF_DEFAULTS.lr, doc: "Initial learning rate." },
+      lambda: { type: "number", min: 0, default: MF_DEFAULTS.lambda, doc: "L2 regularisation." },
+      epochs: { type: "integer", min: 0, default: MF_DEFAULTS.epochs, doc: "Epochs." },
+      lr_schedule: {
+        type: "string",
+        enum: ["bold_driver", "decay", "constant"],
+        default: MF_DEFAULTS.lr_schedule,
+        doc: "decay: lr/(1+decay*epoch); bold_driver: per worker, x1.05 / x0.5 on its loss.",
+      },
+      decay: { type: "number", min: 0, default: MF_DEFAULTS.decay, doc: "For lr_schedule decay." },
+      init_scale: {
+        type: "number",
+        min: 0,
+        default: MF_DEFAULTS.init_scale,
+        doc: "W and H start uniform in [-init_scale, init_scale].",
+      },
+    },
+  },
+  localize: {
+    tables: ["W", "H"],
+    when: ["start", "block"],
+    keys: ["partition", "block"],
+    schedules: ["dsgd"],
+  },
+  defaultLocalize: DEFAULT_LOCALIZE,
+};
+
+/** The tables of an mf job: W (rows x rank) and H (cols x rank), uniform small init. */
+function tables(config: JobConfig): TableSpec[] {
+  const s = mfSettings(config);
+  const init = { kind: "uniform" as const, scale: s.initScale };
+  return [
+    { name: "W", keys: s.rows, dim: s.rank, init },
+    { name: "H", keys: s.cols, dim: s.rank, init },
+  ];
+}
+
+function summarize(sums: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (sums.train_n > 0) {
+    out.train_loss = sums.loss_sum / sums.train_n;
+    out.train_rmse = Math.sqrt(out.train_loss);
+  }
+  if (sums.test_n > 0) out.test_rmse = Math.sqrt(sums.test_sse / sums.test_n);
+  if (sums.workers > 0) out.lr = sums.lr_sum / sums.workers;
+  return out;
+}
+
+/** The mf task. */
+export const task: TaskDefinition = { name: "mf", schema, tables, run, summarize };

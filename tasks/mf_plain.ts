@@ -1,0 +1,162 @@
+/**
+ * The plain baseline of the mf benchmark: the same SGD updates as `tasks/mf.ts`, in one
+ * single-threaded loop over flat `Float32Array`s, with no parameter server. This is the bar the
+ * PS is measured against (`plain` row of `lapse bench mf`).
+ *
+ * Same data (all rows, as one worker), same per-epoch shuffle, same update rule, same learning
+ * rate schedules; only the initial values differ (the PS initialises its tables itself).
+ *
+ * @module
+ */
+import type { JobConfig } from "./config.ts";
+import { hash32, type Ratings, Rng, shuffleRange } from "../data/mf_data.ts";
+import { boldDriver, loadMfData, mfSettings, scheduledLr } from "./mf.ts";
+
+/** Options of {@linkcode runPlainMf}. */
+export interface PlainMfOptions {
+  /** Called after every epoch. */
+  onEpoch?: (e: PlainEpoch) => void;
+  /** Override model.epochs. */
+  epochs?: number;
+}
+
+/** One epoch of the plain loop. */
+export interface PlainEpoch {
+  epoch: number;
+  /** Seconds of training (shuffle + SGD), without the test evaluation. */
+  seconds: number;
+  train_rmse: number;
+  test_rmse: number;
+  lr: number;
+}
+
+/** What {@linkcode runPlainMf} returns. */
+export interface PlainMfResult {
+  /** Training seconds per epoch (shuffle + SGD; data loading and test evaluation excluded). */
+  epoch_s: number[];
+  /** Seconds of test evaluation per epoch. */
+  eval_s: number[];
+  /** Training ratings per second over all epochs. */
+  points_per_s: number;
+  /** Test RMSE after the last epoch. */
+  test_rmse: number;
+  /** Training RMSE of the last epoch (measured before each update). */
+  train_rmse: number;
+  /** Training and test ratings. */
+  train_n: number;
+  test_n: number;
+  /** Seconds to generate or read the data. */
+  load_s: number;
+  epochs: PlainEpoch[];
+}
+
+/** Fills `a` uniformly in [-scale, scale] from a seeded PRNG. */
+function initUniform(a: Float32Array, scale: number, seed: number): void {
+  const rng = new Rng(seed);
+  for (let i = 0; i < a.length; i++) a[i] = (2 * rng.nextFloat() - 1) * scale;
+}
+
+/**
+ * One SGD epoch over `r[start..end)` on flat factor matrices (row i of W at `i * k`). Returns
+ * the sum of squared errors measured before each update. Allocates nothing.
+ */
+export function sgdEpochPlain(
+  r: Ratings,
+  start: number,
+  end: number,
+  W: Float32Array,
+  H: Float32Array,
+  k: number,
+  lr: number,
+  lambda: number,
+): number {
+  const rows = r.rows, cols = r.cols, vals = r.vals;
+  let loss = 0;
+  for (let t = start; t < end; t++) {
+    const wo = rows[t] * k, ho = cols[t] * k;
+    let dot = 0;
+    for (let f = 0; f < k; f++) dot += W[wo + f] * H[ho + f];
+    const err = vals[t] - dot;
+    loss += err * err;
+    for (let f = 0; f < k; f++) {
+      const w = W[wo + f], h = H[ho + f];
+      W[wo + f] = w + lr * (err * h - lambda * w);
+      H[ho + f] = h + lr * (err * w - lambda * h);
+    }
+  }
+  return loss;
+}
+
+/** Sum of squared errors of `r` under W, H. */
+export function ssePlain(r: Ratings, W: Float32Array, H: Float32Array, k: number): number {
+  const rows = r.rows, cols = r.cols, vals = r.vals;
+  let sse = 0;
+  for (let t = 0; t < r.length; t++) {
+    const wo = rows[t] * k, ho = cols[t] * k;
+    let dot = 0;
+    for (let f = 0; f < k; f++) dot += W[wo + f] * H[ho + f];
+    const e = vals[t] - dot;
+    sse += e * e;
+  }
+  return sse;
+}
+
+/** Runs the mf job of `config` in one plain loop (as one worker) and measures it. */
+export async function runPlainMf(
+  config: JobConfig,
+  opts: PlainMfOptions = {},
+): Promise<PlainMfResult> {
+  const s = mfSettings(config);
+  const k = s.rank;
+  const t0 = performance.now();
+  const { train, test } = await loadMfData(s, 0, 1);
+  const load_s = (performance.now() - t0) / 1000;
+  const W = new Float32Array(s.rows * k);
+  const H = new Float32Array(s.cols * k);
+  initUniform(W, s.initScale, hash32(config.seed, 0x57));
+  initUniform(H, s.initScale, hash32(config.seed, 0x48));
+  const rng = new Rng(0);
+  const epochs = opts.epochs ?? s.epochs;
+  const epoch_s: number[] = [], eval_s: number[] = [], all: PlainEpoch[] = [];
+  let lr = s.lr, prevLoss = Infinity, trainRmse = NaN, testRmse = NaN;
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    if (s.lrSchedule !== "bold_driver") lr = scheduledLr(s, epoch);
+    const a = performance.now();
+    // As worker 0 of 1 on block 0: the same shuffle seed as tasks/mf.ts with one worker.
+    rng.reseed(hash32(config.seed, epoch, 0));
+    shuffleRange(train, 0, train.length, rng);
+    const loss = sgdEpochPlain(train, 0, train.length, W, H, k, lr, s.lambda);
+    const b = performance.now();
+    testRmse = Math.sqrt(ssePlain(test, W, H, k) / Math.max(1, test.length));
+    const c = performance.now();
+    trainRmse = Math.sqrt(loss / Math.max(1, train.length));
+    epoch_s.push((b - a) / 1000);
+    eval_s.push((c - b) / 1000);
+    const e: PlainEpoch = {
+      epoch,
+      seconds: (b - a) / 1000,
+      train_rmse: trainRmse,
+      test_rmse: testRmse,
+      lr,
+    };
+    all.push(e);
+    opts.onEpoch?.(e);
+    if (s.lrSchedule === "bold_driver") {
+      const next = boldDriver(lr, loss, prevLoss);
+      prevLoss = loss;
+      lr = next;
+    }
+  }
+  const total = epoch_s.reduce((x, y) => x + y, 0);
+  return {
+    epoch_s,
+    eval_s,
+    points_per_s: total > 0 ? (train.length * epochs) / total : 0,
+    test_rmse: testRmse,
+    train_rmse: trainRmse,
+    train_n: train.length,
+    test_n: test.length,
+    load_s,
+    epochs: all,
+  };
+}

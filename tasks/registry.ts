@@ -1,0 +1,27 @@
+/**
+ * The tasks this build knows, by config name. Imports are literal so that `deno compile`
+ * bundles them.
+ *
+ * @module
+ */
+import type { TaskDefinition } from "./task.ts";
+
+const TASKS: Record<string, () => Promise<TaskDefinition>> = {
+  mf: async () => (await import("./mf.ts")).task,
+};
+
+/** Names of the known tasks. */
+export const TASK_NAMES: readonly string[] = Object.keys(TASKS);
+
+/** Loads a task by name; a `RangeError` names the known tasks if there is none. */
+export function loadTask(name: string): Promise<TaskDefinition> {
+  const load = TASKS[name];
+  if (load === undefined) {
+    return Promise.reject(
+      new RangeError(
+        `Unknown task "${name}": expected one of ${TASK_NAMES.join(", ")} (config key task)`,
+      ),
+    );
+  }
+  return load();
+}

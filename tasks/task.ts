@@ -1,0 +1,68 @@
+/**
+ * The contract between a task (mf, kge, w2v) and the system.
+ *
+ * A task module exports a {@linkcode TaskDefinition} as `task`. The driver and every node
+ * import it: `tables` runs everywhere (it must be deterministic), `run` runs on every worker
+ * thread, `summarize` runs on node 0 to turn the summed per-epoch numbers of all workers into
+ * the metrics that are printed.
+ *
+ * @module
+ */
+import type { ParameterServer } from "../client/api.ts";
+import type { JobConfig } from "./config.ts";
+
+/** How a table's values start. Deterministic per key: any node may initialise any key. */
+export type InitSpec =
+  | { kind: "zero" }
+  | { kind: "constant"; value: number }
+  | { kind: "uniform"; scale: number } // uniform in [-scale, scale]
+  | { kind: "normal"; std: number };
+
+/** One table of parameters: `keys` keys of `dim` floats each. */
+export interface TableSpec {
+  name: string;
+  keys: number;
+  dim: number;
+  init: InitSpec;
+}
+
+/** What a worker thread gets. */
+export interface TaskContext {
+  /** The worker API. */
+  ps: ParameterServer;
+  /** The whole validated job config. */
+  config: JobConfig;
+  /** Global worker rank, 0 .. workers-1 (node-major: node n has ranks n*wpn .. n*wpn+wpn-1). */
+  worker: number;
+  /** Number of workers in the job (nodes x workers_per_node). */
+  workers: number;
+  /** This worker's node, 0 .. nodes-1. */
+  node: number;
+  nodes: number;
+  /** The job seed; the same on every node. */
+  seed: number;
+  /** Adds `points` data points to the progress of the current epoch (cheap; call per batch). */
+  progress(points: number): void;
+  /**
+   * Ends an epoch for this worker: `sums` are added up over all workers and given to the
+   * task's `summarize` on node 0. Resolves when the report is sent (not a barrier).
+   */
+  epochEnd(epoch: number, sums: Record<string, number>): void;
+  /** Tells the driver how many data points one epoch has (summed over all workers). */
+  epochPoints(points: number): void;
+  /** A log line on the node's stderr and the driver. */
+  log(message: string): void;
+}
+
+/** A task module's export. */
+export interface TaskDefinition {
+  name: string;
+  /** The task-specific part of the config schema: sections `data` and `model`. */
+  schema: import("./config.ts").TaskSchema;
+  /** The tables of the job, from the validated config. */
+  tables(config: JobConfig): TableSpec[];
+  /** The training loop of one worker. */
+  run(ctx: TaskContext): Promise<void>;
+  /** Turns summed per-epoch numbers into printed metrics (e.g. sse, n -> rmse). */
+  summarize(sums: Record<string, number>): Record<string, number>;
+}

@@ -1,0 +1,521 @@
+/**
+ * A deterministic in-process cluster of {@linkcode PsCore}s for protocol tests: no sockets, no
+ * threads, no timers.
+ *
+ * The network is one FIFO queue per ordered pair of nodes (what TCP guarantees, and nothing
+ * more). Every message is deep-copied when it is sent (the outbox reuses its views after `send`
+ * returns) and checked for a well-formed shape. A seeded scheduler delivers the head of a
+ * randomly chosen non-empty queue, so that across seeds every interleaving that per-pair FIFO
+ * allows can come up; scripted tests deliver queue by queue instead ({@linkcode SimCluster.deliver}).
+ *
+ * Simulated workers call `workerPull` / `workerPush` / `workerLocalize` and get a
+ * {@linkcode Ticket} that records the reply (exactly one, or the cluster throws) and the logical
+ * times of issue and completion.
+ *
+ * @module
+ */
+import type { PsMode } from "../../tasks/config.ts";
+import type { TableSpec } from "../../tasks/task.ts";
+import { Msg, msgName } from "../../server/messages.ts";
+import { PsCore } from "../../server/ps_core.ts";
+
+/** A small, fast, seeded PRNG (mulberry32). */
+export class Rng {
+  #s: number;
+  constructor(seed: number) {
+    this.#s = (seed ^ 0x9e3779b9) >>> 0;
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)];
+  }
+}
+
+/** Options of a simulated cluster. */
+export interface SimOptions {
+  nodes: number;
+  tables: TableSpec[];
+  mode?: PsMode;
+  location_caches?: boolean;
+  placement?: "range" | "random";
+  /** Seed of placement and initial values. */
+  seed?: number;
+  /** Seed of the scheduler of {@linkcode SimCluster.step}. */
+  schedSeed?: number;
+  /** Keep every sent message in {@linkcode SimCluster.log}. */
+  record?: boolean;
+}
+
+/** One message on the simulated network. */
+export interface SimMsg {
+  seq: number;
+  from: number;
+  to: number;
+  msg: Record<string, any>;
+}
+
+/** What a simulated worker gets for one request. */
+export class Ticket {
+  /** Logical time of completion, -1 while pending. */
+  doneAt = -1;
+  /** A copy of the pulled values (pull only). */
+  vals: Float32Array | null = null;
+  replies = 0;
+  constructor(
+    readonly kind: "pull" | "push" | "localize",
+    readonly node: number,
+    readonly worker: number,
+    readonly id: number,
+    readonly tb: number,
+    readonly keys: Uint32Array,
+    readonly issuedAt: number,
+  ) {}
+  get done(): boolean {
+    return this.doneAt >= 0;
+  }
+  /** Row `i` of the pulled values. */
+  row(i: number, dim: number): number[] {
+    if (this.vals === null) throw new Error(`ticket ${this.kind} has no values (done: ${this.done})`);
+    return Array.from(this.vals.subarray(i * dim, i * dim + dim));
+  }
+}
+
+const DATA_TYPES = new Set<number>([
+  Msg.PULL,
+  Msg.PUSH,
+  Msg.PULL_R,
+  Msg.PUSH_R,
+  Msg.LOCALIZE,
+  Msg.HANDOVER,
+  Msg.TRANSFER,
+]);
+
+/** Deep copy of a message: typed arrays become compact copies (as a decoder would produce). */
+function copyMsg(msg: Record<string, unknown>): Record<string, any> {
+  const out: Record<string, any> = {};
+  for (const [k, v] of Object.entries(msg)) {
+    if (ArrayBuffer.isView(v)) out[k] = (v as Float32Array).slice();
+    else if (v !== null && typeof v === "object") out[k] = structuredClone(v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+/** A simulated cluster of `nodes` PsCores connected by per-pair FIFO queues. */
+export class SimCluster {
+  readonly n: number;
+  readonly cores: PsCore[] = [];
+  readonly specs: TableSpec[];
+  readonly rng: Rng;
+  /** Logical time: advanced by every delivery and every issued request. */
+  now = 0;
+  /** Every sent message, if `record` was set. */
+  readonly log: SimMsg[] = [];
+  /** Messages sent so far, by type name (e.g. `LOCALIZE`). */
+  readonly sent: Record<string, number> = {};
+  /** Called after every reply (after the ticket is updated). */
+  onReply: ((t: Ticket) => void) | null = null;
+  readonly #queues: SimMsg[][];
+  readonly #heads: number[];
+  readonly #record: boolean;
+  readonly #tickets = new Map<string, Ticket>();
+  readonly #nextId: number[];
+  /** TRANSFER entries in flight per table, per key. */
+  readonly #flyingTransfers: Int32Array[];
+  #seq = 0;
+  #inFlight = 0;
+
+  constructor(opts: SimOptions) {
+    this.n = opts.nodes;
+    this.specs = opts.tables;
+    this.rng = new Rng(opts.schedSeed ?? 1);
+    this.#record = opts.record ?? false;
+    this.#queues = Array.from({ length: this.n * this.n }, () => []);
+    this.#heads = new Array(this.n * this.n).fill(0);
+    this.#nextId = new Array(this.n).fill(1);
+    this.#flyingTransfers = opts.tables.map((t) => new Int32Array(t.keys));
+    for (let self = 0; self < this.n; self++) {
+      const core = new PsCore({
+        self,
+        nodes: this.n,
+        mode: opts.mode ?? "lapse",
+        location_caches: opts.location_caches ?? false,
+        placement: opts.placement ?? "range",
+        seed: opts.seed ?? 7,
+        send: (to, msg) => this.#enqueue(self, to, msg),
+        reply: (worker, id, vals) => this.#reply(self, worker, id, vals),
+      });
+      core.createTables(opts.tables);
+      this.cores.push(core);
+    }
+  }
+
+  // --- network ---------------------------------------------------------------------------
+
+  #enqueue(from: number, to: number, raw: Record<string, unknown>): void {
+    if (!Number.isInteger(to) || to < 0 || to >= this.n) {
+      throw new Error(`sim: node ${from} sent to unknown node ${to}`);
+    }
+    if (to === from) throw new Error(`sim: node ${from} sent a message to itself`);
+    const msg = copyMsg(raw);
+    this.#validate(from, msg);
+    const m: SimMsg = { seq: this.#seq++, from, to, msg };
+    this.#queues[from * this.n + to].push(m);
+    this.#inFlight++;
+    const name = msgName(msg.t);
+    this.sent[name] = (this.sent[name] ?? 0) + 1;
+    if (this.#record) this.log.push(m);
+    if (msg.t === Msg.TRANSFER) {
+      const fly = this.#flyingTransfers[msg.tb];
+      for (const k of msg.k as Uint32Array) fly[k]++;
+    }
+  }
+
+  /** Checks the shape of a data-plane message (what a decoder on the other side relies on). */
+  #validate(from: number, msg: Record<string, any>): void {
+    const fail = (why: string) => {
+      throw new Error(`sim: malformed ${msgName(msg.t)} from node ${from}: ${why}`);
+    };
+    if (!DATA_TYPES.has(msg.t)) fail("not a data-plane type");
+    const spec = this.specs[msg.tb];
+    if (spec === undefined) fail(`unknown table ${msg.tb}`);
+    const k = msg.k;
+    if (!(k instanceof Uint32Array) || k.length === 0) fail("k is not a non-empty Uint32Array");
+    for (const key of k) if (key >= spec.keys) fail(`key ${key} out of range`);
+    const n = k.length, dim = spec.dim;
+    const u32 = (name: string) => {
+      if (!(msg[name] instanceof Uint32Array) || msg[name].length !== n) {
+        fail(`${name} is not a Uint32Array of ${n}`);
+      }
+    };
+    const f32 = () => {
+      if (!(msg.v instanceof Float32Array) || msg.v.length !== n * dim) {
+        fail(`v is not a Float32Array of ${n} x ${dim}`);
+      }
+    };
+    const node = (name: string) => {
+      const x = msg[name];
+      if (!Number.isInteger(x) || x < 0 || x >= this.n) fail(`${name} = ${x} is not a node`);
+    };
+    switch (msg.t) {
+      case Msg.PULL:
+        node("o"), u32("r"), u32("p");
+        break;
+      case Msg.PUSH:
+        node("o"), u32("r"), u32("p"), f32();
+        break;
+      case Msg.PULL_R:
+        if (msg.h !== from) fail(`h = ${msg.h}`);
+        u32("r"), u32("p"), f32();
+        break;
+      case Msg.PUSH_R:
+        if (msg.h !== from) fail(`h = ${msg.h}`);
+        u32("r");
+        break;
+      case Msg.LOCALIZE:
+      case Msg.HANDOVER:
+        node("d");
+        if (msg.d === from) fail("d is the sender");
+        break;
+      case Msg.TRANSFER:
+        f32();
+        break;
+    }
+  }
+
+  /** Messages in flight from `from` to `to`, oldest first. */
+  queue(from: number, to: number): SimMsg[] {
+    const q = this.#queues[from * this.n + to];
+    return q.slice(this.#heads[from * this.n + to]);
+  }
+
+  /** Number of messages in flight. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Messages in flight, e.g. `["LOCALIZE 1->0", "TRANSFER 2->1"]`, in send order. */
+  flying(): string[] {
+    const all: SimMsg[] = [];
+    for (let f = 0; f < this.n; f++) {
+      for (let t = 0; t < this.n; t++) all.push(...this.queue(f, t));
+    }
+    all.sort((a, b) => a.seq - b.seq);
+    return all.map((m) => `${msgName(m.msg.t)} ${m.from}->${m.to}`);
+  }
+
+  /** TRANSFER entries for (tb, key) in flight. */
+  transfersInFlight(tb: number, key: number): number {
+    return this.#flyingTransfers[tb][key];
+  }
+
+  /**
+   * Delivers the head of the queue `from -> to`. With `type`, asserts that it is a message of
+   * that type (a scripted test states exactly what it expects on the wire).
+   */
+  deliver(from: number, to: number, type?: number): SimMsg {
+    const qi = from * this.n + to;
+    const q = this.#queues[qi];
+    const head = this.#heads[qi];
+    if (head >= q.length) {
+      throw new Error(
+        `sim: nothing to deliver ${from}->${to}` +
+          (type !== undefined ? ` (expected ${msgName(type)})` : "") +
+          `; in flight: [${this.flying().join(", ")}]`,
+      );
+    }
+    const m = q[head];
+    if (type !== undefined && m.msg.t !== type) {
+      throw new Error(
+        `sim: head of ${from}->${to} is ${msgName(m.msg.t)}, expected ${msgName(type)}`,
+      );
+    }
+    this.#heads[qi] = head + 1;
+    if (head + 1 === q.length) {
+      q.length = 0;
+      this.#heads[qi] = 0;
+    }
+    this.#inFlight--;
+    if (m.msg.t === Msg.TRANSFER) {
+      const fly = this.#flyingTransfers[m.msg.tb];
+      for (const k of m.msg.k as Uint32Array) fly[k]--;
+    }
+    this.now++;
+    const handled = this.cores[to].onMessage(from, m.msg);
+    if (!handled) throw new Error(`sim: node ${to} did not handle ${msgName(m.msg.t)}`);
+    return m;
+  }
+
+  /** Indices (`from * n + to`) of the non-empty queues. */
+  readyQueues(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.#queues.length; i++) {
+      if (this.#heads[i] < this.#queues[i].length) out.push(i);
+    }
+    return out;
+  }
+
+  /** Delivers the head of queue `qi` (an index from {@linkcode SimCluster.readyQueues}). */
+  deliverQueue(qi: number): SimMsg {
+    return this.deliver(Math.floor(qi / this.n), qi % this.n);
+  }
+
+  /** Delivers the head of a randomly chosen non-empty queue; false if all are empty. */
+  step(): boolean {
+    const ready = this.readyQueues();
+    if (ready.length === 0) return false;
+    this.deliverQueue(this.rng.pick(ready));
+    return true;
+  }
+
+  /**
+   * Delivers messages in scheduler order until no message is in flight; throws if that takes
+   * more than `limit` deliveries (a livelock or a message storm). Returns the deliveries made.
+   */
+  run(limit = 100_000, check?: () => void): number {
+    let steps = 0;
+    while (this.step()) {
+      check?.();
+      if (++steps > limit) {
+        throw new Error(
+          `sim: not quiescent after ${limit} deliveries; in flight: ` +
+            `[${this.flying().slice(0, 20).join(", ")}${this.inFlight > 20 ? ", ..." : ""}]`,
+        );
+      }
+    }
+    return steps;
+  }
+
+  // --- workers ---------------------------------------------------------------------------
+
+  #ticketKey(node: number, worker: number, id: number): string {
+    return `${node}/${worker}/${id}`;
+  }
+
+  #issue(kind: Ticket["kind"], node: number, worker: number, tb: number, keys: Uint32Array) {
+    const id = this.#nextId[node]++;
+    this.now++;
+    const t = new Ticket(kind, node, worker, id, tb, keys, this.now);
+    this.#tickets.set(this.#ticketKey(node, worker, id), t);
+    return t;
+  }
+
+  #reply(node: number, worker: number, id: number, vals: Float32Array | null): void {
+    const key = this.#ticketKey(node, worker, id);
+    const t = this.#tickets.get(key);
+    if (t === undefined) {
+      throw new Error(`sim: node ${node} replied to unknown request ${key}`);
+    }
+    t.replies++;
+    if (t.replies > 1) throw new Error(`sim: request ${key} (${t.kind}) answered twice`);
+    if (t.kind === "pull") {
+      const want = t.keys.length * this.specs[t.tb].dim;
+      if (vals === null || vals.length !== want) {
+        throw new Error(`sim: pull ${key} answered with ${vals?.length} floats, want ${want}`);
+      }
+      t.vals = vals.slice();
+    } else if (vals !== null) {
+      throw new Error(`sim: ${t.kind} ${key} answered with values`);
+    }
+    t.doneAt = this.now;
+    this.#tickets.delete(key);
+    this.onReply?.(t);
+  }
+
+  /** Requests issued through the simulator and not answered yet. */
+  get openTickets(): number {
+    return this.#tickets.size;
+  }
+
+  pull(node: number, worker: number, tb: number, keys: ArrayLike<number>): Ticket {
+    const k = Uint32Array.from(keys);
+    const t = this.#issue("pull", node, worker, tb, k);
+    this.cores[node].workerPull(worker, t.id, tb, k);
+    return t;
+  }
+
+  /** `deltas`: `dim` floats per key, or one number added to every float. */
+  push(
+    node: number,
+    worker: number,
+    tb: number,
+    keys: ArrayLike<number>,
+    deltas: ArrayLike<number> | number,
+  ): Ticket {
+    const k = Uint32Array.from(keys);
+    const dim = this.specs[tb].dim;
+    const d = typeof deltas === "number"
+      ? new Float32Array(k.length * dim).fill(deltas)
+      : Float32Array.from(deltas);
+    const t = this.#issue("push", node, worker, tb, k);
+    this.cores[node].workerPush(worker, t.id, tb, k, d);
+    return t;
+  }
+
+  localize(node: number, worker: number, tb: number, keys: ArrayLike<number>): Ticket {
+    const k = Uint32Array.from(keys);
+    const t = this.#issue("localize", node, worker, tb, k);
+    this.cores[node].workerLocalize(worker, t.id, tb, k);
+    return t;
+  }
+
+  // --- observation -----------------------------------------------------------------------
+
+  home(tb: number, key: number): number {
+    return this.cores[0].tables[tb].placement.home(key);
+  }
+
+  /** The directory entry at the key's home. */
+  owner(tb: number, key: number): number {
+    return this.cores[this.home(tb, key)].tables[tb].owner[key];
+  }
+
+  /** Nodes where the key is local now. */
+  holders(tb: number, key: number): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.n; i++) if (this.cores[i].tables[tb].table.isLocal(key)) out.push(i);
+    return out;
+  }
+
+  /** The value of a key at its single holder (throws unless exactly one node holds it). */
+  value(tb: number, key: number): number[] {
+    const h = this.holders(tb, key);
+    if (h.length !== 1) throw new Error(`sim: key ${tb}/${key} held by [${h}]`);
+    const dim = this.specs[tb].dim;
+    const out = new Float32Array(dim);
+    this.cores[h[0]].tables[tb].table.pullLocal(key, out, 0);
+    return Array.from(out);
+  }
+
+  /**
+   * Invariants that hold between any two deliveries: every key has exactly one copy (held by
+   * one node, or in one TRANSFER in flight); the home's directory names a node that holds the
+   * key or has it in transfer; no node both holds a key and waits for it; only the home has a
+   * directory entry. Throws a descriptive error.
+   */
+  checkInvariants(): void {
+    const n = this.n;
+    for (let tb = 0; tb < this.specs.length; tb++) {
+      const keys = this.specs[tb].keys;
+      const fly = this.#flyingTransfers[tb];
+      for (let key = 0; key < keys; key++) {
+        let copies = fly[key];
+        const home = this.cores[0].tables[tb].placement.home(key);
+        for (let i = 0; i < n; i++) {
+          const ts = this.cores[i].tables[tb];
+          const local = ts.table.index[key] >= 0;
+          if (local) {
+            copies++;
+            if (ts.transfers.has(key)) {
+              throw new Error(`sim: node ${i} holds key ${tb}/${key} and awaits it`);
+            }
+          }
+          if (i !== home && ts.owner[key] !== -1) {
+            throw new Error(`sim: node ${i} has a directory entry for key ${tb}/${key}`);
+          }
+        }
+        if (copies !== 1) {
+          throw new Error(
+            `sim: key ${tb}/${key} has ${copies} copies (holders [${this.holders(tb, key)}], ` +
+              `${fly[key]} TRANSFER in flight)`,
+          );
+        }
+        const o = this.cores[home].tables[tb].owner[key];
+        if (o < 0 || o >= n) throw new Error(`sim: owner of ${tb}/${key} at home ${home} is ${o}`);
+        const ots = this.cores[o].tables[tb];
+        if (ots.table.index[key] < 0 && !ots.transfers.has(key)) {
+          throw new Error(
+            `sim: home ${home} names ${o} owner of ${tb}/${key}, which neither holds nor awaits it`,
+          );
+        }
+      }
+    }
+  }
+
+  /**
+   * The end state of a drained cluster: nothing in flight, no pending request, no pending
+   * transfer, no open ticket, and every key held by exactly one node that the home names.
+   */
+  checkSettled(): void {
+    if (this.inFlight !== 0) throw new Error(`sim: in flight: [${this.flying().join(", ")}]`);
+    for (const c of this.cores) {
+      if (c.pendingRequests !== 0) {
+        throw new Error(`sim: node ${c.self} has ${c.pendingRequests} pending requests`);
+      }
+      if (c.pendingTransfers !== 0) {
+        throw new Error(`sim: node ${c.self} has ${c.pendingTransfers} pending transfers`);
+      }
+    }
+    if (this.openTickets !== 0) throw new Error(`sim: ${this.openTickets} requests unanswered`);
+    this.checkInvariants();
+    for (let tb = 0; tb < this.specs.length; tb++) {
+      let total = 0;
+      for (const c of this.cores) total += c.tables[tb].table.localCount;
+      if (total !== this.specs[tb].keys) {
+        throw new Error(`sim: table ${tb} has ${total} local keys in all, want ${this.specs[tb].keys}`);
+      }
+      for (let key = 0; key < this.specs[tb].keys; key++) {
+        const h = this.holders(tb, key);
+        if (h.length !== 1 || this.owner(tb, key) !== h[0]) {
+          throw new Error(
+            `sim: key ${tb}/${key} held by [${h}], home ${this.home(tb, key)} names ` +
+              `${this.owner(tb, key)}`,
+          );
+        }
+      }
+    }
+  }
+}

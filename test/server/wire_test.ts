@@ -1,0 +1,214 @@
+import assert from "node:assert/strict";
+import {
+  decodeMessage,
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameTooLargeError,
+  MalformedFrameError,
+  type Message,
+} from "../../server/wire.ts";
+
+/** Pushes `bytes` split at the given positions and returns the decoded messages. */
+function decodeSplit(bytes: Uint8Array, cuts: number[], frame_bytes_max = 1 << 20): Message[] {
+  const decoder = new FrameDecoder(frame_bytes_max);
+  const out: Message[] = [];
+  let from = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    decoder.push(bytes.subarray(from, cut));
+    from = cut;
+    for (let body = decoder.next(); body !== null; body = decoder.next()) {
+      out.push(decodeMessage(body));
+    }
+  }
+  assert.equal(decoder.buffered_bytes, 0);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function sampleMessages(): Message[] {
+  return [
+    { t: 1, tb: 3, k: new Uint32Array([7, 8, 9]), v: new Float32Array([0.5, -1.25, 3]) },
+    { t: 22, job: "job-1", config: { nodes: 2, name: "mf" }, ok: true, none: null },
+    { t: 7, k: new Int32Array([-1, 2]), v: new Float32Array(5).fill(2.5), note: "é✓" },
+  ];
+}
+
+Deno.test("frames are 4-byte multiples with a little-endian body length", () => {
+  for (const msg of sampleMessages()) {
+    const frame = encodeFrame(msg);
+    assert.equal(frame.length % 4, 0);
+    const body_bytes = new DataView(frame.buffer).getUint32(0, true);
+    assert.ok(body_bytes <= frame.length - FRAME_HEADER_BYTES);
+    assert.ok(body_bytes > frame.length - FRAME_HEADER_BYTES - 4);
+  }
+});
+
+Deno.test("typed arrays and plain values round-trip", () => {
+  const msg = {
+    t: 5,
+    u32: new Uint32Array([0, 1, 0xffffffff]),
+    i32: new Int32Array([-5, 0, 2 ** 31 - 1]),
+    f32: new Float32Array([1.5, -0, Infinity]),
+    f64: new Float64Array([Math.PI, -1e300]),
+    u16: new Uint16Array([1, 65535]),
+    i16: new Int16Array([-2, 3]),
+    u8: new Uint8Array([1, 2, 3]),
+    nested: [new Uint32Array([4]), { deep: new Float32Array([6]) }],
+    s: "text",
+    n: 1.5,
+    big: 2 ** 40,
+  };
+  const [out] = decodeSplit(encodeFrame(msg), []) as unknown as (typeof msg)[];
+  assert.deepEqual(out, msg);
+  assert.ok(out.u32 instanceof Uint32Array);
+  assert.ok(out.i32 instanceof Int32Array);
+  assert.ok(out.f32 instanceof Float32Array);
+  assert.ok(out.f64 instanceof Float64Array);
+  assert.ok(out.u8 instanceof Uint8Array);
+  assert.ok((out.nested[1] as { deep: Float32Array }).deep instanceof Float32Array);
+});
+
+Deno.test("a chunk split at every byte position gives the same frames", () => {
+  const msgs = sampleMessages();
+  const bytes = concat(msgs.map(encodeFrame));
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    assert.deepEqual(decodeSplit(bytes, [cut]), msgs, `split at ${cut}`);
+  }
+  // and one byte at a time
+  const every = Array.from({ length: bytes.length }, (_, i) => i);
+  assert.deepEqual(decodeSplit(bytes, every), msgs);
+});
+
+Deno.test("many frames in one chunk", () => {
+  const msgs: Message[] = [];
+  for (let i = 0; i < 1000; i++) {
+    msgs.push({ t: 1, r: i, k: new Uint32Array(i % 7).fill(i) });
+  }
+  const out = decodeSplit(concat(msgs.map(encodeFrame)), []);
+  assert.equal(out.length, 1000);
+  assert.deepEqual(out, msgs);
+});
+
+Deno.test("a declared length above frame_bytes_max throws FrameTooLargeError", () => {
+  const decoder = new FrameDecoder(100);
+  const header = new Uint8Array(4);
+  new DataView(header.buffer).setUint32(0, 101, true);
+  decoder.push(header);
+  assert.throws(() => decoder.next(), (err: unknown) => {
+    assert.ok(err instanceof FrameTooLargeError);
+    assert.match(err.message, /frame of 101 bytes exceeds frame_bytes_max=100/);
+    assert.equal(err.frame_bytes, 101);
+    assert.equal(err.frame_bytes_max, 100);
+    return true;
+  });
+  // exactly at the limit is fine
+  const ok = new FrameDecoder(100);
+  new DataView(header.buffer).setUint32(0, 100, true);
+  ok.push(header);
+  ok.push(new Uint8Array(100));
+  assert.equal(ok.next()?.length, 100);
+});
+
+Deno.test("malformed bodies throw MalformedFrameError", () => {
+  const cases: [Uint8Array, RegExp][] = [
+    [new Uint8Array([0xff, 0x12]), /not valid CBOR/],
+    [new Uint8Array([]), /not valid CBOR/],
+    [new Uint8Array([0xa1, 0x61]), /not valid CBOR/], // truncated map
+    [new Uint8Array([0x83, 1, 2, 3]), /not a CBOR map but an array/],
+    [new Uint8Array([0x05]), /not a CBOR map but a number/],
+    [new Uint8Array([0xa1, 0x61, 0x78, 0x01]), /no numeric "t"/], // { x: 1 }
+    [new Uint8Array([0xa1, 0x61, 0x74, 0x61, 0x31]), /no numeric "t" \(got a string\)/],
+  ];
+  for (const [body, pattern] of cases) {
+    assert.throws(() => decodeMessage(body), (err: unknown) => {
+      assert.ok(err instanceof MalformedFrameError, String(err));
+      assert.match(err.message, pattern);
+      return true;
+    });
+  }
+});
+
+Deno.test("decoded 4-byte typed arrays are views of the receive buffer, not copies", () => {
+  // Vary what precedes each array so that every alignment residue and every length class
+  // (1-, 2-, 3- and 5-byte CBOR lengths) occurs.
+  for (const elements of [0, 1, 5, 6, 63, 64, 16383, 16384, 300_000]) {
+    for (const prefix of ["", "a", "ab", "abc"]) {
+      const msg = {
+        t: 3,
+        [prefix + "p"]: prefix,
+        k: new Uint32Array(elements).map((_, i) => i),
+        v: new Float32Array(elements + 1).fill(0.25),
+        list: [new Int32Array(3).fill(-7), new Uint16Array(elements % 5)],
+      };
+      const frame = encodeFrame(msg);
+      const decoder = new FrameDecoder(1 << 24);
+      // large frames arrive in pieces, as from a socket
+      for (let at = 0; at < frame.length; at += 65536) {
+        decoder.push(frame.subarray(at, at + 65536));
+      }
+      const body = decoder.next();
+      assert.ok(body !== null);
+      assert.equal(body.byteOffset % 4, 0);
+      const out = decodeMessage(body) as unknown as typeof msg;
+      const where = `elements=${elements} prefix=${prefix.length}`;
+      assert.equal(out.k.buffer, body.buffer, `k copied: ${where}`);
+      assert.equal(out.v.buffer, body.buffer, `v copied: ${where}`);
+      assert.equal(out.list[0].buffer, body.buffer, `list[0] copied: ${where}`);
+      assert.equal(out.list[1].buffer, body.buffer, `list[1] copied: ${where}`);
+      assert.deepEqual(out, msg, where);
+    }
+  }
+});
+
+Deno.test("returned bodies are never overwritten by later chunks", () => {
+  const decoder = new FrameDecoder(1 << 24);
+  decoder.push(encodeFrame({ t: 1, v: new Float32Array(1000).fill(1) }));
+  const first = decodeMessage(decoder.next()!) as unknown as { v: Float32Array };
+  assert.equal(first.v.buffer.byteLength > 0, true);
+  for (let i = 0; i < 200; i++) {
+    decoder.push(encodeFrame({ t: 1, v: new Float32Array(1000).fill(i + 2) }));
+    const msg = decodeMessage(decoder.next()!) as unknown as { v: Float32Array };
+    assert.equal(msg.v[999], i + 2);
+  }
+  assert.ok(first.v.every((x) => x === 1));
+});
+
+Deno.test("8-byte arrays round-trip even when they have to be copied", () => {
+  for (const prefix of ["", "a", "ab", "abc", "abcd"]) {
+    const msg = { t: 1, [prefix]: 0, d: new Float64Array([1, 2, 3]), b: new BigInt64Array([-1n]) };
+    const [out] = decodeSplit(encodeFrame(msg), [1]);
+    assert.deepEqual(out, msg);
+  }
+});
+
+Deno.test("space()/commit() receive without a copy and grow for a large frame", () => {
+  const frame = encodeFrame({ t: 9, v: new Float32Array(1_000_000).fill(3) });
+  const decoder = new FrameDecoder(1 << 24);
+  let at = 0;
+  let calls = 0;
+  while (at < frame.length) {
+    const space = decoder.space(16);
+    const n = Math.min(space.length, frame.length - at, 100_000);
+    space.set(frame.subarray(at, at + n));
+    decoder.commit(n);
+    at += n;
+    calls++;
+    // once the header is in, the whole frame fits in the offered space
+    if (at >= 4 && at < frame.length) assert.ok(decoder.space(1).length >= frame.length - at);
+  }
+  assert.ok(calls <= Math.ceil(frame.length / 100_000) + 1);
+  const out = decodeMessage(decoder.next()!) as unknown as { v: Float32Array };
+  assert.equal(out.v.length, 1_000_000);
+  assert.equal(out.v[999_999], 3);
+  assert.throws(() => decoder.commit(1 << 30), RangeError);
+});
