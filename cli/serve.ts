@@ -65,6 +65,8 @@ export async function serve(args: string[]): Promise<number> {
     : { host: "127.0.0.1", port: own.port };
   const log = v.quiet ? () => {} : (line: string) => console.error(line);
   let node: LapseNode | null = null;
+  let meshReady = () => {};
+  const meshUp = new Promise<void>((resolve) => meshReady = resolve);
   const peers = new Peers({
     self,
     addresses: cluster.nodes.map(formatHostPort),
@@ -77,11 +79,20 @@ export async function serve(args: string[]): Promise<number> {
         send: (m: Record<string, unknown>) => conn.send(m as any),
         close: () => void conn.close(),
       };
-      conn.onMessage = (msg) => node!.onDriverMessage(link, msg as Record<string, any>);
+      // A driver may connect before the mesh is complete; its job waits for the mesh.
+      conn.onMessage = async (msg) => {
+        await meshUp;
+        node!.onDriverMessage(link, msg as Record<string, any>);
+      };
       conn.onClose = () => node!.onDriverClosed(link);
     },
   });
-  node = new LapseNode({ self, nodes: cluster.nodes.length, transport: peers });
+  node = new LapseNode({
+    self,
+    nodes: cluster.nodes.length,
+    transport: peers,
+    workerUrl: new URL("../client/worker_entry.ts", import.meta.url),
+  });
   peers.listen();
   log(
     `node ${self}: listening on ${formatHostPort(listen)}, waiting for ${
@@ -89,6 +100,7 @@ export async function serve(args: string[]): Promise<number> {
     } peers`,
   );
   await peers.connectAll();
+  meshReady();
   log(`node ${self}: cluster of ${cluster.nodes.length} nodes is up`);
   const stop = new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) {

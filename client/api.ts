@@ -49,6 +49,29 @@ export interface ParameterServer {
   pullIfLocal(table: number, key: number, out: Float32Array, offset?: number): boolean;
   /** Adds one key's delta (from `delta` at `offset`) if the key is local now; never blocks. */
   pushIfLocal(table: number, key: number, delta: Float32Array, offset?: number): boolean;
+  /**
+   * Zero-copy access for the hottest loops: if `key` is local, locks it and returns the offset
+   * of its `dim` floats in {@linkcode ParameterServer.values}`(table)`; read and update them in
+   * place, then {@linkcode ParameterServer.release} the key. Returns -1 (holding nothing) if the
+   * key is not local. Rules: never hold a key across an `await`; hold at most one key per table
+   * and acquire in increasing table id order (the server thread holds one lock at a time, so
+   * these rules exclude deadlock). An update made this way is atomic for the key.
+   *
+   * @example
+   * ```ts ignore
+   * const at = ps.acquire(tW, i);
+   * if (at >= 0) {
+   *   const w = ps.values(tW);
+   *   for (let f = 0; f < dim; f++) w[at + f] *= 0.5;
+   *   ps.release(tW, i);
+   * }
+   * ```
+   */
+  acquire(table: number, key: number): number;
+  /** Unlocks a key locked by {@linkcode ParameterServer.acquire}. */
+  release(table: number, key: number): void;
+  /** The value slab of `table` on this node (see {@linkcode ParameterServer.acquire}). */
+  values(table: number): Float32Array;
   /** True if `key` of `table` is held by this node right now. */
   isLocal(table: number, key: number): boolean;
   /** Waits for all workers of the job. */

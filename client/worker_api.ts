@@ -8,23 +8,9 @@
 import type { PsMode } from "../tasks/config.ts";
 import { type SharedTable, Table } from "../server/store.ts";
 import type { AccessCounters, Keys, ParameterServer, TableInfo } from "./api.ts";
+import type { ToServer, ToWorker } from "../server/worker_protocol.ts";
 
-/** Messages from a worker thread to its server thread. */
-export type ToServer =
-  | { op: "pull"; id: number; tb: number; keys: Uint32Array }
-  | { op: "push"; id: number; tb: number; keys: Uint32Array; vals: Float32Array }
-  | { op: "localize"; id: number; tb: number; keys: Uint32Array }
-  | { op: "barrier"; id: number }
-  | { op: "epoch"; epoch: number; sums: Record<string, number>; local: number; remote: number }
-  | { op: "points"; points: number }
-  | { op: "log"; message: string }
-  | { op: "done" }
-  | { op: "failed"; message: string; stack?: string };
-
-/** Messages from the server thread to a worker thread. */
-export type ToWorker =
-  | { op: "reply"; id: number; vals: Float32Array | null }
-  | { op: "error"; id: number; message: string };
+export type { ToServer, ToWorker };
 
 interface Pending {
   resolve: () => void;
@@ -220,6 +206,27 @@ export class WorkerPs implements ParameterServer {
     const ok = this.#t(table).pushLocal(key, delta, offset);
     if (ok) this.#local++;
     return ok;
+  }
+
+  acquire(table: number, key: number): number {
+    if (!this.#localAccess) return -1;
+    const t = this.#tables[table];
+    t.lock(key);
+    const slot = t.index[key];
+    if (slot < 0) {
+      t.unlock(key);
+      return -1;
+    }
+    this.#local++;
+    return slot * t.dim;
+  }
+
+  release(table: number, key: number): void {
+    this.#tables[table].unlock(key);
+  }
+
+  values(table: number): Float32Array {
+    return this.#t(table).values;
   }
 
   isLocal(table: number, key: number): boolean {

@@ -5,24 +5,10 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import type { JobConfig } from "../tasks/config.ts";
 import { loadTask } from "../tasks/registry.ts";
 import type { TaskContext } from "../tasks/task.ts";
-import type { SharedTable } from "../server/store.ts";
-import { type ToServer, type ToWorker, WorkerPs } from "./worker_api.ts";
-
-/** The first message a worker thread gets. */
-export interface WorkerInit {
-  config: JobConfig;
-  tables: SharedTable[];
-  worker: number;
-  workers: number;
-  node: number;
-  nodes: number;
-  /** Float64Array over it, one slot per worker of the node: points done (progress). */
-  progress: SharedArrayBuffer;
-  localIndex: number;
-}
+import type { ToServer, ToWorker, WorkerInit } from "../server/worker_protocol.ts";
+import { WorkerPs } from "./worker_api.ts";
 
 function post(msg: ToServer, transfer?: Transferable[]): void {
   self.postMessage(msg, transfer ? { transfer } : undefined);

@@ -115,7 +115,12 @@ export interface BlockedRatings extends Ratings {
 
 /** An empty set of ratings. */
 export function emptyRatings(): Ratings {
-  return { rows: new Uint32Array(0), cols: new Uint32Array(0), vals: new Float32Array(0), length: 0 };
+  return {
+    rows: new Uint32Array(0),
+    cols: new Uint32Array(0),
+    vals: new Float32Array(0),
+    length: 0,
+  };
 }
 
 /** Appends ratings to growable typed arrays (doubling); {@linkcode finish} trims them. */
@@ -318,7 +323,12 @@ export function trueColFactor(
 }
 
 /** True if rating (row, col) belongs to the test set (a hash of the rating: deterministic). */
-export function isTestRating(splitSeed: number, row: number, col: number, fraction: number): boolean {
+export function isTestRating(
+  splitSeed: number,
+  row: number,
+  col: number,
+  fraction: number,
+): boolean {
   return hash32(splitSeed ^ SPLIT_SALT, row, col) < fraction * TWO_POW_32;
 }
 
@@ -584,7 +594,11 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
       fail(lineNo, `row ${ri} out of range ${base}..${rows - 1 + base} (index base ${base})`, line);
     }
     if (c < 0 || c >= cols) {
-      fail(lineNo, `column ${ci} out of range ${base}..${cols - 1 + base} (index base ${base})`, line);
+      fail(
+        lineNo,
+        `column ${ci} out of range ${base}..${cols - 1 + base} (index base ${base})`,
+        line,
+      );
     }
     total++;
     if (r < r0 || r >= r1) return;
@@ -600,7 +614,11 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
       if (lineNo === 1) {
         const h = line.trim().toLowerCase().split(WS);
         if (h[0] !== "%%matrixmarket") {
-          fail(lineNo, `not a MatrixMarket file: the first line must start with %%MatrixMarket`, line);
+          fail(
+            lineNo,
+            `not a MatrixMarket file: the first line must start with %%MatrixMarket`,
+            line,
+          );
         }
         if (h[1] !== "matrix" || h[2] !== "coordinate") {
           fail(lineNo, `only 'matrix coordinate' MatrixMarket files are supported`, line);
@@ -608,7 +626,9 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
         if (h[3] !== "real" && h[3] !== "integer") {
           fail(lineNo, `only 'real' or 'integer' MatrixMarket values are supported`, line);
         }
-        if (h[4] !== "general") fail(lineNo, `only 'general' MatrixMarket files are supported`, line);
+        if (h[4] !== "general") {
+          fail(lineNo, `only 'general' MatrixMarket files are supported`, line);
+        }
         sawBanner = true;
         base = 1;
         return;
@@ -623,7 +643,11 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
           fail(lineNo, `expected the size line 'rows cols entries'`, line);
         }
         if (hr > rows || hc > cols) {
-          fail(lineNo, `matrix is ${hr} x ${hc}, larger than the configured ${rows} x ${cols}`, line);
+          fail(
+            lineNo,
+            `matrix is ${hr} x ${hc}, larger than the configured ${rows} x ${cols}`,
+            line,
+          );
         }
         header = { rows: hr, cols: hc, nnz: hn };
         return;

@@ -46,7 +46,7 @@ export interface ConnectionOptions {
   /** Decoder from the handshake, holding any bytes the peer pipelined after it. */
   decoder?: FrameDecoder;
   /** Called for every received message, in order (may also be set later, before start()). */
-  onMessage?: (msg: Message) => void | Promise<void>;
+  onMessage?: (msg: Message) => unknown;
   /** Called once when the connection is closed, by either side, with the reason. */
   onClose?: (reason: string) => void;
   /** Where log lines go (default: stderr, prefixed with "lapse: "). */
@@ -70,7 +70,7 @@ export class Connection {
   /** Largest number of bytes queued for sending. */
   readonly queue_bytes_max: number;
   /** Receives every message; a throw is logged and the loop goes on. */
-  onMessage: (msg: Message) => void | Promise<void>;
+  onMessage: (msg: Message) => unknown;
   /** Called once, when the connection closes. */
   onClose: (reason: string) => void;
 

@@ -8,8 +8,7 @@
 import type { JobConfig } from "../tasks/config.ts";
 import { loadTask } from "../tasks/registry.ts";
 import type { TaskDefinition } from "../tasks/task.ts";
-import type { ToServer, ToWorker } from "../client/worker_api.ts";
-import type { WorkerInit } from "../client/worker_entry.ts";
+import type { ToServer, ToWorker, WorkerInit } from "./worker_protocol.ts";
 import { Msg } from "./messages.ts";
 import { PsCore } from "./ps_core.ts";
 
@@ -109,6 +108,8 @@ export interface LapseNodeOptions {
   self: number;
   nodes: number;
   transport: NodeTransport;
+  /** The module worker threads run (client/worker_entry.ts; server/ does not import client/). */
+  workerUrl: string | URL;
   /** Where log lines go (stderr by default). */
   log?: (line: string) => void;
 }
@@ -119,6 +120,7 @@ export class LapseNode {
   readonly nodes: number;
   readonly #transport: NodeTransport;
   readonly #log: (line: string) => void;
+  readonly #workerUrl: string;
   #job: NodeJob | null = null;
   #coord: Coordination | null = null;
   #nextJob = 1;
@@ -128,6 +130,7 @@ export class LapseNode {
     this.nodes = opts.nodes;
     this.#transport = opts.transport;
     this.#log = opts.log ?? ((line) => console.error(line));
+    this.#workerUrl = String(opts.workerUrl);
   }
 
   /** The running job's data plane (tests look at it); null between jobs. */
@@ -387,9 +390,7 @@ export class LapseNode {
     const wpn = config.cluster.workers_per_node;
     const shared = job.core.shared();
     for (let i = 0; i < wpn; i++) {
-      const w = new Worker(new URL("../client/worker_entry.ts", import.meta.url).href, {
-        type: "module",
-      });
+      const w = new Worker(this.#workerUrl, { type: "module" });
       w.onmessage = (e: MessageEvent) => this.#onWorkerMessage(job, i, e.data as ToServer);
       w.onerror = (e: ErrorEvent) => {
         e.preventDefault();

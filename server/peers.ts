@@ -40,8 +40,11 @@ export interface PeersOptions {
   queue_bytes_max?: number;
   /** Limit for one handshake (default: 10 s, at most connect_timeout_ms). */
   handshake_timeout_ms?: number;
-  /** Every message from another node, in per-node FIFO order. */
-  onNodeMessage: (from: number, msg: Message) => void;
+  /**
+   * Every message from another node, in per-node FIFO order. A throw (or a rejected Promise) is
+   * logged with the message type and the connection stays open.
+   */
+  onNodeMessage: (from: number, msg: Message) => unknown;
   /**
    * A driver connected and proved the token. Set `conn.onMessage` (and `onClose`) synchronously;
    * Peers starts the connection's read loop right after this returns.
@@ -414,6 +417,12 @@ export class Peers {
     decoder: ConnectionOptions["decoder"],
     remote: string,
   ): void {
+    if (this.#nodes[id]) {
+      // Two connections of one node raced through admit(); keep the first (FIFO per pair).
+      this.#log(`closing a second connection from node ${id} (${remote})`);
+      conn.close();
+      return;
+    }
     const c = new Connection(conn, {
       ...this.#connectionOptions(`node ${id} (${this.addresses[id] ?? remote})`),
       decoder,

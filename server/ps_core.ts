@@ -35,6 +35,8 @@ interface Request {
 class Transfer {
   passTo = -1;
   readonly waiters: number[] = [];
+  /** Localizes issued here after `passTo` was set: they ask for the key again once it left. */
+  readonly again: number[] = [];
   readonly opKind: number[] = [];
   readonly opOrigin: number[] = [];
   readonly opRid: number[] = [];
@@ -44,6 +46,7 @@ class Transfer {
   reset(): void {
     this.passTo = -1;
     this.waiters.length = 0;
+    this.again.length = 0;
     this.opKind.length = 0;
     this.opOrigin.length = 0;
     this.opRid.length = 0;
@@ -242,7 +245,6 @@ export class PsCore {
     const ts = this.#table(tb);
     const rid = this.#newRequest(LOCALIZE, worker, id, keys.length, ts.table.dim);
     if (this.mode !== "lapse") return this.#done(rid, keys.length);
-    const self = this.self;
     let ready = 0;
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
@@ -250,20 +252,24 @@ export class PsCore {
         ready++;
         continue;
       }
-      let tr = ts.transfers.get(key);
-      if (tr !== undefined) {
-        tr.waiters.push(rid);
-        continue;
-      }
-      tr = this.#spare.pop() ?? new Transfer();
-      tr.waiters.push(rid);
-      ts.transfers.set(key, tr);
-      const home = ts.placement.home(key);
-      if (home === self) this.#relocate(ts, tb, key, self);
-      else this.#outbox.localize(home, tb, self, key);
+      const tr = ts.transfers.get(key);
+      if (tr === undefined) this.#askFor(ts, tb, key).waiters.push(rid);
+      else if (tr.passTo >= 0) tr.again.push(rid); // it will only pass through here
+      else tr.waiters.push(rid);
     }
     this.#outbox.flush();
-    if (ready > 0) this.#done(rid, ready);
+    // An empty request has nothing to wait for: it must be answered too.
+    if (ready > 0 || keys.length === 0) this.#done(rid, ready);
+  }
+
+  /** Step 1: records "key in transfer to this node" and asks its home for it. */
+  #askFor(ts: TableState, tb: number, key: number): Transfer {
+    const tr = this.#spare.pop() ?? new Transfer();
+    ts.transfers.set(key, tr);
+    const home = ts.placement.home(key);
+    if (home === this.self) this.#relocate(ts, tb, key, this.self);
+    else this.#outbox.localize(home, tb, this.self, key);
+    return tr;
   }
 
   // --- serving and routing one key -------------------------------------------------------
@@ -490,6 +496,10 @@ export class PsCore {
       ts.transfers.delete(key);
       const waiters = tr.waiters;
       for (let w = 0; w < waiters.length; w++) this.#done(waiters[w], 1);
+      if (tr.again.length > 0) {
+        const next = this.#askFor(ts, tb, key);
+        for (let w = 0; w < tr.again.length; w++) next.waiters.push(tr.again[w]);
+      }
       tr.reset();
       this.#spare.push(tr);
     }

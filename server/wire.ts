@@ -10,13 +10,14 @@
  *
  * The padding makes every frame a multiple of 4 bytes long, so in a receive buffer that starts
  * 4-byte aligned every body starts 4-byte aligned too. The body is one CBOR map `{ t, ... }`
- * encoded by cbor-x with records off. Keys and values travel as typed arrays, which cbor-x
- * writes as a tag (RFC 8746) plus a byte string. cbor-x itself does not align that byte
- * string, so {@linkcode encodeFrame} rewrites the headers in front of each typed-array payload
- * (non-shortest but valid CBOR integer widths, plus the no-op self-describe tag 55799 where
- * needed) so that every payload of 2- or 4-byte elements starts at a multiple of 4 from the
- * start of the body. The decoder then returns those arrays as views of the receive buffer
- * instead of copies.
+ * (cbor-x, records off, decodes it). Keys and values travel as typed arrays, encoded as a tag
+ * (RFC 8746) plus a byte string, exactly as cbor-x writes them, except that the payload is
+ * aligned: cbor-x does not align it, so {@linkcode encodeFrame} writes the message's top-level
+ * typed arrays itself (copied once, straight into the frame; cbor-x encodes the other fields)
+ * and rewrites the heads in front of nested ones. It picks non-shortest but valid CBOR integer
+ * widths, plus the no-op self-describe tag 55799 where needed, so that every payload of 2-, 4-
+ * or 8-byte elements starts at a multiple of 4 from the start of the body. The decoder then
+ * returns those arrays as views of the receive buffer instead of copies.
  *
  * When a decoded typed array is a copy instead of a view:
  * - 8-byte elements (`Float64Array`, `BigInt64Array`, `BigUint64Array`): payloads are aligned
@@ -68,17 +69,39 @@ export type Message = { t: number } & Record<string, unknown>;
 // buffer for the next message. Safe because encodeFrame copies the body out at once.
 const RESET_BUFFER_MODE = 1024;
 
-// Messages whose typed arrays add up to more than this are encoded by a throwaway Encoder:
-// cbor-x grows its internal buffer to the largest message and keeps it for good, and we do not
-// want one 400 MB localize to pin 400 MB per process forever.
+// cbor-x grows its internal buffer to the largest message it has encoded and keeps it; after a
+// body larger than this we start a fresh encoder, so that one big message does not pin its
+// size in memory for the life of the process.
 const SHARED_ENCODER_BYTES_MAX = 1024 * 1024;
 
-const shared_encoder = new Encoder({ useRecords: false });
+let shared_encoder = new Encoder({ useRecords: false });
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
-// Typed-array tags (RFC 8746, little-endian variants as cbor-x writes them on x86/ARM) mapped to
-// the alignment their payload wants: 4 for 2- and 4-byte elements (4 covers both), 4 for 8-byte
-// elements too (best effort: the receive buffer only guarantees 4).
+const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+// RFC 8746 tags of the little-endian typed arrays, as cbor-x writes and reads them. Top-level
+// typed arrays of a message are written by encodeFrame itself (one copy, straight into the
+// frame); on a big-endian machine everything goes through cbor-x instead.
+const TYPED_ARRAY_TAGS = new Map<unknown, number>(
+  IS_LITTLE_ENDIAN
+    ? [
+      [Uint8Array, 64],
+      [Uint8ClampedArray, 68],
+      [Uint16Array, 69],
+      [Uint32Array, 70],
+      [BigUint64Array, 71],
+      [Int8Array, 72],
+      [Int16Array, 77],
+      [Int32Array, 78],
+      [BigInt64Array, 79],
+      [Float32Array, 85],
+      [Float64Array, 86],
+    ]
+    : [],
+);
+
+// Alignment wanted by the payload of each tag: 4 for 2-, 4- and 8-byte elements (8-byte ones
+// are best effort: the receive buffer only guarantees 4); byte arrays need none.
 const TYPED_ARRAY_ALIGN: Record<number, number> = {
   69: 4, // Uint16Array
   70: 4, // Uint32Array
@@ -90,66 +113,167 @@ const TYPED_ARRAY_ALIGN: Record<number, number> = {
   86: 4, // Float64Array
 };
 
-/** Where one typed-array item sits in cbor-x's output. */
+// Header layouts (self-describe tag 55799, typed-array tag, byte-string length) in bytes,
+// smallest first. All are valid CBOR (non-shortest integer widths are allowed); the smallest
+// one that fits the length and aligns the payload wins. A solution always exists: for big
+// payloads (5-byte length) 5+3+5 = 13 reaches the residue that tag and length widths alone
+// cannot.
+const HEADER_LAYOUTS: [number, number, number][] = [];
+for (const sd of [0, 3, 5]) {
+  for (const tw of [2, 3, 5]) {
+    for (const bw of [1, 2, 3, 5, 9]) HEADER_LAYOUTS.push([sd, tw, bw]);
+  }
+}
+HEADER_LAYOUTS.sort((a, b) => a[0] + a[1] + a[2] - (b[0] + b[1] + b[2]));
+
+/** One typed array to write into the frame, with the header layout chosen for it. */
 interface TypedArraySpot {
-  /** Offset of the tag's first byte in the body. */
+  /** For arrays inside cbor-x's output: offset of the tag's first byte in that output. */
   start: number;
-  /** Offset of the payload's first byte. */
+  /** For arrays inside cbor-x's output: offset of the payload's first byte. */
   payload: number;
   /** Payload length in bytes. */
   length: number;
   tag: number;
-  /** Header widths chosen for the output (filled by planAlignment). */
   self_describe_bytes: number;
   tag_bytes: number;
   bstr_bytes: number;
 }
 
+/** A top-level typed array of the message, written by encodeFrame after cbor-x's pairs. */
+interface TopLevelArray {
+  key: string;
+  array: ArrayBufferView;
+  spot: TypedArraySpot;
+}
+
 /**
  * Encodes one message as a complete frame (length prefix, body, padding) in one fresh buffer
- * that the caller owns. Typed-array payloads are 4-byte aligned relative to the body start.
+ * that the caller owns; the message's arrays may be reused as soon as this returns.
+ *
+ * Typed-array payloads start at multiples of 4 from the body start. Typed arrays that are
+ * direct values of the message (the usual `k`, `v`, ...) are copied once, straight into the
+ * frame; everything else is encoded by cbor-x.
  */
 export function encodeFrame(msg: unknown): Uint8Array {
-  const encoder = typedArrayBytes(msg) > SHARED_ENCODER_BYTES_MAX
-    ? new Encoder({ useRecords: false })
-    : shared_encoder;
-  const body: Uint8Array = (encoder.encode as (v: unknown, mode: number) => Uint8Array)(
-    msg,
-    RESET_BUFFER_MODE,
-  );
-  const spots: TypedArraySpot[] = [];
-  scanItem(body, 0, spots);
-  const extra_bytes = planAlignment(spots);
-  const body_bytes = body.length + extra_bytes;
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + align4(body_bytes));
-  new DataView(frame.buffer).setUint32(0, body_bytes, true);
-  if (extra_bytes === 0) {
-    frame.set(body, FRAME_HEADER_BYTES);
-    return frame;
+  // 1. Take the top-level typed arrays out; cbor-x encodes the rest.
+  let arrays: TopLevelArray[] | null = null;
+  let rest = msg;
+  if (
+    msg !== null && typeof msg === "object" && Object.getPrototypeOf(msg) === Object.prototype
+  ) {
+    const fields = msg as Record<string, unknown>;
+    const others: Record<string, unknown> = {};
+    for (const key of Object.keys(fields)) {
+      const value = fields[key];
+      const tag = value == null ? undefined : TYPED_ARRAY_TAGS.get(value.constructor);
+      if (tag === undefined) {
+        others[key] = value;
+        continue;
+      }
+      const array = value as ArrayBufferView;
+      arrays ??= [];
+      arrays.push({ key, array, spot: newSpot(0, 0, array.byteLength, tag) });
+    }
+    if (arrays) rest = others;
   }
-  let from = 0;
+  const body = encodeWithCborX(rest);
+
+  // 2. Lay out: the map head (count grown by the arrays), cbor-x's items with nested typed
+  // arrays realigned, then each top-level array as key + aligned tag + payload.
+  let from = 0; // where copying of cbor-x's output starts
+  let head_bytes = 0; // our map head, written instead of cbor-x's
+  let count = 0;
+  const nested: TypedArraySpot[] = [];
+  if (arrays) {
+    readHead(body, 0);
+    if (head_major !== 5 || head_arg < 0) throw new Error("encodeFrame: cbor-x wrote no map");
+    const pairs = head_arg;
+    count = pairs + arrays.length;
+    head_bytes = argumentBytes(count);
+    from = head_next;
+    let p = from;
+    for (let i = 0; i < 2 * pairs; i++) p = scanItem(body, p, nested);
+  } else {
+    scanItem(body, 0, nested);
+  }
+  let size = head_bytes - from; // output offset of body[i] is i + size (until realignment)
+  for (const spot of nested) {
+    const original = spot.payload - spot.start;
+    chooseHeader(spot, spot.start + size, TYPED_ARRAY_ALIGN[spot.tag] ?? 1);
+    size += spot.self_describe_bytes + spot.tag_bytes + spot.bstr_bytes - original;
+  }
+  size += body.length;
+  if (arrays) {
+    for (const { key, spot } of arrays) {
+      const key_bytes = utf8Bytes(key);
+      size += argumentBytes(key_bytes) + key_bytes;
+      chooseHeader(spot, size, TYPED_ARRAY_ALIGN[spot.tag] ?? 1);
+      size += spot.self_describe_bytes + spot.tag_bytes + spot.bstr_bytes + spot.length;
+    }
+  }
+
+  // 3. Write.
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + align4(size));
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, size, true);
   let to = FRAME_HEADER_BYTES;
-  for (const spot of spots) {
+  if (arrays) to = writeArgument(frame, view, to, 0xa0, count, head_bytes);
+  for (const spot of nested) {
     frame.set(body.subarray(from, spot.start), to);
     to += spot.start - from;
-    to = writeTypedArrayHeader(frame, to, spot);
+    to = writeTypedArrayHeader(frame, view, to, spot);
     frame.set(body.subarray(spot.payload, spot.payload + spot.length), to);
     to += spot.length;
     from = spot.payload + spot.length;
   }
   frame.set(body.subarray(from), to);
+  to += body.length - from;
+  if (arrays) {
+    for (const { key, array, spot } of arrays) {
+      to = writeKey(frame, view, to, key);
+      to = writeTypedArrayHeader(frame, view, to, spot);
+      frame.set(new Uint8Array(array.buffer, array.byteOffset, array.byteLength), to);
+      to += spot.length;
+    }
+  }
   return frame;
 }
 
-/** Total bytes of the typed arrays directly inside `msg` (a cheap size estimate). */
-function typedArrayBytes(msg: unknown): number {
-  if (msg === null || typeof msg !== "object") return 0;
-  let bytes = 0;
-  for (const key in msg) {
-    const v = (msg as Record<string, unknown>)[key];
-    if (ArrayBuffer.isView(v)) bytes += v.byteLength;
+/** cbor-x's encoding of `value`: a view of the encoder's buffer, valid until the next call. */
+function encodeWithCborX(value: unknown): Uint8Array {
+  const encoder = shared_encoder;
+  const body = (encoder.encode as (v: unknown, mode: number) => Uint8Array)(
+    value,
+    RESET_BUFFER_MODE,
+  );
+  // The caller copies `body` before anything else encodes, so dropping the encoder is safe.
+  if (body.length > SHARED_ENCODER_BYTES_MAX) shared_encoder = new Encoder({ useRecords: false });
+  return body;
+}
+
+function newSpot(start: number, payload: number, length: number, tag: number): TypedArraySpot {
+  return { start, payload, length, tag, self_describe_bytes: 0, tag_bytes: 2, bstr_bytes: 0 };
+}
+
+/** Sets the smallest header layout that puts the payload at a multiple of `align`. */
+function chooseHeader(spot: TypedArraySpot, out_start: number, align: number): void {
+  const shortest = argumentBytes(spot.length);
+  if ((out_start + 2 + shortest) % align === 0) {
+    // cbor-x's own layout aligns already (the common case for byte arrays and half the rest)
+    spot.self_describe_bytes = 0;
+    spot.tag_bytes = 2;
+    spot.bstr_bytes = shortest;
+    return;
   }
-  return bytes;
+  for (const [sd, tw, bw] of HEADER_LAYOUTS) {
+    if (!lengthFits(spot.length, bw) || (out_start + sd + tw + bw) % align !== 0) continue;
+    spot.self_describe_bytes = sd;
+    spot.tag_bytes = tw;
+    spot.bstr_bytes = bw;
+    return;
+  }
+  throw new Error(`encodeFrame: no header layout for a ${spot.length}-byte array`);
 }
 
 /** `n` rounded up to a multiple of 4 (not with `& ~3`: lengths may exceed 2^31). */
@@ -157,43 +281,12 @@ function align4(n: number): number {
   return n + ((4 - (n % 4)) % 4);
 }
 
-/**
- * Chooses header widths so that each payload lands on a multiple of 4 in the output body and
- * returns how many bytes that adds. Processes spots in order because each choice shifts
- * everything after it.
- */
-function planAlignment(spots: TypedArraySpot[]): number {
-  let shift = 0;
-  for (const spot of spots) {
-    const original = spot.payload - spot.start;
-    const out_start = spot.start + shift;
-    spot.self_describe_bytes = 0;
-    spot.tag_bytes = 2;
-    spot.bstr_bytes = original - 2;
-    if ((out_start + original) % TYPED_ARRAY_ALIGN[spot.tag] === 0) continue;
-    let best = Infinity;
-    // Every combination below is valid CBOR; the smallest one that aligns wins. A solution
-    // always exists: for big payloads (5-byte length) 5+3+5 = 13 covers the residue that tag and
-    // length widths alone cannot reach.
-    for (const sd of [0, 3, 5]) {
-      for (const tw of [2, 3, 5]) {
-        for (const bw of [1, 2, 3, 5, 9]) {
-          if (!lengthFits(spot.length, bw)) continue;
-          const header = sd + tw + bw;
-          if ((out_start + header) % 4 !== 0 || header >= best) continue;
-          best = header;
-          spot.self_describe_bytes = sd;
-          spot.tag_bytes = tw;
-          spot.bstr_bytes = bw;
-        }
-      }
-    }
-    shift += best - original;
-  }
-  return shift;
+/** Bytes of the shortest CBOR head for argument `n`. */
+function argumentBytes(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n <= 0xffffffff ? 5 : 9;
 }
 
-/** Whether a CBOR argument of `width` header bytes can carry `length`. */
+/** Whether a CBOR argument of `width` head bytes can carry `length`. */
 function lengthFits(length: number, width: number): boolean {
   switch (width) {
     case 1:
@@ -209,17 +302,37 @@ function lengthFits(length: number, width: number): boolean {
   }
 }
 
-/** Writes self-describe tag (optional), typed-array tag and byte-string header; returns end. */
-function writeTypedArrayHeader(out: Uint8Array, at: number, spot: TypedArraySpot): number {
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  if (spot.self_describe_bytes === 3) {
-    out[at++] = 0xd9;
-    view.setUint16(at, 55799);
-    at += 2;
-  } else if (spot.self_describe_bytes === 5) {
-    out[at++] = 0xda;
-    view.setUint32(at, 55799);
-    at += 4;
+const text_encoder = new TextEncoder();
+
+/** UTF-8 length of a map key (keys are short; ASCII is the fast path). */
+function utf8Bytes(key: string): number {
+  for (let i = 0; i < key.length; i++) {
+    if (key.charCodeAt(i) > 0x7f) return text_encoder.encode(key).length;
+  }
+  return key.length;
+}
+
+/** Writes a text-string key; returns the end. */
+function writeKey(out: Uint8Array, view: DataView, at: number, key: string): number {
+  const bytes = utf8Bytes(key);
+  at = writeArgument(out, view, at, 0x60, bytes, argumentBytes(bytes));
+  if (bytes === key.length) {
+    for (let i = 0; i < key.length; i++) out[at + i] = key.charCodeAt(i);
+  } else {
+    out.set(text_encoder.encode(key), at);
+  }
+  return at + bytes;
+}
+
+/** Writes self-describe tag (optional), typed-array tag and byte-string head; returns end. */
+function writeTypedArrayHeader(
+  out: Uint8Array,
+  view: DataView,
+  at: number,
+  spot: TypedArraySpot,
+): number {
+  if (spot.self_describe_bytes > 0) {
+    at = writeArgument(out, view, at, 0xc0, 55799, spot.self_describe_bytes);
   }
   at = writeArgument(out, view, at, 0xc0, spot.tag, spot.tag_bytes);
   return writeArgument(out, view, at, 0x40, spot.length, spot.bstr_bytes);
@@ -252,19 +365,20 @@ function writeArgument(
       return at + 5;
     default:
       out[at] = major | 27;
-      view.setUint32(at + 1, 0);
-      view.setUint32(at + 5, value);
+      view.setUint32(at + 1, Math.floor(value / 0x100000000));
+      view.setUint32(at + 5, value >>> 0);
       return at + 9;
   }
 }
 
-/**
- * Walks one CBOR item of cbor-x's output starting at `pos`, records typed arrays, and returns
- * the offset after the item. Only the structure is read; values are skipped.
- */
-function scanItem(b: Uint8Array, pos: number, spots: TypedArraySpot[]): number {
+// readHead's results, in module variables: scanning runs per CBOR item and must not allocate.
+let head_major = 0;
+let head_arg = 0;
+let head_next = 0;
+
+/** Reads the CBOR head at `pos` into head_major, head_arg (-1: indefinite) and head_next. */
+function readHead(b: Uint8Array, pos: number): void {
   const initial = b[pos];
-  const major = initial >> 5;
   const info = initial & 31;
   let arg: number;
   let p = pos + 1;
@@ -274,15 +388,28 @@ function scanItem(b: Uint8Array, pos: number, spots: TypedArraySpot[]): number {
     arg = (b[p] << 8) | b[p + 1];
     p += 2;
   } else if (info === 26) {
-    arg = (b[p] * 0x1000000) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]);
+    arg = b[p] * 0x1000000 + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]);
     p += 4;
   } else if (info === 27) {
-    // 8-byte argument: lengths this large never occur in our messages; values are skipped.
-    arg = (b[p + 4] * 0x1000000) + ((b[p + 5] << 16) | (b[p + 6] << 8) | b[p + 7]);
+    // 8-byte argument: only the low 32 bits matter for lengths we can hold in memory.
+    arg = b[p + 4] * 0x1000000 + ((b[p + 5] << 16) | (b[p + 6] << 8) | b[p + 7]);
     p += 8;
   } else if (info === 31) arg = -1; // indefinite length (or the break code, major 7)
   else throw new Error(`encodeFrame: unexpected CBOR byte 0x${initial.toString(16)}`);
+  head_major = initial >> 5;
+  head_arg = arg;
+  head_next = p;
+}
 
+/**
+ * Walks one CBOR item of cbor-x's output starting at `pos`, records typed arrays, and returns
+ * the offset after the item. Only the structure is read; values are skipped.
+ */
+function scanItem(b: Uint8Array, pos: number, spots: TypedArraySpot[]): number {
+  readHead(b, pos);
+  const major = head_major;
+  const arg = head_arg;
+  let p = head_next;
   switch (major) {
     case 0:
     case 1:
@@ -304,30 +431,11 @@ function scanItem(b: Uint8Array, pos: number, spots: TypedArraySpot[]): number {
       return p;
     }
     default: {
-      // Tag: a typed array is a known tag followed by a definite-length byte string.
+      // A tag. A typed array that wants alignment is its tag plus a definite byte string.
       if (TYPED_ARRAY_ALIGN[arg] !== undefined && (b[p] >> 5) === 2 && (b[p] & 31) !== 31) {
-        const end = scanItem(b, p, []);
-        const bstr_info = b[p] & 31;
-        const bstr_head = bstr_info < 24
-          ? 1
-          : bstr_info === 24
-          ? 2
-          : bstr_info === 25
-          ? 3
-          : bstr_info === 26
-          ? 5
-          : 9;
-        const payload = p + bstr_head;
-        spots.push({
-          start: pos,
-          payload,
-          length: end - payload,
-          tag: arg,
-          self_describe_bytes: 0,
-          tag_bytes: 2,
-          bstr_bytes: bstr_head,
-        });
-        return end;
+        readHead(b, p);
+        spots.push(newSpot(pos, head_next, head_arg, arg));
+        return head_next + head_arg;
       }
       return scanItem(b, p, spots);
     }

@@ -41,6 +41,7 @@ import {
   generateRatings,
   groupByColBlock,
   hash32,
+  mix32,
   type Ratings,
   type RatingsFormat,
   type RatingsSplit,
@@ -72,6 +73,8 @@ export interface MfSettings {
   lrSchedule: LrSchedule;
   decay: number;
   initScale: number;
+  /** Ratings per window on the path for non-local keys (see `RemoteWindow`). */
+  remoteBatch: number;
   /** The `W start partition` directive is on. */
   localizeW: boolean;
   /** The `H block dsgd` directive is on. */
@@ -87,6 +90,7 @@ export const MF_DEFAULTS = {
   lr_schedule: "decay" as LrSchedule,
   decay: 0.1,
   init_scale: 0.2,
+  remote_batch: 256,
   test_fraction: 0.1,
 };
 
@@ -153,10 +157,14 @@ export function mfSettings(config: JobConfig): MfSettings {
     rows = generate.rows;
     cols = generate.cols;
     if (data.rows !== undefined && data.rows !== rows) {
-      throw new RangeError(`mf: data.rows (${data.rows}) differs from data.generate.rows (${rows})`);
+      throw new RangeError(
+        `mf: data.rows (${data.rows}) differs from data.generate.rows (${rows})`,
+      );
     }
     if (data.cols !== undefined && data.cols !== cols) {
-      throw new RangeError(`mf: data.cols (${data.cols}) differs from data.generate.cols (${cols})`);
+      throw new RangeError(
+        `mf: data.cols (${data.cols}) differs from data.generate.cols (${cols})`,
+      );
     }
   } else {
     if (!Number.isInteger(data.rows) || !Number.isInteger(data.cols)) {
@@ -190,6 +198,7 @@ export function mfSettings(config: JobConfig): MfSettings {
     lrSchedule: model.lr_schedule ?? MF_DEFAULTS.lr_schedule,
     decay: num(model.decay, MF_DEFAULTS.decay),
     initScale: num(model.init_scale, MF_DEFAULTS.init_scale),
+    remoteBatch: num(model.remote_batch, MF_DEFAULTS.remote_batch),
     localizeW: false,
     localizeH: false,
   };
@@ -198,6 +207,9 @@ export function mfSettings(config: JobConfig): MfSettings {
   }
   if (!Number.isInteger(s.epochs) || s.epochs < 0) {
     throw new RangeError(`mf: model.epochs must be >= 0`);
+  }
+  if (!Number.isInteger(s.remoteBatch) || s.remoteBatch < 1) {
+    throw new RangeError(`mf: model.remote_batch must be an integer >= 1`);
   }
   if (!(s.lr > 0)) throw new RangeError(`mf: model.lr must be > 0`);
   if (!(s.lambda >= 0)) throw new RangeError(`mf: model.lambda must be >= 0`);
@@ -296,6 +308,130 @@ async function testSse(
   return sse;
 }
 
+/** Distinct keys of a window, in first-seen order, with their slot numbers (reused buffers). */
+class KeySlots {
+  readonly keys: Uint32Array;
+  n = 0;
+  private readonly table: Int32Array; // slot + 1, 0 = empty
+  private readonly used: Int32Array;
+  private readonly mask: number;
+
+  constructor(max: number) {
+    let cap = 16;
+    while (cap < 2 * max) cap *= 2;
+    this.keys = new Uint32Array(max);
+    this.table = new Int32Array(cap);
+    this.used = new Int32Array(max);
+    this.mask = cap - 1;
+  }
+
+  /** The slot of `key`, adding it if new. */
+  slot(key: number): number {
+    let p = mix32(key) & this.mask;
+    for (;;) {
+      const e = this.table[p];
+      if (e === 0) break;
+      if (this.keys[e - 1] === key) return e - 1;
+      p = (p + 1) & this.mask;
+    }
+    const slot = this.n++;
+    this.keys[slot] = key;
+    this.table[p] = slot + 1;
+    this.used[slot] = p;
+    return slot;
+  }
+
+  reset(): void {
+    for (let q = 0; q < this.n; q++) this.table[this.used[q]] = 0;
+    this.n = 0;
+  }
+}
+
+/**
+ * The path for ratings whose keys are not all local: a window of up to `max` consecutive
+ * ratings is trained on copies of its distinct W and H rows, fetched with one pull per table,
+ * and the differences are sent back with one push per table. In DSGD no other worker touches
+ * this worker's W rows or its current H block during a subepoch, so this computes exactly what
+ * rating-by-rating access would, with two messages per destination instead of two per rating.
+ */
+class RemoteWindow {
+  private readonly w: KeySlots;
+  private readonly h: KeySlots;
+  private readonly sw: Int32Array;
+  private readonly sh: Int32Array;
+  private readonly wv: Float32Array;
+  private readonly hv: Float32Array;
+  private readonly w0: Float32Array;
+  private readonly h0: Float32Array;
+
+  constructor(max: number, private readonly k: number) {
+    this.w = new KeySlots(max);
+    this.h = new KeySlots(max);
+    this.sw = new Int32Array(max);
+    this.sh = new Int32Array(max);
+    this.wv = new Float32Array(max * k);
+    this.hv = new Float32Array(max * k);
+    this.w0 = new Float32Array(max * k);
+    this.h0 = new Float32Array(max * k);
+  }
+
+  /** A push of one key that is not awaited: it gets its own copies of key and delta. */
+  pushOne(ps: ParameterServer, table: number, key: number, delta: Float32Array): void {
+    const p = ps.push(table, Uint32Array.of(key), delta.slice());
+    if (p) p.catch(() => {}); // failures surface in ps.wait()
+  }
+
+  /** Trains on ratings `start .. start+n-1`; returns their squared errors before update. */
+  async train(
+    ps: ParameterServer,
+    tW: number,
+    tH: number,
+    r: Ratings,
+    start: number,
+    n: number,
+    lr: number,
+    lambda: number,
+  ): Promise<number> {
+    const k = this.k, w = this.w, h = this.h, sw = this.sw, sh = this.sh;
+    w.reset();
+    h.reset();
+    for (let q = 0; q < n; q++) {
+      sw[q] = w.slot(r.rows[start + q]);
+      sh[q] = h.slot(r.cols[start + q]);
+    }
+    const nw = w.n * k, nh = h.n * k;
+    const wv = this.wv, hv = this.hv;
+    const pw = ps.pull(tW, w.keys.subarray(0, w.n), wv.subarray(0, nw));
+    const ph = ps.pull(tH, h.keys.subarray(0, h.n), hv.subarray(0, nh));
+    if (pw) await pw;
+    if (ph) await ph;
+    this.w0.set(wv.subarray(0, nw));
+    this.h0.set(hv.subarray(0, nh));
+    let loss = 0;
+    for (let q = 0; q < n; q++) {
+      const wo = sw[q] * k, ho = sh[q] * k;
+      let dot = 0;
+      for (let f = 0; f < k; f++) dot += wv[wo + f] * hv[ho + f];
+      const err = r.vals[start + q] - dot;
+      loss += err * err;
+      for (let f = 0; f < k; f++) {
+        const a = wv[wo + f], b = hv[ho + f];
+        wv[wo + f] = a + lr * (err * b - lambda * a);
+        hv[ho + f] = b + lr * (err * a - lambda * b);
+      }
+    }
+    // Deltas, in fresh arrays: the pushes are not awaited (ps.wait() at the subepoch's end).
+    const dW = wv.slice(0, nw), dH = hv.slice(0, nh);
+    for (let x = 0; x < nw; x++) dW[x] -= this.w0[x];
+    for (let x = 0; x < nh; x++) dH[x] -= this.h0[x];
+    const qw = ps.push(tW, w.keys.slice(0, w.n), dW);
+    const qh = ps.push(tH, h.keys.slice(0, h.n), dH);
+    if (qw) qw.catch(() => {});
+    if (qh) qh.catch(() => {});
+    return loss;
+  }
+}
+
 /** The training loop of one worker. */
 async function run(ctx: TaskContext): Promise<void> {
   const { ps, config } = ctx;
@@ -304,9 +440,16 @@ async function run(ctx: TaskContext): Promise<void> {
   const maxKeys = Math.max(1, Math.floor(config.ps?.batch_keys_max ?? 1 << 20));
   const tW = ps.table("W").id, tH = ps.table("H").id;
 
+  const t0 = performance.now();
   const data = await loadMfData(s, me, N);
   const train: BlockedRatings = groupByColBlock(data.train, s.cols, N);
   const test = sortByCol(data.test, s.cols);
+  const r0 = blockStart(me, s.rows, N), r1 = blockStart(me + 1, s.rows, N);
+  ctx.log(
+    `mf worker ${me}/${N}: rows ${r0}..${r1 - 1}, ${train.length} training and ${test.length} ` +
+      `test ratings, loaded in ${((performance.now() - t0) / 1000).toFixed(2)}s`,
+  );
+  // This worker's count; the system sums the counts of all workers.
   ctx.epochPoints(train.length);
 
   // Distinct H keys of each column block of my ratings (what the H directive localizes).
@@ -315,7 +458,6 @@ async function run(ctx: TaskContext): Promise<void> {
     blockHKeys.push(distinctSorted(train.cols, train.offsets[b], train.offsets[b + 1]));
   }
   if (s.localizeW) {
-    const r0 = blockStart(me, s.rows, N), r1 = blockStart(me + 1, s.rows, N);
     const keys = new Uint32Array(r1 - r0);
     for (let i = 0; i < keys.length; i++) keys[i] = r0 + i;
     await inChunks(keys, maxKeys, (ks) => ps.localize(tW, ks));
@@ -324,7 +466,8 @@ async function run(ctx: TaskContext): Promise<void> {
   // Reused buffers: the all-local path allocates nothing per rating.
   const wb = new Float32Array(k), hb = new Float32Array(k);
   const dw = new Float32Array(k), dh = new Float32Array(k);
-  const keyW = new Uint32Array(1), keyH = new Uint32Array(1);
+  const remoteBatch = Math.max(1, Math.min(s.remoteBatch, maxKeys));
+  const win = new RemoteWindow(remoteBatch, k);
   const chunk = Math.max(1, Math.min(4096, maxKeys));
   const evalBuf = {
     w: new Float32Array(chunk * k),
@@ -350,38 +493,40 @@ async function run(ctx: TaskContext): Promise<void> {
       const start = train.offsets[b], end = train.offsets[b + 1];
       rng.reseed(hash32(ctx.seed, epoch, me * N + b));
       shuffleRange(train, start, end, rng);
-      for (let t = start; t < end; t++) {
-        const i = rows[t], j = cols[t];
-        if (!ps.pullIfLocal(tW, i, wb, 0) || !ps.pullIfLocal(tH, j, hb, 0)) {
-          // Slow path: at least one key is remote (classic mode, or not localized).
-          keyW[0] = i;
-          keyH[0] = j;
-          const pw = ps.pull(tW, keyW, wb);
-          const ph = ps.pull(tH, keyH, hb);
-          if (pw) await pw;
-          if (ph) await ph;
+      let t = start;
+      while (t < end) {
+        // Fast path: both keys local; no allocation, no Promise.
+        for (; t < end; t++) {
+          const i = rows[t], j = cols[t];
+          if (!ps.pullIfLocal(tW, i, wb, 0) || !ps.pullIfLocal(tH, j, hb, 0)) break;
+          let dot = 0;
+          for (let f = 0; f < k; f++) dot += wb[f] * hb[f];
+          const err = vals[t] - dot;
+          lossSum += err * err;
+          for (let f = 0; f < k; f++) {
+            const w = wb[f], h = hb[f];
+            dw[f] = lr * (err * h - lambda * w);
+            dh[f] = lr * (err * w - lambda * h);
+          }
+          // A key can only have moved away in between if another worker localized it.
+          if (!ps.pushIfLocal(tW, i, dw, 0)) win.pushOne(ps, tW, i, dw);
+          if (!ps.pushIfLocal(tH, j, dh, 0)) win.pushOne(ps, tH, j, dh);
+          if (++sinceProgress >= PROGRESS_EVERY) {
+            ctx.progress(sinceProgress);
+            sinceProgress = 0;
+          }
         }
-        let dot = 0;
-        for (let f = 0; f < k; f++) dot += wb[f] * hb[f];
-        const err = vals[t] - dot;
-        lossSum += err * err;
-        for (let f = 0; f < k; f++) {
-          const w = wb[f], h = hb[f];
-          dw[f] = lr * (err * h - lambda * w);
-          dh[f] = lr * (err * w - lambda * h);
-        }
-        if (!ps.pushIfLocal(tW, i, dw, 0)) {
-          // Remote push: not awaited (ps.wait() below), so it gets its own copies.
-          const p = ps.push(tW, Uint32Array.of(i), dw.slice());
-          if (p) p.catch(() => {});
-        }
-        if (!ps.pushIfLocal(tH, j, dh, 0)) {
-          const p = ps.push(tH, Uint32Array.of(j), dh.slice());
-          if (p) p.catch(() => {});
-        }
-        if (++sinceProgress === PROGRESS_EVERY) {
-          ctx.progress(PROGRESS_EVERY);
-          sinceProgress = 0;
+        if (t < end) {
+          // Slow path: a key is not local (classic mode, or not localized): a window of
+          // ratings with one batched pull and push per table.
+          const n = Math.min(end - t, remoteBatch);
+          lossSum += await win.train(ps, tW, tH, train, t, n, lr, lambda);
+          t += n;
+          sinceProgress += n;
+          if (sinceProgress >= PROGRESS_EVERY) {
+            ctx.progress(sinceProgress);
+            sinceProgress = 0;
+          }
         }
       }
       await ps.wait();
@@ -487,6 +632,12 @@ const schema: TaskSchema = {
         min: 0,
         default: MF_DEFAULTS.init_scale,
         doc: "W and H start uniform in [-init_scale, init_scale].",
+      },
+      remote_batch: {
+        type: "integer",
+        min: 1,
+        default: MF_DEFAULTS.remote_batch,
+        doc: "ratings per batched pull/push when keys are not local (1: one access per rating)",
       },
     },
   },

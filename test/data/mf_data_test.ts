@@ -4,8 +4,8 @@ import {
   blockStart,
   distinctSorted,
   forEachLine,
-  generatedRowCount,
   type GenerateConfig,
+  generatedRowCount,
   generateRatings,
   groupByColBlock,
   hash32,
@@ -143,7 +143,10 @@ Deno.test("blocks: blockOf inverts blockStart", () => {
   for (const [n, blocks] of [[10, 3], [7, 7], [100, 8], [5, 1], [3, 5]]) {
     for (let i = 0; i < n; i++) {
       const b = blockOf(i, n, blocks);
-      assert.ok(blockStart(b, n, blocks) <= i && i < blockStart(b + 1, n, blocks), `${i} ${n} ${blocks}`);
+      assert.ok(
+        blockStart(b, n, blocks) <= i && i < blockStart(b + 1, n, blocks),
+        `${i} ${n} ${blocks}`,
+      );
     }
     assert.equal(blockStart(blocks, n, blocks), n);
   }
@@ -165,7 +168,9 @@ Deno.test("groupByColBlock, shuffleRange, sortByCol, distinctSorted", () => {
   shuffleRange(g, g.offsets[1], g.offsets[2], new Rng(1));
   assert.deepEqual(asStrings(g), before, "shuffling keeps the ratings");
   assert.notDeepEqual(g.cols.slice(g.offsets[1], g.offsets[2]), block1, "order changed");
-  for (let t = g.offsets[1]; t < g.offsets[2]; t++) assert.equal(blockOf(g.cols[t], GEN.cols, 3), 1);
+  for (let t = g.offsets[1]; t < g.offsets[2]; t++) {
+    assert.equal(blockOf(g.cols[t], GEN.cols, 3), 1);
+  }
   const s = sortByCol(g, GEN.cols);
   for (let t = 1; t < s.length; t++) assert.ok(s.cols[t - 1] <= s.cols[t]);
   assert.deepEqual(asStrings(s), before);
@@ -189,35 +194,64 @@ Deno.test("readers: MatrixMarket (1-based) with row blocks", async () => {
     const all = await readRatingsFile(path, { rows: 4, cols: 3, testFraction: 0 });
     assert.equal(all.total, 5);
     assert.deepEqual(all.header, { rows: 4, cols: 3, nnz: 5 });
-    assert.deepEqual(asStrings(all.train), ["0,0,1.5", "1,2,-2", "2,1,0.25", "3,0,0.4000000059604645", "3,2,7"]);
-    const b1 = await readRatingsFile(path, { rows: 4, cols: 3, testFraction: 0, block: 1, blocks: 2 });
+    assert.deepEqual(asStrings(all.train), [
+      "0,0,1.5",
+      "1,2,-2",
+      "2,1,0.25",
+      "3,0,0.4000000059604645",
+      "3,2,7",
+    ]);
+    const b1 = await readRatingsFile(path, {
+      rows: 4,
+      cols: 3,
+      testFraction: 0,
+      block: 1,
+      blocks: 2,
+    });
     assert.deepEqual(asStrings(b1.train), ["2,1,0.25", "3,0,0.4000000059604645", "3,2,7"]);
     await assert.rejects(
       () => readRatingsFile(path, { rows: 3, cols: 3 }),
       /:3: matrix is 4 x 3, larger than the configured 3 x 3/,
     );
   });
-  await withTempFile(".mtx", "%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 1\n2 2 2\n", async (path) => {
-    await assert.rejects(() => readRatingsFile(path, { rows: 2, cols: 2 }), /declares 3 entries, found 2/);
-  });
+  await withTempFile(
+    ".mtx",
+    "%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 1\n2 2 2\n",
+    async (path) => {
+      await assert.rejects(
+        () => readRatingsFile(path, { rows: 2, cols: 2 }),
+        /declares 3 entries, found 2/,
+      );
+    },
+  );
   await withTempFile(".mtx", "%%MatrixMarket matrix array real general\n2 2\n", async (path) => {
-    await assert.rejects(() => readRatingsFile(path, { rows: 2, cols: 2 }), /:1: only 'matrix coordinate'/);
+    await assert.rejects(
+      () => readRatingsFile(path, { rows: 2, cols: 2 }),
+      /:1: only 'matrix coordinate'/,
+    );
   });
 });
 
 Deno.test("readers: CSV/TSV, header, index base, delimiters, test split", async () => {
-  await withTempFile(".csv", "user,item,rating\n0,0,1\n1,2,2.5\n\n# c\n2,1,3,1234567\n", async (path) => {
-    const r = await readRatingsFile(path, { rows: 3, cols: 3, testFraction: 0 });
-    assert.deepEqual(asStrings(r.train), ["0,0,1", "1,2,2.5", "2,1,3"]);
-    await assert.rejects(
-      () => readRatingsFile(path, { rows: 3, cols: 3, indexBase: 1 }),
-      new RegExp(`${path}:2: row 0 out of range 1\\.\\.3 \\(index base 1\\)`),
-    );
-  });
+  await withTempFile(
+    ".csv",
+    "user,item,rating\n0,0,1\n1,2,2.5\n\n# c\n2,1,3,1234567\n",
+    async (path) => {
+      const r = await readRatingsFile(path, { rows: 3, cols: 3, testFraction: 0 });
+      assert.deepEqual(asStrings(r.train), ["0,0,1", "1,2,2.5", "2,1,3"]);
+      await assert.rejects(
+        () => readRatingsFile(path, { rows: 3, cols: 3, indexBase: 1 }),
+        new RegExp(`${path}:2: row 0 out of range 1\\.\\.3 \\(index base 1\\)`),
+      );
+    },
+  );
   await withTempFile(".tsv", "1\t1\t1\r\n3\t3\t2\r\n", async (path) => {
     const r = await readRatingsFile(path, { rows: 3, cols: 3, indexBase: 1, testFraction: 0 });
     assert.deepEqual(asStrings(r.train), ["0,0,1", "2,2,2"]);
-    await assert.rejects(() => readRatingsFile(path, { rows: 3, cols: 3 }), /:2: row 3 out of range 0\.\.2/);
+    await assert.rejects(
+      () => readRatingsFile(path, { rows: 3, cols: 3 }),
+      /:2: row 3 out of range 0\.\.2/,
+    );
   });
   await withTempFile(".txt", "0 1 2\n  1   0   3  \n", async (path) => {
     const r = await readRatingsFile(path, { rows: 2, cols: 2, testFraction: 0 });
@@ -232,7 +266,13 @@ Deno.test("readers: CSV/TSV, header, index base, delimiters, test split", async 
   for (let i = 0; i < 100; i++) for (let j = 0; j < 50; j++) lines.push(`${i},${j},${i - j}`);
   await withTempFile(".csv", lines.join("\n"), async (path) => {
     const a = await readRatingsFile(path, { rows: 100, cols: 50, testFraction: 0.25 });
-    const b = await readRatingsFile(path, { rows: 100, cols: 50, testFraction: 0.25, block: 0, blocks: 4 });
+    const b = await readRatingsFile(path, {
+      rows: 100,
+      cols: 50,
+      testFraction: 0.25,
+      block: 0,
+      blocks: 4,
+    });
     assert.equal(a.train.length + a.test.length, 5000);
     assert.ok(Math.abs(a.test.length / 5000 - 0.25) < 0.03, `test ${a.test.length}`);
     const testA = new Set(asStrings(a.test));

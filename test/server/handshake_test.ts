@@ -181,10 +181,17 @@ Deno.test("handshake: a recorded proof does not verify against a fresh challenge
 
 Deno.test("handshake: bytes pipelined after ACCEPT reach the connection", async () => {
   const [d, a] = await tcpPair();
-  // The dialer reads late, so ACCEPT and the first data frame arrive in one read.
-  const slow = {
+  // The dialer reads ACCEPT only once the acceptor has also sent a data frame, so both arrive
+  // in one read (with no timing assumption).
+  let data_sent!: () => void;
+  const sent = new Promise<void>((resolve) => data_sent = resolve);
+  let reads = 0;
+  const late = {
     read: async (p: Uint8Array) => {
-      await new Promise((resolve) => setTimeout(resolve, 30));
+      if (++reads === 2) {
+        await sent;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       return d.read(p);
     },
     write: (p: Uint8Array) => d.write(p),
@@ -194,10 +201,11 @@ Deno.test("handshake: bytes pipelined after ACCEPT reach the connection", async 
   } as unknown as Deno.Conn;
   const accepting = handshakeAccept(a, "tok", 2000).then(async (r) => {
     await writeAll(a, encodeFrame({ t: 1, v: new Float32Array([1, 2, 3]) }));
+    data_sent();
     return r;
   });
   const [dialed] = await Promise.all([
-    handshakeDial(slow, "tok", { role: "driver" }, 2000),
+    handshakeDial(late, "tok", { role: "driver" }, 2000),
     accepting,
   ]) as [HandshakeResult, HandshakeResult];
   assert.ok(dialed.decoder.buffered_bytes > 0, "the data frame came with ACCEPT");
@@ -208,7 +216,9 @@ Deno.test("handshake: bytes pipelined after ACCEPT reach the connection", async 
     conn.close();
   };
   conn.start();
+  const timer = setTimeout(() => conn.abort("no message within 2 s"), 2000);
   await conn.closed;
+  clearTimeout(timer);
   assert.deepEqual(got, [{ t: 1, v: new Float32Array([1, 2, 3]) }]);
   a.close();
 });

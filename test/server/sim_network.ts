@@ -88,7 +88,9 @@ export class Ticket {
   }
   /** Row `i` of the pulled values. */
   row(i: number, dim: number): number[] {
-    if (this.vals === null) throw new Error(`ticket ${this.kind} has no values (done: ${this.done})`);
+    if (this.vals === null) {
+      throw new Error(`ticket ${this.kind} has no values (done: ${this.done})`);
+    }
     return Array.from(this.vals.subarray(i * dim, i * dim + dim));
   }
 }
@@ -171,7 +173,7 @@ export class SimCluster {
     }
     if (to === from) throw new Error(`sim: node ${from} sent a message to itself`);
     const msg = copyMsg(raw);
-    this.#validate(from, msg);
+    this.#validate(from, to, msg);
     const m: SimMsg = { seq: this.#seq++, from, to, msg };
     this.#queues[from * this.n + to].push(m);
     this.#inFlight++;
@@ -185,7 +187,7 @@ export class SimCluster {
   }
 
   /** Checks the shape of a data-plane message (what a decoder on the other side relies on). */
-  #validate(from: number, msg: Record<string, any>): void {
+  #validate(from: number, to: number, msg: Record<string, any>): void {
     const fail = (why: string) => {
       throw new Error(`sim: malformed ${msgName(msg.t)} from node ${from}: ${why}`);
     };
@@ -225,10 +227,13 @@ export class SimCluster {
         if (msg.h !== from) fail(`h = ${msg.h}`);
         u32("r");
         break;
-      case Msg.LOCALIZE:
-      case Msg.HANDOVER:
+      case Msg.LOCALIZE: // requester -> home
         node("d");
-        if (msg.d === from) fail("d is the sender");
+        if (msg.d !== from) fail(`d = ${msg.d} is not the requester`);
+        break;
+      case Msg.HANDOVER: // home -> old owner; d may be the home itself
+        node("d");
+        if (msg.d === to) fail("hands the key over to its receiver");
         break;
       case Msg.TRANSFER:
         f32();
@@ -505,7 +510,9 @@ export class SimCluster {
       let total = 0;
       for (const c of this.cores) total += c.tables[tb].table.localCount;
       if (total !== this.specs[tb].keys) {
-        throw new Error(`sim: table ${tb} has ${total} local keys in all, want ${this.specs[tb].keys}`);
+        throw new Error(
+          `sim: table ${tb} has ${total} local keys in all, want ${this.specs[tb].keys}`,
+        );
       }
       for (let key = 0; key < this.specs[tb].keys; key++) {
         const h = this.holders(tb, key);

@@ -65,6 +65,7 @@ Deno.test("typed arrays and plain values round-trip", () => {
     u8: new Uint8Array([1, 2, 3]),
     nested: [new Uint32Array([4]), { deep: new Float32Array([6]) }],
     s: "text",
+    "ключ-ключ-ключ": new Float32Array([7]), // 14 chars, 25 UTF-8 bytes, on the direct path
     n: 1.5,
     big: 2 ** 40,
   };
@@ -169,6 +170,35 @@ Deno.test("decoded 4-byte typed arrays are views of the receive buffer, not copi
     }
   }
 });
+
+Deno.test("nested typed arrays (encoded by cbor-x) are realigned too, at every offset", () => {
+  // A string of 0..7 bytes before the list moves the nested arrays through every residue mod
+  // 4, with 1-, 2-, 3- and 5-byte CBOR lengths (the last needs the self-describe tag).
+  for (const elements of [1, 7, 100, 20_000, 70_000]) {
+    for (let pad = 0; pad < 8; pad++) {
+      const msg = {
+        t: 2,
+        s: "x".repeat(pad),
+        list: [new Float32Array(elements).fill(pad), { k: new Uint32Array(elements) }],
+      };
+      const [body] = bodies(encodeFrame(msg));
+      const out = decodeMessage(body) as unknown as typeof msg;
+      const where = `elements=${elements} pad=${pad}`;
+      assert.equal((out.list[0] as Float32Array).buffer, body.buffer, `list[0] copied: ${where}`);
+      assert.equal((out.list[1] as { k: Uint32Array }).k.buffer, body.buffer, where);
+      assert.deepEqual(out, msg, where);
+    }
+  }
+});
+
+/** All frame bodies in `bytes`. */
+function bodies(bytes: Uint8Array): Uint8Array[] {
+  const decoder = new FrameDecoder(1 << 24);
+  decoder.push(bytes);
+  const out: Uint8Array[] = [];
+  for (let body = decoder.next(); body !== null; body = decoder.next()) out.push(body);
+  return out;
+}
 
 Deno.test("returned bodies are never overwritten by later chunks", () => {
   const decoder = new FrameDecoder(1 << 24);

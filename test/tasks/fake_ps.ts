@@ -89,7 +89,9 @@ export class FakePs implements ParameterServer {
   table(name: string): TableInfo {
     const t = this.cluster.byName.get(name);
     if (!t) {
-      throw new RangeError(`no table ${name}; known: ${[...this.cluster.byName.keys()].join(", ")}`);
+      throw new RangeError(
+        `no table ${name}; known: ${[...this.cluster.byName.keys()].join(", ")}`,
+      );
     }
     return t.info;
   }

@@ -111,7 +111,9 @@ Deno.test("mf reads a CSV file through the task", async () => {
   try {
     const lines = ["user,item,rating"];
     for (let i = 0; i < 40; i++) {
-      for (let j = 0; j < 30; j++) lines.push(`${i + 1},${j + 1},${((i % 5) - 2) * ((j % 3) - 1) * 0.5}`);
+      for (let j = 0; j < 30; j++) {
+        lines.push(`${i + 1},${j + 1},${((i % 5) - 2) * ((j % 3) - 1) * 0.5}`);
+      }
     }
     await Deno.writeTextFile(path, lines.join("\n") + "\n");
     const config = smallConfig({

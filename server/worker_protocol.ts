@@ -1,0 +1,37 @@
+/**
+ * Messages between a node's server thread and its worker threads (postMessage).
+ *
+ * @module
+ */
+import type { JobConfig } from "../tasks/config.ts";
+import type { SharedTable } from "./store.ts";
+
+/** Messages from a worker thread to its server thread. */
+export type ToServer =
+  | { op: "pull"; id: number; tb: number; keys: Uint32Array }
+  | { op: "push"; id: number; tb: number; keys: Uint32Array; vals: Float32Array }
+  | { op: "localize"; id: number; tb: number; keys: Uint32Array }
+  | { op: "barrier"; id: number }
+  | { op: "epoch"; epoch: number; sums: Record<string, number>; local: number; remote: number }
+  | { op: "points"; points: number }
+  | { op: "log"; message: string }
+  | { op: "done" }
+  | { op: "failed"; message: string; stack?: string };
+
+/** Messages from the server thread to a worker thread. */
+export type ToWorker =
+  | { op: "reply"; id: number; vals: Float32Array | null }
+  | { op: "error"; id: number; message: string };
+
+/** The first message a worker thread gets. */
+export interface WorkerInit {
+  config: JobConfig;
+  tables: SharedTable[];
+  worker: number;
+  workers: number;
+  node: number;
+  nodes: number;
+  /** Float64Array over it, one slot per worker of the node: points done (progress). */
+  progress: SharedArrayBuffer;
+  localIndex: number;
+}
