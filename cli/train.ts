@@ -115,7 +115,10 @@ export async function train(args: string[]): Promise<number> {
           progress.update(points - epochStartPoints);
         },
         onEpoch(e, m) {
-          if (started) progress.end();
+          if (started) {
+            progress.update(epochPoints);
+            progress.end();
+          }
           started = false;
           epoch = e + 1;
           epochStartPoints += epochPoints;

@@ -70,7 +70,10 @@ export interface ParameterServer {
   acquire(table: number, key: number): number;
   /** Unlocks a key locked by {@linkcode ParameterServer.acquire}. */
   release(table: number, key: number): void;
-  /** The value slab of `table` on this node (see {@linkcode ParameterServer.acquire}). */
+  /**
+   * The value slab of `table` on this node (see {@linkcode ParameterServer.acquire}). Fetch it
+   * after `acquire`: the slab grows as keys arrive, and an older array may not cover the offset.
+   */
   values(table: number): Float32Array;
   /** True if `key` of `table` is held by this node right now. */
   isLocal(table: number, key: number): boolean;

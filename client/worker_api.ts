@@ -218,7 +218,10 @@ export class WorkerPs implements ParameterServer {
       return -1;
     }
     this.#local++;
-    return slot * t.dim;
+    const at = slot * t.dim;
+    // The slot may be beyond this thread's view if the slab grew: values() must cover it.
+    if (at + t.dim > t.values.length) t.refresh();
+    return at;
   }
 
   release(table: number, key: number): void {

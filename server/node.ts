@@ -44,6 +44,7 @@ class NodeJob {
   pointsDeclared = 0;
   pointsReported = 0;
   lastProgressSent = -1;
+  lastDeclaredSent = -1;
   timer: ReturnType<typeof setInterval> | undefined;
   sentAtLastEpoch = { messages_sent: 0, bytes_sent: 0 };
   constructor(id: number, config: JobConfig, task: TaskDefinition, core: PsCore) {
@@ -304,7 +305,26 @@ export class LapseNode {
   /** A message of another node (or of this node to itself, for the coordinator's fan-out). */
   async onNodeMessage(from: number, msg: Record<string, any>): Promise<void> {
     const job = this.#job;
-    if (job !== null && job.core.onMessage(from, msg)) return;
+    if (job !== null) {
+      try {
+        if (job.core.onMessage(from, msg)) return;
+      } catch (e) {
+        // A malformed request or a broken invariant: the job cannot be trusted any more, the
+        // node can. Fail the job loudly; keep serving.
+        this.#log(
+          `node ${this.self}: data message ${msg.t} from node ${from} failed: ${
+            (e as Error).stack
+          }`,
+        );
+        this.#toCoordinator({
+          t: Msg.FAILED,
+          job: job.id,
+          node: this.self,
+          message: (e as Error).message,
+        });
+        return;
+      }
+    }
     switch (msg.t) {
       case Msg.PREPARE:
         await this.#prepare(msg.job, msg.config);
@@ -415,8 +435,9 @@ export class LapseNode {
   #sendProgress(job: NodeJob): void {
     let points = 0;
     for (let i = 0; i < job.progress.length; i++) points += job.progress[i];
-    if (points === job.lastProgressSent) return;
+    if (points === job.lastProgressSent && job.pointsDeclared === job.lastDeclaredSent) return;
     job.lastProgressSent = points;
+    job.lastDeclaredSent = job.pointsDeclared;
     this.#toCoordinator({ t: Msg.PROGRESS, job: job.id, points, epoch_points: job.pointsDeclared });
   }
 

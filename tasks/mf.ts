@@ -17,6 +17,14 @@
  * - `{ table: H, when: block, schedule: dsgd }` (keys: block): localize the H rows of the column
  *   block at the start of each subepoch (the distinct columns of this worker's ratings there).
  *
+ * Access paths: a rating whose W and H rows are both local is trained in place in the node's
+ * value slab (`ps.acquire`/`ps.values`/`ps.release`): the same loop as the plain baseline
+ * (`tasks/mf_plain.ts`) plus two lock pairs, no copy, no allocation, no Promise. When a key is
+ * not local (classic modes, or without directives) a window of `model.remote_batch` ratings
+ * (default 256) is trained on copies fetched with one pull per table and written back with one
+ * push per table; DSGD guarantees that nobody else touches those rows during the subepoch, so
+ * this is exact (the same model as rating-by-rating access, which `remote_batch: 1` gives).
+ *
  * Per epoch each worker reports `{ loss_sum, train_n, test_sse, test_n, lr_sum, workers }`
  * (summed over workers by the system), turned into `train_loss` (mean squared training error,
  * measured during the epoch before each update, without the regulariser), `train_rmse`,
@@ -375,12 +383,6 @@ class RemoteWindow {
     this.h0 = new Float32Array(max * k);
   }
 
-  /** A push of one key that is not awaited: it gets its own copies of key and delta. */
-  pushOne(ps: ParameterServer, table: number, key: number, delta: Float32Array): void {
-    const p = ps.push(table, Uint32Array.of(key), delta.slice());
-    if (p) p.catch(() => {}); // failures surface in ps.wait()
-  }
-
   /** Trains on ratings `start .. start+n-1`; returns their squared errors before update. */
   async train(
     ps: ParameterServer,
@@ -463,9 +465,8 @@ async function run(ctx: TaskContext): Promise<void> {
     await inChunks(keys, maxKeys, (ks) => ps.localize(tW, ks));
   }
 
-  // Reused buffers: the all-local path allocates nothing per rating.
-  const wb = new Float32Array(k), hb = new Float32Array(k);
-  const dw = new Float32Array(k), dh = new Float32Array(k);
+  // Reused buffers: no path allocates per rating.
+  const wFirst = tW < tH;
   const remoteBatch = Math.max(1, Math.min(s.remoteBatch, maxKeys));
   const win = new RemoteWindow(remoteBatch, k);
   const chunk = Math.max(1, Math.min(4096, maxKeys));
@@ -482,6 +483,7 @@ async function run(ctx: TaskContext): Promise<void> {
   let sinceProgress = 0;
   let lr = s.lr;
   let prevLoss = Infinity;
+  const time = { train: 0, localize: 0, barrier: 0, eval: 0 };
 
   for (let epoch = 0; epoch < s.epochs; epoch++) {
     if (s.lrSchedule !== "bold_driver") lr = scheduledLr(s, epoch);
@@ -489,28 +491,45 @@ async function run(ctx: TaskContext): Promise<void> {
     let lossSum = 0;
     for (let sub = 0; sub < N; sub++) {
       const b = dsgdColBlock(perm, me, sub);
+      let c0 = performance.now();
       if (s.localizeH) await inChunks(blockHKeys[b], maxKeys, (ks) => ps.localize(tH, ks));
+      let c1 = performance.now();
+      time.localize += c1 - c0;
       const start = train.offsets[b], end = train.offsets[b + 1];
       rng.reseed(hash32(ctx.seed, epoch, me * N + b));
       shuffleRange(train, start, end, rng);
       let t = start;
       while (t < end) {
-        // Fast path: both keys local; no allocation, no Promise.
+        // Fast path: both keys local; updated in place under their locks (acquire in
+        // increasing table id order), no copy, no allocation, no Promise.
         for (; t < end; t++) {
           const i = rows[t], j = cols[t];
-          if (!ps.pullIfLocal(tW, i, wb, 0) || !ps.pullIfLocal(tH, j, hb, 0)) break;
+          let aw: number, ah: number;
+          if (wFirst) {
+            if ((aw = ps.acquire(tW, i)) < 0) break;
+            if ((ah = ps.acquire(tH, j)) < 0) {
+              ps.release(tW, i);
+              break;
+            }
+          } else {
+            if ((ah = ps.acquire(tH, j)) < 0) break;
+            if ((aw = ps.acquire(tW, i)) < 0) {
+              ps.release(tH, j);
+              break;
+            }
+          }
+          const W = ps.values(tW), H = ps.values(tH);
           let dot = 0;
-          for (let f = 0; f < k; f++) dot += wb[f] * hb[f];
+          for (let f = 0; f < k; f++) dot += W[aw + f] * H[ah + f];
           const err = vals[t] - dot;
           lossSum += err * err;
           for (let f = 0; f < k; f++) {
-            const w = wb[f], h = hb[f];
-            dw[f] = lr * (err * h - lambda * w);
-            dh[f] = lr * (err * w - lambda * h);
+            const w = W[aw + f], h = H[ah + f];
+            W[aw + f] = w + lr * (err * h - lambda * w);
+            H[ah + f] = h + lr * (err * w - lambda * h);
           }
-          // A key can only have moved away in between if another worker localized it.
-          if (!ps.pushIfLocal(tW, i, dw, 0)) win.pushOne(ps, tW, i, dw);
-          if (!ps.pushIfLocal(tH, j, dh, 0)) win.pushOne(ps, tH, j, dh);
+          ps.release(tW, i);
+          ps.release(tH, j);
           if (++sinceProgress >= PROGRESS_EVERY) {
             ctx.progress(sinceProgress);
             sinceProgress = 0;
@@ -529,14 +548,21 @@ async function run(ctx: TaskContext): Promise<void> {
           }
         }
       }
+      c0 = performance.now();
+      time.train += c0 - c1;
       await ps.wait();
       await ps.barrier();
+      c1 = performance.now();
+      time.barrier += c1 - c0;
     }
     if (sinceProgress > 0) {
       ctx.progress(sinceProgress);
       sinceProgress = 0;
     }
+    const e0 = performance.now();
     const sse = await testSse(ps, tW, tH, test, k, chunk, evalBuf);
+    const e1 = performance.now();
+    time.eval += e1 - e0;
     ctx.epochEnd(epoch, {
       loss_sum: lossSum,
       train_n: train.length,
@@ -552,7 +578,13 @@ async function run(ctx: TaskContext): Promise<void> {
     }
     // Everybody has evaluated before anybody trains on: the metrics are of this epoch's model.
     await ps.barrier();
+    time.barrier += performance.now() - e1;
   }
+  const sec = (x: number) => (x / 1000).toFixed(2) + "s";
+  ctx.log(
+    `mf worker ${me}/${N}: train ${sec(time.train)}, localize ${sec(time.localize)}, ` +
+      `barriers ${sec(time.barrier)}, test ${sec(time.eval)}`,
+  );
 }
 
 const schema: TaskSchema = {

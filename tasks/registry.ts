@@ -8,6 +8,8 @@ import type { TaskDefinition } from "./task.ts";
 
 const TASKS: Record<string, () => Promise<TaskDefinition>> = {
   mf: async () => (await import("./mf.ts")).task,
+  pscheck: async () => (await import("./pscheck.ts")).task,
+  pingpong: async () => (await import("./pingpong.ts")).task,
 };
 
 /** Names of the known tasks. */

@@ -77,6 +77,10 @@ export class FakePs implements ParameterServer {
   private pending: Promise<void>[] = [];
   /** Keys moved by localize (counted per key). */
   localized = 0;
+  /** pull/push calls that were not all local (each one a message on a real PS). */
+  remoteCalls = 0;
+  /** Tables of which this worker holds an acquired key (the rules of acquire are checked). */
+  private held = new Set<number>();
 
   constructor(readonly cluster: FakeCluster, readonly node: number) {}
 
@@ -134,6 +138,7 @@ export class FakePs implements ParameterServer {
       return undefined;
     }
     this.remote += keys.length;
+    this.remoteCalls++;
     return this.later(() => this.copyOut(t, keys, out));
   }
 
@@ -145,6 +150,7 @@ export class FakePs implements ParameterServer {
       return undefined;
     }
     this.remote += keys.length;
+    this.remoteCalls++;
     return this.later(() => this.add(t, keys, deltas));
   }
 
@@ -178,11 +184,32 @@ export class FakePs implements ParameterServer {
     return true;
   }
 
+  acquire(table: number, key: number): number {
+    const t = this.t(table);
+    if (t.owner[key] !== this.node) return -1;
+    if (this.held.has(table)) throw new Error(`acquire: already holding a key of table ${table}`);
+    for (const h of this.held) {
+      if (h > table) throw new Error(`acquire: table ${table} after table ${h} (id order)`);
+    }
+    this.held.add(table);
+    this.local++;
+    return key * t.info.dim;
+  }
+
+  release(table: number, _key: number): void {
+    if (!this.held.delete(table)) throw new Error(`release: no key of table ${table} held`);
+  }
+
+  values(table: number): Float32Array {
+    return this.t(table).values;
+  }
+
   isLocal(table: number, key: number): boolean {
     return this.t(table).owner[key] === this.node;
   }
 
   async barrier(): Promise<void> {
+    if (this.held.size > 0) throw new Error(`barrier while holding acquired keys`);
     await this.wait();
     await this.cluster.barrier();
   }
