@@ -4,8 +4,8 @@
  * @module
  */
 import { launchJob } from "../client/launch.ts";
-import { type JobConfig, loadJobConfig } from "../tasks/config.ts";
-import { loadTask } from "../tasks/registry.ts";
+import { ConfigError, closestMatch, type JobConfig, loadJobConfig } from "../tasks/config.ts";
+import { loadTask, TASK_NAMES } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg } from "./args.ts";
 import { EpochProgress, formatDuration, formatMetrics, MetricsWriter } from "./progress.ts";
 import { UsageError } from "./errors.ts";
@@ -76,7 +76,19 @@ export async function loadConfigFromArgs(
   if (workers !== undefined) {
     all.push(`cluster.workers_per_node=${parseIntArg("--workers", workers, { min: 1, max: 64 })}`);
   }
-  return await loadJobConfig(configPath, all, async (name) => (await loadTask(name)).schema);
+  return await loadJobConfig(configPath, all, async (name) => {
+    // An unknown task is a config mistake (located at the task: line), not a bug.
+    if (!TASK_NAMES.includes(name)) {
+      const near = closestMatch(name, TASK_NAMES);
+      throw new ConfigError(`unknown task "${name}"`, {
+        path: "task",
+        hint: `${near !== undefined ? `did you mean ${near}? ` : ""}known tasks: ${
+          TASK_NAMES.join(", ")
+        }`,
+      });
+    }
+    return (await loadTask(name)).schema;
+  });
 }
 
 /** Runs `lapse train`. */

@@ -21,6 +21,17 @@ import {
   type Who,
 } from "./handshake.ts";
 import { FRAME_BYTES_MAX_DEFAULT, type Message } from "./wire.ts";
+import { USER_ERROR } from "../tasks/config.ts";
+
+/**
+ * An error of the node's surroundings, not a bug (port in use, wrong token, a node that does not
+ * answer): marked so that the CLI prints its message as one line and exits with status 2.
+ */
+function setupError(message: string, options?: ErrorOptions): Error {
+  const e = new Error(message, options);
+  (e as Error & { [USER_ERROR]: boolean })[USER_ERROR] = true;
+  return e;
+}
 
 /** Options of {@linkcode Peers}. */
 export interface PeersOptions {
@@ -123,6 +134,8 @@ export class Peers {
   };
   #listener: Deno.TcpListener | null = null;
   #connect_abort: AbortController | null = null;
+  /** Why the last incoming handshake failed (for connectAll()'s timeout message). */
+  #lastRefusal: string | null = null;
   #closing = false;
 
   constructor(options: PeersOptions) {
@@ -160,12 +173,12 @@ export class Peers {
       this.#listener = Deno.listen({ hostname, port, transport: "tcp" });
     } catch (err) {
       if (err instanceof Deno.errors.AddrInUse) {
-        throw new Error(
+        throw setupError(
           `cannot listen on ${where}: address already in use ` +
             `(is another lapse node running? pick another --listen port)`,
         );
       }
-      throw new Error(`cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
+      throw setupError(`cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
     }
     this.#track(this.#acceptLoop(this.#listener));
     return this.listen_address!;
@@ -237,9 +250,12 @@ export class Peers {
       const list = ids.map((j) => `${j} (${this.addresses[j]})`).join(", ");
       const details = ids.filter((j) => last_errors.has(j))
         .map((j) => `node ${j}: ${last_errors.get(j)}`).join("; ");
-      throw new Error(
+      const refused = this.#lastRefusal === null
+        ? ""
+        : `; last refused connection: ${this.#lastRefusal}`;
+      throw setupError(
         `${ids.length === 1 ? "node" : "nodes"} ${list} did not answer within ${timeout_ms} ms` +
-          (details ? ` (last error: ${details})` : ""),
+          (details ? ` (last error: ${details})` : "") + refused,
       );
     }
   }
@@ -354,6 +370,7 @@ export class Peers {
       });
     } catch (err) {
       if (!this.#closing) {
+        this.#lastRefusal = `${remote}: ${(err as Error).message}`;
         this.#log(`refused a connection from ${remote}: ${(err as Error).message}`);
       }
       return;
@@ -488,7 +505,7 @@ export class Peers {
         const peer = result.peer;
         if (!peer || peer.role !== "node" || peer.id !== j) {
           conn.close();
-          throw new Error(
+          throw setupError(
             `node ${j} (${address}) answered as ${peer ? describeWho(peer) : "an unnamed peer"}: ` +
               `do all nodes use the same address list?`,
           );
@@ -506,12 +523,12 @@ export class Peers {
         const hint = "(check --token-file / LAPSE_TOKEN)";
         switch (err.kind) {
           case "rejected":
-            throw new Error(`node ${j} (${address}) rejected our cluster token ${hint}`);
+            throw setupError(`node ${j} (${address}) rejected our cluster token ${hint}`);
           case "wrong_token":
-            throw new Error(`node ${j} (${address}) does not know our cluster token ${hint}`);
+            throw setupError(`node ${j} (${address}) does not know our cluster token ${hint}`);
           case "refused":
           case "protocol":
-            throw new Error(`node ${j} (${address}): ${err.message}`);
+            throw setupError(`node ${j} (${address}): ${err.message}`, { cause: err });
           default:
             // closed or timed out: the node may be restarting; try again until the deadline.
             last_errors.set(j, err.message);
@@ -567,18 +584,20 @@ export async function dialDriver(
     } catch (err) {
       if (!(err instanceof HandshakeError)) throw err;
       if (err.kind === "rejected") {
-        throw new Error(`the lapse node at ${address} rejected our cluster token ${hint}`);
+        throw setupError(`the lapse node at ${address} rejected our cluster token ${hint}`);
       }
       if (err.kind === "wrong_token") {
-        throw new Error(`the lapse node at ${address} does not know our cluster token ${hint}`);
+        throw setupError(`the lapse node at ${address} does not know our cluster token ${hint}`);
       }
-      if (err.kind === "refused" || err.kind === "protocol") throw err;
+      if (err.kind === "refused" || err.kind === "protocol") {
+        throw setupError(`the lapse node at ${address}: ${err.message}`, { cause: err });
+      }
       last_error = err.message;
     }
   }
-  throw new Error(
+  throw setupError(
     `no lapse node answered at ${address} within ${timeout_ms} ms` +
-      (last_error ? ` (last error: ${last_error})` : ""),
+      (last_error ? ` (last error: ${last_error})` : "") + "; is `lapse serve` running there?",
   );
 }
 

@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { initValue, Table } from "../../server/store.ts";
+
+Deno.test("table: insert, pull, push, remove; slots are reused", () => {
+  const t = Table.create(0, { name: "W", keys: 10, dim: 3 }, 2);
+  const v = Float32Array.of(1, 2, 3);
+  t.insert(4, v, 0);
+  assert.equal(t.isLocal(4), true);
+  assert.equal(t.isLocal(5), false);
+  const out = new Float32Array(3);
+  assert.equal(t.pullLocal(4, out, 0), true);
+  assert.deepEqual([...out], [1, 2, 3]);
+  assert.equal(t.pushLocal(4, Float32Array.of(1, 1, 1), 0), true);
+  assert.equal(t.pullLocal(5, out, 0), false, "a key that is not here is not pulled");
+  assert.equal(t.pushLocal(5, out, 0), false);
+  const back = new Float32Array(3);
+  t.remove(4, back, 0);
+  assert.deepEqual([...back], [2, 3, 4]);
+  assert.equal(t.isLocal(4), false);
+  assert.equal(t.localCount, 0);
+  assert.throws(() => t.remove(4, back, 0), /not local/);
+  t.insert(7, v, 0);
+  assert.throws(() => t.insert(7, v, 0), /is local/);
+});
+
+Deno.test("table: grows past its capacity and keeps every value", () => {
+  const t = Table.create(0, { name: "H", keys: 5000, dim: 4 }, 1);
+  const v = new Float32Array(4);
+  for (let k = 0; k < 5000; k++) {
+    v.fill(k);
+    t.insert(k, v, 0);
+  }
+  const out = new Float32Array(4);
+  for (let k = 0; k < 5000; k += 97) {
+    assert.equal(t.pullLocal(k, out, 0), true);
+    assert.deepEqual([...out], [k, k, k, k]);
+  }
+  assert.equal(t.localCount, 5000);
+});
+
+Deno.test("table: bad shapes are RangeErrors naming the table", () => {
+  assert.throws(() => Table.create(0, { name: "X", keys: 0, dim: 1 }, 1), /Table "X" has 0 keys/);
+  assert.throws(() => Table.create(0, { name: "X", keys: 10, dim: 0 }, 1), /dim 0/);
+  assert.throws(
+    () => Table.create(0, { name: "X", keys: 2 ** 30, dim: 1024 }, 1),
+    /more than the limit/,
+  );
+});
+
+Deno.test("initValue is deterministic per (seed, table, key) and honours the spec", () => {
+  const a = new Float32Array(8), b = new Float32Array(8), c = new Float32Array(8);
+  initValue({ kind: "uniform", scale: 0.5 }, 1, 0, 42, 8, a, 0);
+  initValue({ kind: "uniform", scale: 0.5 }, 1, 0, 42, 8, b, 0);
+  initValue({ kind: "uniform", scale: 0.5 }, 1, 0, 43, 8, c, 0);
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a, c);
+  for (const x of a) assert.ok(Math.abs(x) <= 0.5);
+  initValue({ kind: "constant", value: 3 }, 1, 0, 1, 8, a, 0);
+  assert.deepEqual([...a], new Array(8).fill(3));
+  initValue({ kind: "zero" }, 1, 0, 1, 8, a, 0);
+  assert.deepEqual([...a], new Array(8).fill(0));
+});
+
+Deno.test("table: worker threads update shared values while the server thread moves keys", async () => {
+  // Two real worker threads push +1 and pull under the key locks while this (server) thread
+  // removes and re-inserts keys and grows the slab. Afterwards every key's value equals the
+  // pushes that reported success: nothing lost, nothing torn, nothing applied twice.
+  // Half the keys arrive during the run, so the slab grows under the workers' feet.
+  const keys = 2048, dim = 16, rounds = 400_000;
+  const t = Table.create(0, { name: "C", keys, dim }, 64);
+  const zero = new Float32Array(dim);
+  for (let k = 0; k < keys / 2; k++) t.insert(k, zero, 0);
+  const url = new URL("./fixtures/store_worker.ts", import.meta.url).href;
+  const workers = [0, 1].map(() => new Worker(url, { type: "module" }));
+  const results = workers.map((w) =>
+    new Promise<{ applied: Int32Array; torn: number }>((resolve, reject) => {
+      w.onmessage = (e) => resolve(e.data);
+      w.onerror = (e) => reject(e);
+    })
+  );
+  for (const w of workers) w.postMessage({ shared: t.shared, rounds, keys });
+  // Move keys out and back in (with their values) while the workers run.
+  const parked = new Float32Array(dim);
+  let moves = 0;
+  const deadline = performance.now() + 20_000;
+  let done = false;
+  Promise.all(results).then(() => done = true);
+  let arrived = keys / 2;
+  while (!done && performance.now() < deadline) {
+    if (arrived < keys) t.insert(arrived++, zero, 0);
+    const k = moves % arrived;
+    t.remove(k, parked, 0);
+    t.insert(k, parked, 0);
+    moves++;
+    if (moves % 256 === 0) await new Promise((r) => setTimeout(r, 0));
+  }
+  const [a, b] = await Promise.all(results);
+  for (const w of workers) w.terminate();
+  assert.ok(moves > 0, "the server thread moved keys during the run");
+  assert.ok(arrived > keys / 2 + 64, "keys arrived (and the slab grew) during the run");
+  assert.equal(a.torn + b.torn, 0, "no pull saw a half-updated value");
+  const out = new Float32Array(dim);
+  for (let k = 0; k < keys; k++) {
+    assert.equal(t.pullLocal(k, out, 0), true);
+    for (let i = 0; i < dim; i++) assert.equal(out[i], a.applied[k] + b.applied[k], `key ${k}`);
+  }
+});
