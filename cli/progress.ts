@@ -97,6 +97,7 @@ const TASK_ORDER = [
 const SYSTEM: ReadonlyArray<readonly [string, string, (n: number) => string]> = [
   ["points", "points", formatCount],
   ["epoch_s", "time", formatDuration],
+  ["eval_s", "eval", formatDuration],
   ["points_per_s", "points/s", formatRate],
   ["local_fraction", "local", formatPercent],
   ["messages", "msgs", formatCount],

@@ -18,6 +18,8 @@ export interface JobEvents {
 /** The end of a job: wall time and per-node statistics. */
 export interface JobSummary {
   wall_s: number;
+  /** From the start of the worker threads to the job's first barrier (data loading). */
+  load_s: number;
   nodes: Record<string, number>[];
 }
 

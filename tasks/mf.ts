@@ -464,6 +464,8 @@ async function run(ctx: TaskContext): Promise<void> {
     for (let i = 0; i < keys.length; i++) keys[i] = r0 + i;
     await inChunks(keys, maxKeys, (ks) => ps.localize(tW, ks));
   }
+  // Everybody has loaded its data: epoch times are measured from here (see TaskContext).
+  await ps.barrier();
 
   // Reused buffers: no path allocates per rating.
   const wFirst = tW < tH;
@@ -570,6 +572,8 @@ async function run(ctx: TaskContext): Promise<void> {
       test_n: test.length,
       lr_sum: lr,
       workers: 1,
+      // Evaluation is not training: the system reports it apart (`_max`: the slowest worker).
+      eval_s_max: (e1 - e0) / 1000,
     });
     if (s.lrSchedule === "bold_driver") {
       const next = boldDriver(lr, lossSum, prevLoss);

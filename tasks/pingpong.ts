@@ -160,7 +160,12 @@ const int = (def: number, doc: string, min = 1) => ({
 });
 
 const schema: TaskSchema = {
-  data: { type: "object", doc: "No data: pingpong only moves parameters.", default: {}, fields: {} },
+  data: {
+    type: "object",
+    doc: "No data: pingpong only moves parameters.",
+    default: {},
+    fields: {},
+  },
   model: {
     type: "object",
     doc: "What to measure and how often.",

@@ -28,9 +28,11 @@
  *
  * After the loop, every worker waits for its operations, meets the others at a barrier, pulls
  * all keys and reports per key its own push count (`pushes_<k>`); worker 0 also reports what it
- * read (`seen_<k>`). {@linkcode task.summarize} reports `mismatched_keys` (keys whose final value
+ * read (`seen_<k>`). {@linkcode summarize} reports `mismatched_keys` (keys whose final value
  * differs from the pushes of all workers, or whose dims differ), `violations`, `keys_checked`,
- * and `final_error` (sum over workers and keys of final value minus the expected value: 0).
+ * `final_error` (sum over workers and keys of final value minus the expected value), all 0 on a
+ * healthy cluster, plus `pushes`, `seen_min`/`seen_max` (final values of pushed keys; with
+ * pattern all both are workers x rounds), `untouched_keys` and `untouched_max` (0: the init).
  *
  * @module
  */
@@ -268,6 +270,8 @@ async function run(ctx: TaskContext): Promise<void> {
   for (let r = 0; r < s.rounds; r++) {
     if (lapse) {
       if (s.stormEvery > 0 && r % s.stormEvery === 0) {
+        // Every 4th storm starts at a barrier: all workers ask for the same keys at once.
+        if (r % (4 * s.stormEvery) === 0) await ps.barrier();
         for (let j = 0; j < stormKeys.length; j++) stormKeys[j] = (r + j) % K;
         const p = localize(stormKeys, rng.next() < 0.5);
         if (p) await p;
@@ -348,11 +352,18 @@ async function run(ctx: TaskContext): Promise<void> {
 /** Turns the summed reports of all workers into the check's result (all 0 but keys_checked). */
 export function summarize(sums: Record<string, number>): Record<string, number> {
   let keys = 0, mismatched = 0, pushes = 0, untouchedKeys = 0;
+  let seenMin = Infinity, seenMax = -Infinity, untouchedMax = 0;
   while (`pushes_${keys}` in sums) {
     const p = sums[`pushes_${keys}`];
     const seen = sums[`seen_${keys}`] ?? 0;
     if (seen !== p || (sums[`dimbad_${keys}`] ?? 0) > 0) mismatched++;
-    if (p === 0) untouchedKeys++;
+    if (p === 0) {
+      untouchedKeys++;
+      untouchedMax = Math.max(untouchedMax, Math.abs(seen));
+    } else {
+      seenMin = Math.min(seenMin, seen);
+      seenMax = Math.max(seenMax, seen);
+    }
     pushes += p;
     keys++;
   }
@@ -363,6 +374,11 @@ export function summarize(sums: Record<string, number>): Record<string, number> 
     keys_checked: keys,
     untouched_keys: untouchedKeys,
     pushes,
+    // Over the pushed keys: the least and greatest final value worker 0 read (0 if none).
+    seen_min: seenMin === Infinity ? 0 : seenMin,
+    seen_max: seenMax === -Infinity ? 0 : seenMax,
+    // Over the never-pushed keys: the largest |value| worker 0 read (must be the init, 0).
+    untouched_max: untouchedMax,
     // Every worker's final pull of every key must be the total of all pushes to it.
     final_error: (sums.final_total ?? 0) - workers * pushes,
   };

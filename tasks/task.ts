@@ -44,6 +44,10 @@ export interface TaskContext {
   /** Adds `points` data points to the progress of the current epoch (cheap; call per batch). */
   progress(points: number): void;
   /**
+   * Epoch times are measured on node 0 from the job's first barrier to the first epoch end
+   * (then from epoch end to epoch end): a task that loads data should barrier once when it is
+   * ready to train, so that loading does not count as training time.
+   *
    * Ends an epoch for this worker: `sums` are added up over all workers and given to the
    * task's `summarize` on node 0. Resolves when the report is sent (not a barrier).
    */

@@ -1,0 +1,100 @@
+/**
+ * The wire path of a large pull reply: {@linkcode encodeFrame}, then {@linkcode FrameDecoder}
+ * (the receive buffer filled in 64 KiB reads, as a socket does) and {@linkcode decodeMessage},
+ * against a raw copy of the same number of bytes (what a memcpy-bound transport would cost).
+ * Run: `deno bench --allow-all bench/wire_bench.ts`.
+ *
+ * Message: a `PULL_R` of 10,000 keys (`r`, `k`, `p` as Uint32Array, `v` as Float32Array of
+ * `keys * dim` floats), for dim 100 (4 MB of values) and dim 10.
+ *
+ * @module
+ */
+import { decodeMessage, encodeFrame, FrameDecoder } from "../server/wire.ts";
+import { Msg } from "../server/messages.ts";
+
+const KEYS = 10_000;
+const READ = 64 * 1024;
+
+function pullReply(dim: number) {
+  const r = new Uint32Array(KEYS).fill(7);
+  const k = new Uint32Array(KEYS);
+  const p = new Uint32Array(KEYS);
+  for (let i = 0; i < KEYS; i++) k[i] = p[i] = i;
+  const v = new Float32Array(KEYS * dim).fill(0.25);
+  return { t: Msg.PULL_R, tb: 0, h: 0, r, k, p, v };
+}
+
+/** Feeds `frame` to a decoder the way the connection's read loop does: 64 KiB reads. */
+function receive(frame: Uint8Array): Uint8Array {
+  const d = new FrameDecoder();
+  let off = 0;
+  let body: Uint8Array | null = null;
+  while (body === null) {
+    const space = d.space(READ);
+    const n = Math.min(space.length, READ, frame.length - off);
+    space.set(frame.subarray(off, off + n));
+    d.commit(n);
+    off += n;
+    body = d.next();
+  }
+  return body;
+}
+
+for (const dim of [100, 10]) {
+  const msg = pullReply(dim);
+  const frame = encodeFrame(msg);
+  const bytes = frame.length;
+  const group = `pull reply, ${KEYS} keys x dim ${dim} (${(bytes / 1e6).toFixed(2)} MB frame)`;
+  let sink = 0;
+
+  Deno.bench({
+    name: `raw copy of ${bytes} bytes (alloc + memcpy)`,
+    group,
+    baseline: true,
+    fn() {
+      const copy = new Uint8Array(bytes);
+      copy.set(frame);
+      sink += copy[bytes - 1];
+    },
+  });
+
+  Deno.bench({
+    name: "encodeFrame",
+    group,
+    fn() {
+      sink += encodeFrame(msg).length;
+    },
+  });
+
+  Deno.bench({
+    name: "FrameDecoder (64 KiB reads) + decodeMessage",
+    group,
+    fn() {
+      const m = decodeMessage(receive(frame)) as Record<string, any>;
+      sink += m.v.length;
+    },
+  });
+
+  Deno.bench({
+    name: "encodeFrame + FrameDecoder + decodeMessage",
+    group,
+    fn() {
+      const m = decodeMessage(receive(encodeFrame(msg))) as Record<string, any>;
+      sink += m.v.length;
+    },
+  });
+
+  Deno.bench({
+    name: "decodeMessage only (body already received)",
+    group,
+    fn() {
+      const body = frame.subarray(4, 4 + new DataView(frame.buffer).getUint32(0, true));
+      sink += (decodeMessage(body) as Record<string, any>).v.length;
+    },
+  });
+
+  // Keep the results alive so nothing is optimised away.
+  globalThis.addEventListener("unload", () => {
+    if (sink === -1) console.log(sink);
+  });
+}
