@@ -107,7 +107,7 @@ async function runOnLocalCluster(
   } catch (e) {
     status = "failed";
     error = (e as Error)?.message ?? String(e);
-    if (!opts.verbose) for (const l of tail) console.error(l);
+    if (!opts.verbose) { for (const l of tail) console.error(l); }
   } finally {
     clearTimeout(timer);
   }
@@ -219,7 +219,11 @@ const MF_SPEC = {
       arg: "PATH=VALUE",
       doc: "override a config key (after the bench's size defaults)",
     },
-    epochs: { type: "string", arg: "N", doc: `epochs (sets model.epochs; default ${MF_BENCH_EPOCHS})` },
+    epochs: {
+      type: "string",
+      arg: "N",
+      doc: `epochs (sets model.epochs; default ${MF_BENCH_EPOCHS})`,
+    },
     "skip-epochs": {
       type: "string",
       arg: "N",
@@ -250,7 +254,9 @@ epoch 0). points_per_s = training points / those seconds. local_fraction, messag
 (between nodes) are per epoch. quality = test_rmse after the last epoch. speedup = classic
 epoch_s / this row's epoch_s on the same node count (vs_remote: the same for classic_remote).
 
-By default the data is made small (${MF_BENCH_SIZE.join(" ")}) and ${MF_BENCH_EPOCHS} epochs are run,
+By default the data is made small (${
+    MF_BENCH_SIZE.join(" ")
+  }) and ${MF_BENCH_EPOCHS} epochs are run,
 because classic makes a synchronous round trip per remote access; the header prints every
 override used. --full runs the config as it is.
 
@@ -599,7 +605,10 @@ self.onmessage = async (e) => {
 `;
 
 /** A loopback peer in a worker thread: `sink` reads `bytes` then answers one byte; `echo` echoes. */
-async function rawPeer(mode: "sink" | "echo", bytes: number): Promise<{ conn: Deno.Conn; worker: Worker }> {
+async function rawPeer(
+  mode: "sink" | "echo",
+  bytes: number,
+): Promise<{ conn: Deno.Conn; worker: Worker }> {
   const url = URL.createObjectURL(new Blob([RAW_TCP_WORKER], { type: "application/javascript" }));
   const worker = new Worker(url, { type: "module" });
   URL.revokeObjectURL(url);
@@ -737,12 +746,14 @@ async function benchLocalize(args: string[]): Promise<number> {
       p50_ms: r[`${key}_p50_ms`],
       us_per_key: (r[`${key}_p50_ms`] * 1000) / r.pull_keys,
       mb_s,
-      raw_tcp: `${formatRate(raw_mb_s)}MB/s`,
+      raw_tcp: `${formatBytes(raw_mb_s * 1e6)}/s`,
       raw_tcp_mb_s: raw_mb_s,
       vs_raw: mb_s / raw_mb_s,
     });
   };
-  const shape = `${r.pull_keys} keys x ${r.pull_dim} (${formatNumber(Number(pullMb.toPrecision(3)))} MB)`;
+  const shape = `${r.pull_keys} keys x ${r.pull_dim} (${
+    formatNumber(Number(pullMb.toPrecision(3)))
+  } MB)`;
   tput(`pull ${shape}`, "pull");
   tput(`push ${shape}`, "push");
   if (v.json) {
@@ -761,7 +772,12 @@ async function benchLocalize(args: string[]): Promise<number> {
       format: fmt((x) => `${formatNumber(Number(x.toPrecision(3)))}us`),
       align: "right",
     },
-    { key: "mb_s", label: "MB/s", format: fmt((x) => formatRate(x)), align: "right" },
+    {
+      key: "mb_s",
+      label: "throughput",
+      format: fmt((x) => `${formatBytes(x * 1e6)}/s`),
+      align: "right",
+    },
     { key: "raw_tcp", label: "raw TCP", align: "right" },
     {
       key: "vs_raw",
@@ -776,7 +792,7 @@ async function benchLocalize(args: string[]): Promise<number> {
     },
   ]));
   console.log(
-    `\nraw TCP loopback: ${formatRate(raw_mb_s)}MB/s streaming, 64-byte round trip p50 ${
+    `\nraw TCP loopback: ${formatBytes(raw_mb_s * 1e6)}/s streaming, 64-byte round trip p50 ${
       formatNumber(Number(rtt50.toPrecision(3)))
     }ms p90 ${formatNumber(Number(rtt90.toPrecision(3)))}ms; cluster run ${
       formatDuration(run.wall_s)
