@@ -119,6 +119,11 @@ export class Table {
   }
 
   lock(key: number): void {
+    if (!(key >= 0 && key < this.keys)) {
+      throw new RangeError(
+        `Key ${key} is out of range for table "${this.name}" (0 .. ${this.keys - 1})`,
+      );
+    }
     const locks = this.locks;
     // Held for a few dozen floats at most, never across an await: spinning is cheaper than
     // parking. compareExchange is sequentially consistent, so it also orders the value reads
@@ -132,6 +137,11 @@ export class Table {
 
   /** True if the key is local now (a snapshot: it may move right after). */
   isLocal(key: number): boolean {
+    if (!(key >= 0 && key < this.keys)) {
+      throw new RangeError(
+        `Key ${key} is out of range for table "${this.name}" (0 .. ${this.keys - 1})`,
+      );
+    }
     return Atomics.load(this.index, key) >= 0;
   }
 

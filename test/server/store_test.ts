@@ -21,6 +21,8 @@ Deno.test("table: insert, pull, push, remove; slots are reused", () => {
   assert.throws(() => t.remove(4, back, 0), /not local/);
   t.insert(7, v, 0);
   assert.throws(() => t.insert(7, v, 0), /is local/);
+  assert.throws(() => t.pullLocal(10, out, 0), /Key 10 is out of range for table "W" \(0 \.\. 9\)/);
+  assert.throws(() => t.isLocal(-1), /Key -1 is out of range/);
 });
 
 Deno.test("table: grows past its capacity and keeps every value", () => {
