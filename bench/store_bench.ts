@@ -7,6 +7,7 @@
  * times slower each other case is. Cases:
  * - `pullIfLocal+pushIfLocal`: the one-key calls of a localized hot loop (tasks/mf.ts);
  * - `pull+push (1-key batch)`: the batched calls with a one-key `Uint32Array`;
+ * - `acquire+release, in place`: the zero-copy path of tasks/mf.ts (one lock pair, not two);
  * - `Table.pullLocal+pushLocal`: the store alone, without the worker API.
  *
  * Group `batch 100 keys` does the same for 100 keys per call (dim 10).
@@ -66,6 +67,20 @@ for (const dim of [10, 100]) {
       keys1[0] = key;
       if (ps.pull(0, keys1, out) !== undefined) throw new Error("not local");
       if (ps.push(0, keys1, delta) !== undefined) throw new Error("not local");
+    },
+  });
+
+  Deno.bench({
+    name: `WorkerPs acquire+release, in place (dim ${dim})`,
+    group,
+    fn() {
+      key = (key + 7) % KEYS;
+      const at = ps.acquire(0, key);
+      if (at < 0) throw new Error("not local");
+      const v = ps.values(0);
+      for (let i = 0; i < dim; i++) out[i] = v[at + i];
+      for (let i = 0; i < dim; i++) v[at + i] += delta[i];
+      ps.release(0, key);
     },
   });
 

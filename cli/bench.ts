@@ -15,6 +15,7 @@ import { runJob } from "../client/driver.ts";
 import { type LocalCluster, startLocalCluster } from "../client/local_cluster.ts";
 import { applySets, type JobConfig, validateJobConfig } from "../tasks/config.ts";
 import { runPlainMf } from "../tasks/mf_plain.ts";
+import { PINGPONG_DEFAULTS } from "../tasks/pingpong.ts";
 import { loadTask } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg, parseIntListArg } from "./args.ts";
 import { UsageError } from "./errors.ts";
@@ -128,6 +129,16 @@ async function runOnLocalCluster(
   return { epochs, status, error, wall_s };
 }
 
+/** The task's main metric in an epoch's metrics: test_rmse, mrr or loss (the first present). */
+function quality(
+  m: Record<string, number> | undefined,
+): { quality: number; quality_metric: string } {
+  for (const k of ["test_rmse", "mrr", "test_loss", "loss", "train_loss"]) {
+    if (m !== undefined && typeof m[k] === "number") return { quality: m[k], quality_metric: k };
+  }
+  return { quality: NaN, quality_metric: "none" };
+}
+
 function mean(xs: number[]): number {
   return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
@@ -145,6 +156,11 @@ function positiveNumber(flag: string, text: string): number {
     throw new UsageError(`${flag}: expected a positive number of seconds, got "${text}"`);
   }
   return v;
+}
+
+/** Seconds with 3 significant digits: `41.2ms`, `2.40s`, `1m05s`. */
+function seconds(x: number): string {
+  return x < 1 ? `${Number((x * 1000).toPrecision(3))}ms` : formatDuration(x);
 }
 
 function percent(v: unknown): string {
@@ -179,18 +195,12 @@ export const BENCH_MODES = [
 type BenchMode = typeof BENCH_MODES[number];
 
 /**
- * The default data size of `lapse bench mf` when the config generates its data: small enough
- * that classic on 4 nodes (a synchronous round trip per remote access, ~1-4k points/s on a
- * small machine) finishes in about a minute, with about as many ratings per key (~67) as the
- * shipped mf.yaml (100), so that localize costs weigh about as much. `--full` drops them.
+ * Epochs of `lapse bench mf` unless `--epochs` or `--full`: enough to see a warm epoch next to
+ * the first, few enough that the slowest default run (classic on 4 nodes, ~4 s per epoch of
+ * tasks/mf.yaml on a 2-core machine) stays short. The data size is the config's: with the
+ * batched remote path of tasks/mf.ts (model.remote_batch) classic is fast enough for it.
  */
-export const MF_BENCH_SIZE = [
-  "data.generate.rows=300",
-  "data.generate.cols=300",
-  "data.generate.nnz=40000",
-];
-/** Epochs of `lapse bench mf` unless `--epochs` or `--full`. */
-export const MF_BENCH_EPOCHS = 2;
+export const MF_BENCH_EPOCHS = 3;
 
 const MF_SPEC = {
   name: "bench mf",
@@ -217,7 +227,7 @@ const MF_SPEC = {
       type: "string",
       multiple: true,
       arg: "PATH=VALUE",
-      doc: "override a config key (after the bench's size defaults)",
+      doc: "override a config key, e.g. data.generate.nnz=40000 (same for every run)",
     },
     epochs: {
       type: "string",
@@ -232,7 +242,7 @@ const MF_SPEC = {
     },
     full: {
       type: "boolean",
-      doc: "the config's own data size and epochs, without the bench's small defaults",
+      doc: `the config's own model.epochs (instead of ${MF_BENCH_EPOCHS})`,
     },
     "timeout-s": {
       type: "string",
@@ -247,18 +257,20 @@ const MF_SPEC = {
 process), then each node count with each cluster mode. Every run uses the same config, data
 and seed; only ps.mode (and localize=none for lapse_nolocalize) and cluster.nodes differ.
 
-Columns: epoch_s is the mean wall time of the measured epochs (from the previous epoch's end,
-or the job start, to the epoch's end, test evaluation included; epoch 0 also includes worker
-start, data loading and the initial localize; for plain: training + evaluation, plus loading in
-epoch 0). points_per_s = training points / those seconds. local_fraction, messages and bytes
-(between nodes) are per epoch. quality = test_rmse after the last epoch. speedup = classic
-epoch_s / this row's epoch_s on the same node count (vs_remote: the same for classic_remote).
+Columns: epoch_s is the mean training time of the measured epochs, as every run reports it:
+from the first barrier after loading (or the previous epoch's end) to the epoch's end, minus
+the test evaluation; localize and barriers count, data loading and evaluation do not. For
+plain: shuffle + SGD of the epoch. last_s: the last epoch alone (JIT warm). points_per_s =
+training points / those seconds. local_fraction, messages and bytes (between nodes) are per
+epoch. quality = the task's main metric after the last epoch (test_rmse for mf; else mrr or
+loss). speedup = classic epoch_s / this row's
+epoch_s on the same node count (vs_remote: the same for classic_remote). The header prints
+every override used.
 
-By default the data is made small (${
-    MF_BENCH_SIZE.join(" ")
-  }) and ${MF_BENCH_EPOCHS} epochs are run,
-because classic makes a synchronous round trip per remote access; the header prints every
-override used. --full runs the config as it is.
+The non-local path of mf trains windows of model.remote_batch ratings (default 256) with one
+pull and one push per table; --set model.remote_batch=1 gives one synchronous round trip per
+remote access (a ps-lite-like classic PS: a few thousand points/s, so use a smaller data set,
+e.g. --set data.generate.nnz=40000, and see --timeout-s).
 
 Examples:
   lapse bench mf
@@ -278,6 +290,12 @@ interface MfRow {
   messages: number;
   bytes: number;
   quality: number;
+  /** Which metric `quality` is. */
+  quality_metric: string;
+  /** epoch_s of the last epoch (the warmest). */
+  last_s: number;
+  /** Mean test evaluation seconds of the measured epochs (not in epoch_s). */
+  eval_s: number;
   speedup?: number;
   vs_remote?: number;
   status: string;
@@ -322,13 +340,7 @@ async function benchMf(args: string[]): Promise<number> {
   const skip = parseIntArg("--skip-epochs", v["skip-epochs"], { min: 0 });
   const configPath = await defaultConfigPath(v.config);
 
-  // The base config, to see whether the bench's size defaults apply.
-  const probe = await loadConfigFromArgs(configPath, v.set, undefined, v.workers);
-  const defaults: string[] = [];
-  if (!v.full) {
-    if (probe.data?.generate) defaults.push(...MF_BENCH_SIZE);
-    defaults.push(`model.epochs=${MF_BENCH_EPOCHS}`);
-  }
+  const defaults = v.full || v.epochs !== undefined ? [] : [`model.epochs=${MF_BENCH_EPOCHS}`];
   const epochSet = v.epochs !== undefined
     ? [`model.epochs=${parseIntArg("--epochs", v.epochs, { min: 1 })}`]
     : [];
@@ -366,20 +378,21 @@ async function benchMf(args: string[]): Promise<number> {
     }
   }
 
+  const g = base.data?.generate;
+  const data = g
+    ? `generated ${g.rows} x ${g.cols}, ${g.nnz} ratings (rank ${g.rank}, noise ${g.noise})`
+    : `file ${base.data?.file}`;
   const header = [
     `lapse bench mf: config ${configPath}; overrides: ${
       common.length > 0 ? common.join(" ") : "none"
-    }${
-      defaults.length > 0
-        ? ` (bench defaults ${defaults.join(" ")}: classic is slow; --full for the config as is)`
-        : ""
-    }`,
-    `per run: ps.mode=<mode> (lapse_nolocalize: ps.mode=lapse localize=none), cluster.nodes=<n>, ` +
-    `workers_per_node ${base.cluster.workers_per_node}; one run at a time; timeout ${timeout_s}s ` +
-    `per cluster run`,
-    `epoch_s: mean over epochs ${epochRange(measured)} of ${epochs}${
-      skip > 0 ? ` (first ${skip} skipped)` : " (none skipped)"
-    }; epoch 0 includes worker start, data loading and the initial localize`,
+    }${defaults.length > 0 ? ` (bench default; --full for the config's epochs)` : ""}`,
+    `data: ${data}; model.rank ${base.model?.rank}, ${epochs} epoch(s), seed ${base.seed}`,
+    `per run: ps.mode=<mode> (lapse_nolocalize: ps.mode=lapse localize=none), ` +
+    `cluster.nodes=<n>, workers_per_node ${base.cluster.workers_per_node}; one run at a time; ` +
+    `timeout ${timeout_s}s per cluster run`,
+    `epoch_s: training time (loading and test evaluation excluded), mean over epochs ${
+      epochRange(measured)
+    } of 0-${epochs - 1}${skip > 0 ? ` (first ${skip} skipped)` : " (none skipped)"}`,
   ];
   const say = (line: string) => console.error(line);
   if (v.json) header.forEach(say);
@@ -396,9 +409,9 @@ async function benchMf(args: string[]): Promise<number> {
       ? await runPlain(plan.config, measured)
       : await runClusterMf(plan.mode, plan.config, measured, timeout_s, v.verbose);
     say(
-      `[${i + 1}/${plans.length}] ${label}: ${row.status}, epoch_s ${
-        fmt(formatDuration)(row.epoch_s)
-      }, ${fmt(formatRate)(row.points_per_s)} points/s, wall ${formatDuration(row.wall_s)}`,
+      `[${i + 1}/${plans.length}] ${label}: ${row.status}, epoch_s ${fmt(seconds)(row.epoch_s)}, ${
+        fmt(formatRate)(row.points_per_s)
+      } points/s, wall ${formatDuration(row.wall_s)}`,
     );
     rows.push(row);
   }
@@ -428,14 +441,21 @@ async function benchMf(args: string[]): Promise<number> {
     {
       key: "epoch_s",
       format: (x: unknown, row: Record<string, unknown>) =>
-        typeof x === "number" && Number.isFinite(x) ? formatDuration(x) : String(row.status),
+        typeof x === "number" && Number.isFinite(x)
+          ? seconds(x)
+          : String(row.status).split(/[ :]/)[0],
       align: "right",
     },
+    { key: "last_s", format: fmt(seconds), align: "right" },
     { key: "points_per_s", format: fmt(formatRate) },
     { key: "local_fraction", format: percent, align: "right" },
     { key: "messages", format: fmt(formatCount) },
     { key: "bytes", format: fmt(formatBytes) },
-    { key: "quality", label: "quality (test_rmse)", format: fmt(formatNumber) },
+    {
+      key: "quality",
+      label: `quality (${[...new Set(rows.map((r) => r.quality_metric))].join("/")})`,
+      format: fmt(formatNumber),
+    },
     { key: "speedup", format: speedupFmt, align: "right" },
     ...(modes.includes("classic_remote")
       ? [{ key: "vs_remote", format: speedupFmt, align: "right" as const }]
@@ -463,8 +483,8 @@ async function runPlain(config: JobConfig, measured: number[]): Promise<MfRow> {
   const t0 = performance.now();
   const r = await runPlainMf(config);
   const wall_s = (performance.now() - t0) / 1000;
-  // Like a cluster epoch: training + test evaluation, and the data loading in epoch 0.
-  const per = r.epoch_s.map((s, e) => s + r.eval_s[e] + (e === 0 ? r.load_s : 0));
+  // Like a cluster epoch: training only (shuffle + SGD); loading and evaluation apart.
+  const per = r.epoch_s;
   const secs = measured.map((e) => per[e]);
   const total = secs.reduce((a, b) => a + b, 0);
   return {
@@ -479,6 +499,9 @@ async function runPlain(config: JobConfig, measured: number[]): Promise<MfRow> {
     messages: 0,
     bytes: 0,
     quality: r.test_rmse,
+    quality_metric: "test_rmse",
+    eval_s: mean(measured.map((e) => r.eval_s[e])),
+    last_s: per[per.length - 1],
     status: "ok",
     wall_s,
     per_epoch_s: per,
@@ -518,7 +541,9 @@ async function runClusterMf(
     local_fraction: mean(got.map((m) => m.local_fraction)),
     messages: mean(got.map((m) => m.messages)),
     bytes: mean(got.map((m) => m.bytes)),
-    quality: last?.test_rmse ?? NaN,
+    ...quality(last),
+    eval_s: mean(got.map((m) => m.eval_s ?? 0)),
+    last_s: last?.epoch_s ?? NaN,
     status,
     wall_s: run.wall_s,
     per_epoch_s: run.epochs.map((m) => m.epoch_s),
@@ -560,13 +585,16 @@ remote keys of model.pull_dim floats in one call each, awaited one after the oth
 are per call, from the worker's call to its completion (median p50 and p90 over the timed reps).
 
 The raw TCP baseline runs in this process after the cluster has stopped: a loopback connection
-between this thread and a worker thread, streaming --tcp-mib MiB in 1 MiB writes (MB/s), and
-a 64-byte ping-pong (round-trip time). "vs raw" is PS / raw: for latencies how many raw round
-trips one call costs; for throughput the fraction of raw bandwidth reached (a pull is a request
-and a reply, so its latency counts against it; the budget is >= 0.5 for large batches).
+between this thread and a worker thread, streaming --tcp-mib MiB in 1 MiB writes (MB/s), a
+64-byte ping-pong (round-trip time), and 16-byte requests answered with as many bytes as one
+batched pull moves (the shape of a pull with nothing but TCP in it; both sides reuse their
+buffers). "vs raw" is PS / raw streaming: for latencies how many raw round trips one call
+costs; for throughput the fraction of raw bandwidth reached (the budget is >= 0.5 for large
+batches). "vs raw req/reply" compares with the request/reply figure instead.
 
-Parameters (model.*): batch 1000, dim 10, reps_one 200, reps_batch 20, pull_keys 10000,
-pull_dim 100, pull_reps 20, warmup 5.`,
+Parameters (model.*, see tasks/pingpong.ts): ${
+    Object.entries(PINGPONG_DEFAULTS).map(([k, x]) => `${k} ${x}`).join(", ")
+  }.`,
 } as const;
 
 const RAW_TCP_WORKER = `
@@ -586,6 +614,18 @@ self.onmessage = async (e) => {
       got += n;
     }
     await conn.write(new Uint8Array([1]));
+  } else if (mode === "reply") {
+    const req = new Uint8Array(16), out = new Uint8Array(bytes).fill(7);
+    for (;;) {
+      let got = 0;
+      while (got < req.length) {
+        const n = await conn.read(req.subarray(got));
+        if (n === null) { conn.close(); self.close(); return; }
+        got += n;
+      }
+      let off = 0;
+      while (off < bytes) off += await conn.write(out.subarray(off));
+    }
   } else {
     const buf = new Uint8Array(bytes);
     for (;;) {
@@ -604,9 +644,12 @@ self.onmessage = async (e) => {
 };
 `;
 
-/** A loopback peer in a worker thread: `sink` reads `bytes` then answers one byte; `echo` echoes. */
+/**
+ * A loopback peer in a worker thread: `sink` reads `bytes` then answers one byte; `echo` echoes
+ * `bytes`-byte messages; `reply` answers every 16-byte request with `bytes` bytes.
+ */
 async function rawPeer(
-  mode: "sink" | "echo",
+  mode: "sink" | "echo" | "reply",
   bytes: number,
 ): Promise<{ conn: Deno.Conn; worker: Worker }> {
   const url = URL.createObjectURL(new Blob([RAW_TCP_WORKER], { type: "application/javascript" }));
@@ -675,6 +718,32 @@ export async function rawTcpRtt(reps: number, bytes = 64, warmup = 50): Promise<
   }
 }
 
+/**
+ * Times (ms) of 16-byte requests answered with `bytes` bytes, both sides reusing their buffers:
+ * the shape of a batched pull, with nothing but TCP in it.
+ */
+export async function rawTcpRequestReply(
+  bytes: number,
+  reps: number,
+  warmup = 5,
+): Promise<number[]> {
+  const { conn, worker } = await rawPeer("reply", bytes);
+  const req = new Uint8Array(16), back = new Uint8Array(bytes);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < warmup + reps; i++) {
+      const t0 = performance.now();
+      await writeAll(conn, req);
+      await readFull(conn, back);
+      if (i >= warmup) times.push(performance.now() - t0);
+    }
+    return times;
+  } finally {
+    conn.close();
+    worker.terminate();
+  }
+}
+
 function quantile(xs: number[], q: number): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -696,8 +765,9 @@ async function benchLocalize(args: string[]): Promise<number> {
   const m = config.model;
   const head = `lapse bench localize: 2 nodes x 1 worker, ps.mode ${config.ps.mode}, placement ` +
     `${config.ps.placement}; L: ${2 * m.batch} keys x ${m.dim} floats, P: ${2 * m.pull_keys} ` +
-    `keys x ${m.pull_dim} floats; reps ${m.reps_one} (1 key) / ${m.reps_batch} (batch) / ` +
-    `${m.pull_reps} (pull, push) after ${m.warmup} warmup; raw TCP: ${mib} MiB in 1 MiB writes` +
+    `keys x ${m.pull_dim} floats; reps ${m.reps_one} (1 key) / ${m.reps_batch} (batch) after ` +
+    `${m.warmup} warmup, ${m.pull_reps} (pull, push) after ${m.pull_warmup} warmup; ` +
+    `throughput of the median call; raw TCP: ${mib} MiB in 1 MiB writes` +
     (v.set.length > 0 ? `; overrides: ${v.set.join(" ")}` : "");
   if (v.json) console.error(head);
   else console.log(head);
@@ -717,6 +787,10 @@ async function benchLocalize(args: string[]): Promise<number> {
   const raw_mb_s = await rawTcpBandwidth(mib);
   const rtts = await rawTcpRtt(500);
   const rtt50 = quantile(rtts, 0.5), rtt90 = quantile(rtts, 0.9);
+  const replyBytes = (r.pull_keys ?? m.pull_keys) * (r.pull_dim ?? m.pull_dim) * 4;
+  const rr = await rawTcpRequestReply(replyBytes, 30);
+  const rr50 = quantile(rr, 0.5);
+  const rr_mb_s = (replyBytes * rr.length) / (rr.reduce((a, b) => a + b, 0) / 1000) / 1e6;
 
   const pullMb = (r.pull_keys ?? m.pull_keys) * (r.pull_dim ?? m.pull_dim) * 4 / 1e6;
   const rows: Record<string, unknown>[] = [];
@@ -735,6 +809,7 @@ async function benchLocalize(args: string[]): Promise<number> {
   };
   lat("localize 1 key (node 0 -> 1)", "loc1", 1);
   lat("localize 1 key back (1 -> 0)", "back1", 1);
+  lat("localize 1 key, back to back (0 -> 1)", "loc1nb", 1);
   lat(`localize ${m.batch} keys (0 -> 1)`, "locb", m.batch);
   lat(`localize ${m.batch} keys back (1 -> 0)`, "backb", m.batch);
   lat("pull 1 key (round trip)", "pull1", 1);
@@ -744,11 +819,14 @@ async function benchLocalize(args: string[]): Promise<number> {
     rows.push({
       measurement: what,
       p50_ms: r[`${key}_p50_ms`],
+      p90_ms: r[`${key}_p90_ms`],
       us_per_key: (r[`${key}_p50_ms`] * 1000) / r.pull_keys,
       mb_s,
       raw_tcp: `${formatBytes(raw_mb_s * 1e6)}/s`,
       raw_tcp_mb_s: raw_mb_s,
       vs_raw: mb_s / raw_mb_s,
+      raw_request_reply_mb_s: rr_mb_s,
+      vs_request_reply: mb_s / rr_mb_s,
     });
   };
   const shape = `${r.pull_keys} keys x ${r.pull_dim} (${
@@ -756,6 +834,31 @@ async function benchLocalize(args: string[]): Promise<number> {
   } MB)`;
   tput(`pull ${shape}`, "pull");
   tput(`push ${shape}`, "push");
+  for (const key of ["pull", "push"]) {
+    const cold = r[`${key}_cold_p50_ms`];
+    if (cold === undefined || !Number.isFinite(cold)) continue;
+    const mb_s = replyBytes / (cold / 1000) / 1e6;
+    rows.push({
+      measurement: `  ${key}, first ${Math.min(10, m.pull_warmup)} calls (cold)`,
+      p50_ms: cold,
+      us_per_key: (cold * 1000) / r.pull_keys,
+      mb_s,
+      raw_tcp: `${formatBytes(raw_mb_s * 1e6)}/s`,
+      vs_raw: mb_s / raw_mb_s,
+      vs_request_reply: mb_s / rr_mb_s,
+    });
+  }
+  rows.push({
+    measurement: `raw TCP: 16 B request, ${
+      formatNumber(Number((replyBytes / 1e6).toPrecision(3)))
+    } MB reply`,
+    p50_ms: rr50,
+    p90_ms: quantile(rr, 0.9),
+    mb_s: rr_mb_s,
+    raw_tcp: `${formatBytes(raw_mb_s * 1e6)}/s`,
+    raw_tcp_mb_s: raw_mb_s,
+    vs_raw: rr_mb_s / raw_mb_s,
+  });
   if (v.json) {
     printJson(rows.map((row) => ({ ...row, raw_tcp_rtt_p90_ms: rtt90 })));
     return 0;
@@ -790,9 +893,17 @@ async function benchLocalize(args: string[]): Promise<number> {
           : `${formatNumber(Number(x.toPrecision(3)))} rtts`,
       align: "right",
     },
+    {
+      key: "vs_request_reply",
+      label: "vs raw req/reply",
+      format: fmt((x) => x.toFixed(2)),
+      align: "right",
+    },
   ]));
   console.log(
-    `\nraw TCP loopback: ${formatBytes(raw_mb_s * 1e6)}/s streaming, 64-byte round trip p50 ${
+    `\nraw TCP loopback (this process and a worker thread, buffers reused): ${
+      formatBytes(raw_mb_s * 1e6)
+    }/s streaming ${mib} MiB in 1 MiB writes, 64-byte round trip p50 ${
       formatNumber(Number(rtt50.toPrecision(3)))
     }ms p90 ${formatNumber(Number(rtt90.toPrecision(3)))}ms; cluster run ${
       formatDuration(run.wall_s)

@@ -6,20 +6,25 @@
  *    awaits each call; then worker 0 localizes them back (the "back" figures), so every rep
  *    starts from the same state. A barrier separates the moves and is not timed. First one key
  *    per call (`reps_one` times, rotating over the keys), then all `batch` keys in one call
- *    (`reps_batch` times).
+ *    (`reps_batch` times). Also one-key localizes back to back, without barriers (`loc1nb`):
+ *    fresh keys one after the other, taken back by worker 0 in one untimed call.
  * 2. **Remote pull/push.** Table `P` (2 x `pull_keys` keys of `pull_dim` floats), never
  *    localized. Worker 1 picks the keys of `P` that are not on its node (keys homed on node 0
  *    with range placement; about half the keys under random placement) and times: one-key pulls
  *    (a request/reply round trip), then `pull_reps` pulls and pushes of all of them in one call
- *    each, awaited one after the other. Pushes add zeros, so the values do not change.
+ *    each, awaited one after the other (`pull_split` > 1: as that many concurrent calls, all
+ *    awaited). Pushes add zeros, so the values do not change.
  *
- * The first `warmup` reps of every measurement are not counted. Works in every mode; in the
- * classic modes localize is a no-op and part 1 is skipped.
+ * The first `warmup` reps of every latency measurement and the first `pull_warmup` batched
+ * pulls and pushes are not counted (large transfers take dozens of calls to reach their steady
+ * speed: JIT tiers, allocator and GC heuristics). Works in every mode; in the classic modes
+ * localize is a no-op and part 1 is skipped.
  *
- * Reported once (epoch 0), by the worker that measured it: `loc1_p50_ms`, `loc1_p90_ms`,
- * `back1_p50_ms`, `back1_p90_ms`, `locb_p50_ms`, `locb_p90_ms`, `backb_p50_ms`, `backb_p90_ms`
- * (b = the batch), `pull1_p50_ms`, `pull1_p90_ms`, `pull_p50_ms`, `push_p50_ms`, `pull_mb_s`,
- * `push_mb_s` (value bytes per second, decimal MB), and the parameters `batch`, `pull_keys`,
+ * Reported once (epoch 0), by the worker that measured it: `X_p50_ms` and `X_p90_ms` for X in
+ * `loc1`, `loc1nb`, `back1`, `locb`, `backb` (b = the batch), `pull1`, `pull` and `push`;
+ * `pull_mb_s`, `push_mb_s` (value bytes per second of the median call, decimal MB) and
+ * `..._mb_s_mean` (over all timed calls); `pull_first_ms`, `pull_cold_p50_ms` (median of the
+ * first 10 calls) and the same for push; and the parameters `batch`, `dim`, `pull_keys`,
  * `pull_dim`.
  *
  * @module
@@ -35,8 +40,10 @@ export const PINGPONG_DEFAULTS = {
   reps_batch: 20,
   pull_keys: 10_000,
   pull_dim: 100,
-  pull_reps: 20,
+  pull_reps: 30,
+  pull_split: 1,
   warmup: 5,
+  pull_warmup: 30,
 };
 
 type Settings = typeof PINGPONG_DEFAULTS;
@@ -94,6 +101,20 @@ async function run(ctx: TaskContext): Promise<void> {
       if (me === 0) back.push(await timed(ps.localize(tL, one)));
       await ps.barrier();
     }
+    // The same without a barrier between calls: fresh keys, one after the other; then worker 0
+    // takes them back in one call (untimed).
+    const fresh: number[] = [];
+    const n1 = Math.min(s.batch, s.warmup + s.reps_one);
+    for (let rep = 0; rep < n1; rep++) {
+      one[0] = rep;
+      if (me === 1) fresh.push(await timed(ps.localize(tL, one)));
+    }
+    await ps.barrier();
+    if (me === 0) {
+      const p = ps.localize(tL, Uint32Array.from({ length: n1 }, (_, i) => i));
+      if (p) await p;
+    }
+    await ps.barrier();
     const batch = new Uint32Array(s.batch);
     for (let i = 0; i < s.batch; i++) batch[i] = i;
     const thereB: number[] = [], backB: number[] = [];
@@ -105,6 +126,7 @@ async function run(ctx: TaskContext): Promise<void> {
     }
     if (me === 1) {
       report("loc1", there);
+      report("loc1nb", fresh);
       report("locb", thereB);
     } else {
       report("back1", back);
@@ -129,20 +151,49 @@ async function run(ctx: TaskContext): Promise<void> {
       pull1.push(await timed(ps.pull(tP, one, out.subarray(0, dim))));
     }
     const pulls: number[] = [], pushes: number[] = [];
-    for (let rep = 0; rep < s.warmup + s.pull_reps && n > 0; rep++) {
-      pulls.push(await timed(ps.pull(tP, keys, out)));
+    // `pull_split` > 1: the same keys as that many concurrent calls (pipelining).
+    const parts = Math.max(1, Math.min(s.pull_split, n));
+    const split = (op: (a: number, b: number) => Promise<void> | undefined) => {
+      if (parts === 1) return op(0, n);
+      const ps_: Promise<void>[] = [];
+      for (let c = 0; c < parts; c++) {
+        const p = op(Math.floor((c * n) / parts), Math.floor(((c + 1) * n) / parts));
+        if (p) ps_.push(p);
+      }
+      return ps_.length > 0 ? Promise.all(ps_).then(() => {}) : undefined;
+    };
+    for (let rep = 0; rep < s.pull_warmup + s.pull_reps && n > 0; rep++) {
+      pulls.push(
+        await timed(
+          split((a, b) => ps.pull(tP, keys.subarray(a, b), out.subarray(a * dim, b * dim))),
+        ),
+      );
     }
-    for (let rep = 0; rep < s.warmup + s.pull_reps && n > 0; rep++) {
-      pushes.push(await timed(ps.push(tP, keys, zeros)));
+    for (let rep = 0; rep < s.pull_warmup + s.pull_reps && n > 0; rep++) {
+      pushes.push(
+        await timed(
+          split((a, b) => ps.push(tP, keys.subarray(a, b), zeros.subarray(a * dim, b * dim))),
+        ),
+      );
     }
     report("pull1", pull1);
     const bytes = n * dim * 4;
+    const timedPulls = pulls.slice(s.pull_warmup), timedPushes = pushes.slice(s.pull_warmup);
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    const pullMs = sum(keep(pulls)), pushMs = sum(keep(pushes));
-    sums.pull_p50_ms = quantile(keep(pulls), 0.5);
-    sums.push_p50_ms = quantile(keep(pushes), 0.5);
-    sums.pull_mb_s = pullMs > 0 ? (bytes * keep(pulls).length) / (pullMs / 1000) / 1e6 : 0;
-    sums.push_mb_s = pushMs > 0 ? (bytes * keep(pushes).length) / (pushMs / 1000) / 1e6 : 0;
+    for (const [name, xs] of [["pull", timedPulls], ["push", timedPushes]] as const) {
+      const p50 = quantile(xs, 0.5), total = sum(xs);
+      sums[`${name}_p50_ms`] = p50;
+      sums[`${name}_p90_ms`] = quantile(xs, 0.9);
+      // Throughput of the median call, and over all timed calls (GC pauses included).
+      sums[`${name}_mb_s`] = p50 > 0 ? bytes / (p50 / 1000) / 1e6 : 0;
+      sums[`${name}_mb_s_mean`] = total > 0 ? (bytes * xs.length) / (total / 1000) / 1e6 : 0;
+      // The first calls, before the JIT and the allocator have settled.
+      sums[`${name}_first_ms`] = name === "pull" ? pulls[0] ?? NaN : pushes[0] ?? NaN;
+      sums[`${name}_cold_p50_ms`] = quantile(
+        (name === "pull" ? pulls : pushes).slice(0, Math.min(10, s.pull_warmup)),
+        0.5,
+      );
+    }
     sums.pull_keys = n;
     sums.pull_dim = dim;
     sums.batch = s.batch;
@@ -178,7 +229,16 @@ const schema: TaskSchema = {
       pull_keys: int(PINGPONG_DEFAULTS.pull_keys, "remote keys per batched pull/push"),
       pull_dim: int(PINGPONG_DEFAULTS.pull_dim, "floats per key of the pull table P"),
       pull_reps: int(PINGPONG_DEFAULTS.pull_reps, "timed batched pulls (and pushes)"),
-      warmup: int(PINGPONG_DEFAULTS.warmup, "untimed reps before each measurement", 0),
+      pull_split: int(
+        PINGPONG_DEFAULTS.pull_split,
+        "issue each batched pull/push as this many calls",
+      ),
+      warmup: int(PINGPONG_DEFAULTS.warmup, "untimed reps before each latency measurement", 0),
+      pull_warmup: int(
+        PINGPONG_DEFAULTS.pull_warmup,
+        "untimed batched pulls (and pushes) before the timed ones",
+        0,
+      ),
     },
   },
   localize: { tables: [], when: [], keys: [] },
