@@ -67,13 +67,20 @@ export async function serve(args: string[]): Promise<number> {
   let node: LapseNode | null = null;
   let meshReady = () => {};
   const meshUp = new Promise<void>((resolve) => meshReady = resolve);
+  // Messages of other nodes that arrive before this node's own mesh is complete are held (in
+  // order) until it is: so a node answers PREPARE only once it can reach every node, and no job
+  // runs on a partial mesh (node 0 being connected says nothing about the links between others).
+  let early: [number, Record<string, any>][] | null = [];
   const peers = new Peers({
     self,
     addresses: cluster.nodes.map(formatHostPort),
     token,
     listen: { hostname: listen.host, port: listen.port },
     connect_timeout_ms: cluster.connect_timeout_ms,
-    onNodeMessage: (from, msg) => node!.onNodeMessage(from, msg as Record<string, any>),
+    onNodeMessage: (from, msg) => {
+      if (early !== null) early.push([from, msg as Record<string, any>]);
+      else return node!.onNodeMessage(from, msg as Record<string, any>);
+    },
     onDriver: (conn) => {
       const link = {
         send: (m: Record<string, unknown>) => conn.send(m as any),
@@ -100,6 +107,13 @@ export async function serve(args: string[]): Promise<number> {
     } peers`,
   );
   await peers.connectAll();
+  const held = early;
+  early = null;
+  for (const [from, msg] of held) {
+    node.onNodeMessage(from, msg).catch((e) =>
+      console.error(`node ${self}: message ${msg.t} from node ${from} failed: ${e?.stack ?? e}`)
+    );
+  }
   meshReady();
   log(`node ${self}: cluster of ${cluster.nodes.length} nodes is up`);
   const stop = new Promise<void>((resolve) => {

@@ -4,7 +4,7 @@
  * @module
  */
 import { launchJob } from "../client/launch.ts";
-import { ConfigError, closestMatch, type JobConfig, loadJobConfig } from "../tasks/config.ts";
+import { closestMatch, ConfigError, type JobConfig, loadJobConfig } from "../tasks/config.ts";
 import { loadTask, TASK_NAMES } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg } from "./args.ts";
 import { EpochProgress, formatDuration, formatMetrics, MetricsWriter } from "./progress.ts";

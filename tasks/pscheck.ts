@@ -8,8 +8,11 @@
  * - `pattern: all`: pushes +1 to every key and pulls every key;
  * - `pattern: partial`: like `all`, but keys `k` with `k mod 3 == 2` are never pushed: they must
  *   read exactly their init value (0) whenever they are pulled, also after they moved;
- * - `pattern: random`: pushes +1 to `batch` random keys (seeded by `seed` + worker) and pulls them
- *   plus `batch` other random keys.
+ * - `pattern: random`: pushes +1 to `batch` random even keys (seeded by `seed` + worker) and
+ *   pulls them plus `batch` other random keys; and every odd round a causality step on a random
+ *   pair (L, F) = (2i, 2i+1): push L (awaited), then F, then pull F and then L. The odd keys are
+ *   only pushed there, after their L, so whoever reads F and then L must find L >= F, whatever
+ *   other workers did meanwhile (sequential consistency across workers, not only per reader).
  *
  * A push is awaited, or (with probability `async_prob`) not. Pulls are synchronous (awaited), and
  * each pulled value is checked against what this worker knows:
@@ -17,7 +20,8 @@
  * - it never goes backwards (>= the last value this worker saw for the key), all pushes being
  *   increments;
  * - it includes this worker's own completed pushes (>= their count);
- * - all its dims are equal, it is a non-negative integer (and 0 for never-pushed keys).
+ * - all its dims are equal, it is a non-negative integer (and 0 for never-pushed keys);
+ * - pattern random: L >= F in the causality step.
  *
  * Every failed check counts as a violation (the first few are logged). When `ps.mode` is
  * `lapse`, the task also moves keys around while it runs: with probability `localize_prob` per
@@ -235,17 +239,25 @@ async function run(ctx: TaskContext): Promise<void> {
   const c = new Checker(s, ctx.worker, (line) => ctx.log(line));
   ctx.epochPoints(s.rounds);
 
+  // Pattern random: key pairs (2i, 2i+1) for the causality check; the random pushes go to the
+  // even keys only, so that every push to an odd key follows a completed push to its partner.
+  const pairs = s.pattern === "random" ? Math.floor(K / 2) : 0;
+  const domain = pairs > 0 ? Math.ceil(K / 2) : K;
   // The keys each round pushes (pattern all/partial: the same every round).
-  const batch = Math.min(s.batch, K);
+  const batch = Math.min(s.batch, domain);
+  const extra = Math.min(s.batch, K);
   let pushKeys: Uint32Array;
   let pullKeys: Uint32Array;
   /** Pattern random: the keys of every round, drawn up front (for `when: ahead`). */
   let schedule: Uint32Array | null = null;
   if (s.pattern === "random") {
     schedule = new Uint32Array(s.rounds * batch);
-    for (let r = 0; r < s.rounds; r++) pickDistinct(rng, K, schedule.subarray(r * batch), batch);
+    for (let r = 0; r < s.rounds; r++) {
+      pickDistinct(rng, domain, schedule.subarray(r * batch), batch);
+    }
+    if (pairs > 0) { for (let i = 0; i < schedule.length; i++) schedule[i] *= 2; }
     pushKeys = new Uint32Array(batch);
-    pullKeys = new Uint32Array(2 * batch);
+    pullKeys = new Uint32Array(batch + extra);
   } else {
     const touched: number[] = [];
     for (let k = 0; k < K; k++) if (!untouched(s.pattern, k)) touched.push(k);
@@ -256,8 +268,31 @@ async function run(ctx: TaskContext): Promise<void> {
   const ones = new Float32Array(pushKeys.length * dim).fill(1);
   const out = new Float32Array(pullKeys.length * dim);
   const own = new Float64Array(pullKeys.length);
-  const locKeys = new Uint32Array(batch);
+  const locKeys = new Uint32Array(extra);
+  const one = new Float32Array(dim).fill(1), pairKey = new Uint32Array(1);
+  const pairOut = new Float32Array(dim);
   const stormKeys = new Uint32Array(Math.min(2, K));
+
+  /** Pushes +1 to one key; `awaited`: returns when it completed. */
+  const pushOne = async (key: number, awaited: boolean): Promise<void> => {
+    pairKey[0] = key;
+    c.pushes[key]++;
+    const p = ps.push(tb, pairKey, one);
+    if (p === undefined) c.completed[key]++;
+    else if (!awaited) p.then(() => void c.completed[key]++, () => {});
+    else {
+      await p;
+      c.completed[key]++;
+    }
+  };
+  /** A synchronous pull of one key, checked; returns its value. */
+  const pullOne = async (key: number, r: number): Promise<number> => {
+    pairKey[0] = key;
+    const before = c.completed[key];
+    const p = ps.pull(tb, pairKey, pairOut);
+    if (p) await p;
+    return c.check(key, before, pairOut, 0, dim, `round ${r}`);
+  };
 
   const localize = (keys: Uint32Array, awaited: boolean): Promise<void> | undefined => {
     const p = ps.localize(tb, keys);
@@ -277,7 +312,7 @@ async function run(ctx: TaskContext): Promise<void> {
         if (p) await p;
       }
       if (rng.next() < s.localizeProb) {
-        pickDistinct(rng, K, locKeys, batch);
+        pickDistinct(rng, K, locKeys, extra);
         const p = localize(locKeys, rng.next() >= s.asyncProb);
         if (p) await p;
       }
@@ -289,7 +324,7 @@ async function run(ctx: TaskContext): Promise<void> {
     if (schedule !== null) {
       pushKeys.set(schedule.subarray(r * batch, r * batch + batch));
       pullKeys.set(pushKeys);
-      pickDistinct(rng, K, pullKeys.subarray(batch), batch);
+      pickDistinct(rng, K, pullKeys.subarray(batch), extra);
     }
 
     // Push +1 to every dim of the round's keys, awaited or not.
@@ -318,6 +353,18 @@ async function run(ctx: TaskContext): Promise<void> {
     await chunked(pullKeys, maxKeys, dim, out, (ks, o) => ps.pull(tb, ks, o!));
     for (let i = 0; i < pullKeys.length; i++) {
       c.check(pullKeys[i], own[i], out, i * dim, dim, `round ${r}`);
+    }
+
+    // Causality across workers: push L = 2i (awaited), then F = 2i+1. Every push to F follows a
+    // completed push to L, so whoever reads F and then L must find L >= F.
+    if (pairs > 0 && r % 2 === 1) {
+      const L = 2 * rng.int(pairs), F = L + 1;
+      await pushOne(L, true);
+      await pushOne(F, rng.next() >= s.asyncProb);
+      const vF = await pullOne(F, r), vL = await pullOne(L, r);
+      if (vL < vF) {
+        c.violation(`round ${r}: read key ${F} = ${vF}, then its lead key ${L} = ${vL} < ${vF}`);
+      }
     }
     ctx.progress(1);
   }
