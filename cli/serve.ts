@@ -65,6 +65,7 @@ export async function serve(args: string[]): Promise<number> {
     : { host: "127.0.0.1", port: own.port };
   const log = v.quiet ? () => {} : (line: string) => console.error(line);
   let node: LapseNode | null = null;
+  let stopping = false;
   let meshReady = () => {};
   const meshUp = new Promise<void>((resolve) => meshReady = resolve);
   // Messages of other nodes that arrive before this node's own mesh is complete are held (in
@@ -77,6 +78,9 @@ export async function serve(args: string[]): Promise<number> {
     token,
     listen: { hostname: listen.host, port: listen.port },
     connect_timeout_ms: cluster.connect_timeout_ms,
+    onNodeClose: (n, reason) => {
+      if (!stopping) node?.onPeerLost(n, reason);
+    },
     onNodeMessage: (from, msg) => {
       if (early !== null) early.push([from, msg as Record<string, any>]);
       else return node!.onNodeMessage(from, msg as Record<string, any>);
@@ -133,6 +137,7 @@ export async function serve(args: string[]): Promise<number> {
     }
   });
   await stop;
+  stopping = true;
   node.close();
   await peers.close();
   return 0;

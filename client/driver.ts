@@ -51,11 +51,22 @@ export async function runJob(
   config: JobConfig,
   events: JobEvents = {},
   connect_timeout_ms = 30_000,
+  signal?: AbortSignal,
 ): Promise<JobSummary> {
+  signal?.throwIfAborted();
   const conn = await dialDriver(address, token, connect_timeout_ms);
+  let onAbort = () => {};
   try {
     return await new Promise<JobSummary>((resolve, reject) => {
       let ended = false;
+      // Giving up on a job closes the connection: node 0 then aborts it on every node.
+      onAbort = () => {
+        if (ended) return;
+        ended = true;
+        reject(new JobError(`stopped by the driver: ${signal?.reason ?? "aborted"}`, 0));
+        conn.abort("the driver gave up on the job");
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
       conn.onMessage = (msg: Record<string, any>) => {
         switch (msg.t) {
           case Msg.JOB_INFO:
@@ -88,6 +99,7 @@ export async function runJob(
       conn.send({ t: Msg.SUBMIT, config });
     });
   } finally {
+    signal?.removeEventListener("abort", onAbort);
     await conn.close();
   }
 }

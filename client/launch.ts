@@ -18,6 +18,8 @@ export interface LaunchOptions {
   events?: JobEvents;
   /** Lines printed by the nodes of an embedded cluster (default: stderr). */
   onNodeLine?: (node: number, line: string) => void;
+  /** Gives up on the job (e.g. `AbortSignal.timeout(ms)`): it is aborted on the cluster. */
+  signal?: AbortSignal;
 }
 
 /** Runs `config` to its end and returns its summary; a failed job throws a `JobError`. */
@@ -31,6 +33,7 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
       config,
       opts.events,
       cluster.connect_timeout_ms,
+      opts.signal,
     );
   }
   const local = await startLocalCluster({
@@ -45,7 +48,7 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
     Deno.addSignalListener("SIGINT", onSignal);
   } catch { /* no signals here */ }
   try {
-    return await runJob(local.addresses[0], local.token, config, opts.events);
+    return await runJob(local.addresses[0], local.token, config, opts.events, 30_000, opts.signal);
   } finally {
     try {
       Deno.removeSignalListener("SIGINT", onSignal);

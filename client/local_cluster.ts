@@ -6,6 +6,8 @@
  * @module
  */
 
+const STOP_GRACE_MS = 3000;
+
 /** A running local cluster. */
 export interface LocalCluster {
   /** `host:port` of every node; node 0 first. */
@@ -131,7 +133,16 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
           c.kill("SIGTERM");
         } catch { /* already exited */ }
       }
+      // A node that does not stop within the grace period is killed: stop() always ends.
+      const grace = setTimeout(() => {
+        for (const c of children) {
+          try {
+            c.kill("SIGKILL");
+          } catch { /* already exited */ }
+        }
+      }, STOP_GRACE_MS);
       await Promise.all(children.map((c) => c.status));
+      clearTimeout(grace);
       await Promise.all(pipes);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     })();

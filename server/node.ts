@@ -156,7 +156,12 @@ export class LapseNode {
   #toAll(msg: Record<string, unknown>): void {
     for (let n = 0; n < this.nodes; n++) {
       if (n === this.self) continue;
-      this.#transport.send(n, msg);
+      try {
+        this.#transport.send(n, msg);
+      } catch (e) {
+        // A node that is gone cannot be told; the job is aborted through onPeerLost.
+        this.#log(`node ${this.self}: cannot send to node ${n}: ${(e as Error).message}`);
+      }
     }
     void this.onNodeMessage(this.self, msg as Record<string, any>);
   }
@@ -571,6 +576,21 @@ export class LapseNode {
     clearInterval(job.timer);
     for (const w of job.workers) w.terminate();
     if (this.#job === job) this.#job = null;
+  }
+
+  /**
+   * The connection to node `n` is gone (it died or left). A running job cannot finish without
+   * it: node 0 aborts it and tells the driver; another node drops its part.
+   */
+  onPeerLost(n: number, reason: string): void {
+    this.#log(`node ${this.self}: lost the connection to node ${n}: ${reason}`);
+    const job = this.#job;
+    if (this.self === 0) {
+      if (this.#coord !== null) this.#abort(`node ${n} left the cluster (${reason})`);
+    } else if (job !== null && n === 0) {
+      this.#log(`node ${this.self}: job ${job.id} dropped: the coordinator (node 0) is gone`);
+      this.#teardown(job);
+    }
   }
 
   /** Stops the running job, if any (node shutdown). */

@@ -6,8 +6,8 @@
  * completed pushes) and the nodes' end-of-job statistics (no request left unanswered, no key
  * left in transfer, exactly one copy of every key in the cluster).
  *
- * A job that does not end within JOB_DEADLINE_MS is a failure: the watchdog prints what the
- * nodes logged and exits the test process; the nodes exit with it (their stdin is our pipe).
+ * A job that does not end within JOB_DEADLINE_MS is a failure: the driver gives up (the job is
+ * aborted on the cluster, the nodes are stopped) and the test prints what the nodes logged.
  */
 import assert from "node:assert/strict";
 import { launchJob } from "../../client/launch.ts";
@@ -53,13 +53,9 @@ async function runPsCheck(o: CheckOptions): Promise<CheckRun> {
   const epochs: Record<string, number>[] = [];
   const lines: string[] = [];
   const what = `pscheck ${JSON.stringify(raw.ps)} ${JSON.stringify(o.model)}`;
-  const watchdog = setTimeout(() => {
-    console.error(`${what}: the job did not end within ${JOB_DEADLINE_MS} ms; node output:`);
-    for (const l of lines) console.error(l);
-    Deno.exit(1);
-  }, JOB_DEADLINE_MS);
   try {
     const summary = await launchJob(config, {
+      signal: AbortSignal.timeout(JOB_DEADLINE_MS),
       events: {
         onEpoch: (e, m) => void (epochs[e] = m),
         onLog: (node, message) => lines.push(`log ${node}: ${message}`),
@@ -70,8 +66,6 @@ async function runPsCheck(o: CheckOptions): Promise<CheckRun> {
   } catch (e) {
     console.error(`${what} failed; node output:\n${lines.join("\n")}`);
     throw e;
-  } finally {
-    clearTimeout(watchdog);
   }
 }
 
@@ -201,4 +195,22 @@ Deno.test("3x2 classic_remote, pattern all: every key ends at workers x rounds",
   assert.equal(m.seen_min, 6 * ALL.rounds);
   assert.equal(m.seen_max, 6 * ALL.rounds);
   assert.equal(run.epochs[0].local_fraction, 0, "classic_remote serves nothing locally");
+});
+
+Deno.test("a job the driver gives up on is aborted and the local cluster stops", async () => {
+  // pscheck with far too many rounds for the deadline: the abort must end it promptly.
+  const raw = {
+    task: "pscheck",
+    data: {},
+    model: { keys: 64, rounds: 10_000_000, pattern: "all" },
+    cluster: { nodes: 2, workers_per_node: 1 },
+    ps: { mode: "lapse" },
+  };
+  const config = validateJobConfig(raw, pscheck.schema);
+  const t0 = performance.now();
+  await assert.rejects(
+    launchJob(config, { signal: AbortSignal.timeout(1500), onNodeLine: () => {} }),
+    /job failed: stopped by the driver/,
+  );
+  assert.ok(performance.now() - t0 < 20_000, "the abort ended the job and the cluster quickly");
 });
