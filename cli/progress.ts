@@ -243,22 +243,13 @@ export class EpochProgress {
     }
   }
 
-  /** Ends the epoch: clears the bar (terminal) or prints a final line (plain). */
+  /** Ends the epoch: clears the bar on a terminal. */
   end(): void {
     if (!this.#active) return;
     this.#active = false;
-    if (this.terminal) {
-      if (this.#drawn) this.#write("\r\x1b[K");
-      this.#drawn = false;
-      return;
-    }
-    const secs = (this.#now() - this.#t0) / 1000;
-    const rate = secs > 0 ? this.#done / secs : 0;
-    this.#write(
-      `epoch ${this.#epoch}: done, ${formatCount(this.#done)} points in ${formatDuration(secs)} (${
-        formatRate(rate)
-      } points/s)\n`,
-    );
+    // Plain output needs no closing line: the epoch's metrics line follows and says it all.
+    if (this.terminal && this.#drawn) this.#write("\r\x1b[K");
+    this.#drawn = false;
   }
 
   #draw(t: number): void {

@@ -35,7 +35,10 @@ const SPEC = {
       type: "boolean",
       doc: "exit when standard input closes (embedded clusters)",
     },
-    quiet: { type: "boolean", doc: "log only errors" },
+    quiet: {
+      type: "boolean",
+      doc: "log only errors (embedded clusters: the driver shows the rest)",
+    },
   },
   details: `Example, a 2-node cluster on two machines:
   cluster.yaml:  nodes: ["10.0.0.1:7000", "10.0.0.2:7000"]
@@ -103,6 +106,7 @@ export async function serve(args: string[]): Promise<number> {
     nodes: cluster.nodes.length,
     transport: peers,
     workerUrl: new URL("../client/worker_entry.ts", import.meta.url),
+    info: log,
   });
   peers.listen();
   log(

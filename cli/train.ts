@@ -114,6 +114,7 @@ export async function train(args: string[]): Promise<number> {
   );
   try {
     const summary = await launchJob(config, {
+      onNodeLine: (node, line) => progress.log(`node ${node} | ${line}`),
       clusterFile: v.cluster,
       tokenFile: v["token-file"],
       events: {
@@ -138,7 +139,7 @@ export async function train(args: string[]): Promise<number> {
           metrics?.writeEpoch(e, m);
         },
         onLog(node, message) {
-          console.error(`node ${node}: ${message}`);
+          progress.log(`node ${node}: ${message}`);
         },
       },
     });

@@ -113,6 +113,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         tokenFile,
         // The node exits when this process does: its stdin is our pipe.
         "--exit-on-stdin-close",
+        // The driver shows the workers' log lines; the nodes print only errors.
+        "--quiet",
       ],
       stdin: "piped",
       stdout: "piped",

@@ -118,8 +118,10 @@ export interface LapseNodeOptions {
   transport: NodeTransport;
   /** The module worker threads run (client/worker_entry.ts; server/ does not import client/). */
   workerUrl: string | URL;
-  /** Where log lines go (stderr by default). */
+  /** Where error lines go (stderr by default). */
   log?: (line: string) => void;
+  /** Where informational lines go, e.g. the workers' log lines (default: like `log`). */
+  info?: (line: string) => void;
 }
 
 /** The server thread of one node. */
@@ -128,6 +130,7 @@ export class LapseNode {
   readonly nodes: number;
   readonly #transport: NodeTransport;
   readonly #log: (line: string) => void;
+  readonly #info: (line: string) => void;
   readonly #workerUrl: string;
   #job: NodeJob | null = null;
   #coord: Coordination | null = null;
@@ -138,6 +141,7 @@ export class LapseNode {
     this.nodes = opts.nodes;
     this.#transport = opts.transport;
     this.#log = opts.log ?? ((line) => console.error(line));
+    this.#info = opts.info ?? this.#log;
     this.#workerUrl = String(opts.workerUrl);
   }
 
@@ -505,7 +509,7 @@ export class LapseNode {
           this.#workerEpoch(job, msg);
           return;
         case "log":
-          this.#log(`node ${this.self} worker ${worker}: ${msg.message}`);
+          this.#info(`node ${this.self} worker ${worker}: ${msg.message}`);
           this.#toCoordinator({ t: Msg.LOG, job: job.id, node: this.self, message: msg.message });
           return;
         case "done":
