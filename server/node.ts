@@ -17,6 +17,8 @@ export interface NodeTransport {
   send(node: number, msg: Record<string, unknown>): void;
   /** Messages and bytes sent to other nodes so far. */
   stats(): { messages_sent: number; bytes_sent: number };
+  /** True if `node` can be reached now. */
+  isConnected(node: number): boolean;
 }
 
 /** A connected driver (node 0 only). */
@@ -209,6 +211,14 @@ export class LapseNode {
 
   async #submit(link: DriverLink, config: JobConfig): Promise<void> {
     const task = await loadTask(config.task);
+    const down = [];
+    for (let n = 0; n < this.nodes; n++) if (!this.#transport.isConnected(n)) down.push(n);
+    if (down.length > 0) {
+      throw new Error(
+        `not every node of the cluster is connected (missing: node ${down.join(", node ")}); ` +
+          `start the missing nodes again with lapse serve, then submit the job again`,
+      );
+    }
     // The job runs on the cluster that exists; its node count is the cluster's.
     config = { ...config, cluster: { ...config.cluster, nodes: this.nodes } };
     const job = this.#nextJob++;

@@ -280,6 +280,13 @@ export class Peers {
     return this.#nodes[node];
   }
 
+  /** True if there is an open connection to `node` (always true for this node itself). */
+  isConnected(node: number): boolean {
+    if (node === this.#options.self) return true;
+    const c = this.#nodes[node];
+    return c !== undefined && !c.is_closed;
+  }
+
   /** Counters summed over node connections (drivers excluded), closed ones included. */
   stats(): PeerStats {
     const sum = { ...this.#retired };
