@@ -91,7 +91,7 @@ export async function loadConfigFromArgs(
   });
 }
 
-/** Runs `lapse train`. */
+/** Runs `lapse train`: 0 when the job ends (and passes the task's verdict, if it has one). */
 export async function train(args: string[]): Promise<number> {
   const parsed = parseCommandArgs(SPEC, args);
   if (parsed === HELP) return 0;
@@ -103,6 +103,7 @@ export async function train(args: string[]): Promise<number> {
   let epochStartPoints = 0;
   let epochPoints = 0;
   let started = false;
+  let lastMetrics: Record<string, number> | null = null;
   const where = v.cluster ?? `a local cluster of ${config.cluster.nodes} node(s)`;
   console.log(
     `lapse train: task ${config.task}, ps.mode ${config.ps.mode}, ${config.cluster.nodes} node(s) x ` +
@@ -136,6 +137,7 @@ export async function train(args: string[]): Promise<number> {
           epoch = e + 1;
           epochStartPoints += epochPoints;
           console.log(formatMetrics(e, m));
+          lastMetrics = m;
           metrics?.writeEpoch(e, m);
         },
         onLog(node, message) {
@@ -144,6 +146,11 @@ export async function train(args: string[]): Promise<number> {
       },
     });
     console.log(`done in ${formatDuration(summary.wall_s)}`);
+    const failed = lastMetrics && (await loadTask(config.task)).verdict?.(lastMetrics);
+    if (failed) {
+      console.error(failed);
+      return 1;
+    }
     return 0;
   } finally {
     metrics?.close();

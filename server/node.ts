@@ -597,8 +597,11 @@ export class LapseNode {
    * it: node 0 aborts it and tells the driver; another node drops its part.
    */
   onPeerLost(n: number, reason: string): void {
-    this.#log(`node ${this.self}: lost the connection to node ${n}: ${reason}`);
     const job = this.#job;
+    // Between jobs this is news (e.g. a cluster being stopped); during one it is an error.
+    (job !== null || this.#coord !== null ? this.#log : this.#info)(
+      `node ${this.self}: lost the connection to node ${n}: ${reason}`,
+    );
     if (this.self === 0) {
       if (this.#coord !== null) this.#abort(`node ${n} left the cluster (${reason})`);
     } else if (job !== null && n === 0) {

@@ -397,6 +397,19 @@ async function run(ctx: TaskContext): Promise<void> {
 }
 
 /** Turns the summed reports of all workers into the check's result (all 0 but keys_checked). */
+/** A failed check names what was wrong; a healthy cluster passes. */
+export function verdict(m: Record<string, number>): string | null {
+  const bad = [
+    ["keys with a wrong final value", m.mismatched_keys],
+    ["consistency violations", m.violations],
+    ["final pulls off by", Math.abs(m.final_error ?? 0)],
+    ["untouched keys off by", m.untouched_max],
+  ].filter(([, n]) => (n as number) > 0);
+  if (bad.length === 0) return null;
+  return `pscheck failed: ${bad.map(([what, n]) => `${what} ${n}`).join(", ")} ` +
+    `(worker log lines starting with VIOLATION say more)`;
+}
+
 export function summarize(sums: Record<string, number>): Record<string, number> {
   let keys = 0, mismatched = 0, pushes = 0, untouchedKeys = 0;
   let seenMin = Infinity, seenMax = -Infinity, untouchedMax = 0;
@@ -515,4 +528,4 @@ function tables(config: JobConfig): TableSpec[] {
 }
 
 /** The pscheck task. */
-export const task: TaskDefinition = { name: "pscheck", schema, tables, run, summarize };
+export const task: TaskDefinition = { name: "pscheck", schema, tables, run, summarize, verdict };

@@ -69,4 +69,9 @@ export interface TaskDefinition {
   run(ctx: TaskContext): Promise<void>;
   /** Turns summed per-epoch numbers into printed metrics (e.g. sse, n -> rmse). */
   summarize(sums: Record<string, number>): Record<string, number>;
+  /**
+   * Optional: judges a finished job by its last epoch's metrics; a message means it failed
+   * (`lapse train` prints it and exits 1), null means it passed. For self-tests like pscheck.
+   */
+  verdict?(metrics: Record<string, number>): string | null;
 }
