@@ -2,7 +2,9 @@
  * The wire path of a large pull reply: {@linkcode encodeFrame}, then {@linkcode FrameDecoder}
  * (the receive buffer filled in 64 KiB reads, as a socket does) and {@linkcode decodeMessage},
  * against a raw copy of the same bytes: a memcpy into a reused buffer (the baseline) and an
- * allocation + memcpy (encodeFrame and the decoder allocate a fresh buffer per large frame).
+ * allocation + memcpy (encodeFrame and a default decoder allocate a fresh buffer per large
+ * frame). The `reused` cases are what a `Connection` does: {@linkcode encodeFrameInto} a
+ * pooled send buffer, and a decoder in reuse mode (one receive buffer for all frames).
  * Run: `deno bench --allow-all bench/wire_bench.ts`.
  *
  * Message: a `PULL_R` of 10,000 keys (`r`, `k`, `p` as Uint32Array, `v` as Float32Array of
@@ -10,7 +12,13 @@
  *
  * @module
  */
-import { decodeMessage, encodeFrame, FrameDecoder } from "../server/wire.ts";
+import {
+  decodeMessage,
+  encodeFrame,
+  encodeFrameInto,
+  FRAME_BYTES_MAX_DEFAULT,
+  FrameDecoder,
+} from "../server/wire.ts";
 import { Msg } from "../server/messages.ts";
 
 const KEYS = 10_000;
@@ -26,8 +34,7 @@ function pullReply(dim: number) {
 }
 
 /** Feeds `frame` to a decoder the way the connection's read loop does: 64 KiB reads. */
-function receive(frame: Uint8Array): Uint8Array {
-  const d = new FrameDecoder();
+function receive(frame: Uint8Array, d = new FrameDecoder()): Uint8Array {
   let off = 0;
   let body: Uint8Array | null = null;
   while (body === null) {
@@ -91,6 +98,35 @@ for (const dim of [100, 10]) {
     group,
     fn() {
       const m = decodeMessage(receive(encodeFrame(msg))) as Record<string, any>;
+      sink += m.v.length;
+    },
+  });
+
+  const send_buf = new Uint8Array(bytes);
+  Deno.bench({
+    name: "encodeFrameInto (reused buffer)",
+    group,
+    fn() {
+      sink += encodeFrameInto(msg, () => send_buf);
+    },
+  });
+
+  const reusing = new FrameDecoder(FRAME_BYTES_MAX_DEFAULT, { reuse: true });
+  Deno.bench({
+    name: "FrameDecoder, reused buffer (64 KiB reads) + decodeMessage",
+    group,
+    fn() {
+      const m = decodeMessage(receive(frame, reusing)) as Record<string, any>;
+      sink += m.v.length;
+    },
+  });
+
+  Deno.bench({
+    name: "encodeFrameInto + FrameDecoder + decodeMessage, buffers reused",
+    group,
+    fn() {
+      const n = encodeFrameInto(msg, () => send_buf);
+      const m = decodeMessage(receive(send_buf.subarray(0, n), reusing)) as Record<string, any>;
       sink += m.v.length;
     },
   });

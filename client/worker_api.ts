@@ -24,6 +24,12 @@ interface Pending {
 /** Most keys in one call; a larger batch is a RangeError (split it). */
 export const BATCH_KEYS_MAX_DEFAULT = 1_000_000;
 
+// Buffers of pull answers kept for reuse (see WorkerPs.#spareFor): at most this many and bytes.
+const SPARE_BUFFERS_MAX = 4;
+const SPARE_BYTES_MAX = 64 * 1024 * 1024;
+// Smaller requests are allocated fresh (cheap); only large buffers are worth circulating.
+const SPARE_BYTES_MIN = 64 * 1024;
+
 /** The {@linkcode ParameterServer} of one worker thread. */
 export class WorkerPs implements ParameterServer {
   readonly #tables: Table[];
@@ -35,6 +41,14 @@ export class WorkerPs implements ParameterServer {
   readonly #batchMax: number;
   #nextId = 1;
   #missPos = new Uint32Array(1024);
+  /**
+   * Buffers of pull answers, free once copied out, smallest first. A large request takes one
+   * instead of fresh memory and transfers it to the server thread, which reuses request
+   * buffers for later answers (PsCore.workerPull): the memory of large pulls and pushes
+   * circulates instead of being allocated, page-faulted and collected per call.
+   */
+  readonly #spares: ArrayBuffer[] = [];
+  #sparesBytes = 0;
   #local = 0;
   #remote = 0;
 
@@ -64,11 +78,17 @@ export class WorkerPs implements ParameterServer {
       return;
     }
     if (p.out !== null) {
-      const vals = msg.vals!, out = p.out, pos = p.pos!, dim = p.dim;
-      for (let j = 0; j < pos.length; j++) {
-        const src = j * dim, dst = pos[j] * dim;
-        for (let i = 0; i < dim; i++) out[dst + i] = vals[src + i];
+      // One bulk copy per run of consecutive positions (a remote-only call is one run).
+      const vals = msg.vals!, out = p.out, pos = p.pos!, dim = p.dim, n = pos.length;
+      let j = 0;
+      while (j < n) {
+        const first = pos[j];
+        let end = j + 1;
+        while (end < n && pos[end] === first + (end - j)) end++;
+        out.set(vals.subarray(j * dim, end * dim), first * dim);
+        j = end;
       }
+      this.#keepSpare(vals.buffer);
     }
     p.resolve();
   }
@@ -108,16 +128,48 @@ export class WorkerPs implements ParameterServer {
     }
   }
 
+  /**
+   * Posts `msg` and registers its answer. `transfer` lists the buffers of arrays that were
+   * allocated for this message alone: they move to the server thread instead of being copied.
+   */
   #request(
     msg: ToServer,
     out: Float32Array | null,
     pos: Uint32Array | null,
     dim: number,
+    transfer?: Transferable[],
   ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#pending.set((msg as { id: number }).id, { resolve, reject, out, pos, dim });
-      this.#post(msg);
+      if (transfer) this.#post(msg, transfer);
+      else this.#post(msg);
     });
+  }
+
+  /** Keeps an answer's buffer for a later request (bounded; small ones are not worth it). */
+  #keepSpare(buf: ArrayBufferLike): void {
+    if (!(buf instanceof ArrayBuffer) || buf.byteLength < SPARE_BYTES_MIN) return;
+    const spares = this.#spares;
+    if (spares.includes(buf)) return;
+    spares.push(buf);
+    this.#sparesBytes += buf.byteLength;
+    spares.sort((a, b) => a.byteLength - b.byteLength);
+    while (spares.length > SPARE_BUFFERS_MAX || this.#sparesBytes > SPARE_BYTES_MAX) {
+      this.#sparesBytes -= spares.shift()!.byteLength;
+    }
+  }
+
+  /** The smallest spare buffer of at least `bytes` bytes (taken), or null. */
+  #spareFor(bytes: number): ArrayBuffer | null {
+    if (bytes < SPARE_BYTES_MIN) return null;
+    const spares = this.#spares;
+    for (let i = 0; i < spares.length; i++) {
+      if (spares[i].byteLength < bytes) continue;
+      const buf = spares.splice(i, 1)[0];
+      this.#sparesBytes -= buf.byteLength;
+      return buf;
+    }
+    return null;
   }
 
   #missing(n: number): Uint32Array {
@@ -145,10 +197,17 @@ export class WorkerPs implements ParameterServer {
     }
     this.#remote += missing;
     const pos = this.#missPos.slice(0, missing);
-    const remoteKeys = new Uint32Array(missing);
+    // The keys travel at the front of a spare buffer as large as the answer, if there is one:
+    // the server thread answers a later pull in it (see #spares).
+    const spare = this.#spareFor(missing * dim * 4);
+    const remoteKeys = spare === null
+      ? new Uint32Array(missing)
+      : new Uint32Array(spare, 0, missing);
     for (let j = 0; j < missing; j++) remoteKeys[j] = keys[pos[j]];
     const id = this.#nextId++;
-    return this.#request({ op: "pull", id, tb: table, keys: remoteKeys }, out, pos, dim);
+    return this.#request({ op: "pull", id, tb: table, keys: remoteKeys }, out, pos, dim, [
+      remoteKeys.buffer,
+    ]);
   }
 
   push(table: number, keys: Keys, deltas: Float32Array): Promise<void> | undefined {
@@ -168,14 +227,28 @@ export class WorkerPs implements ParameterServer {
     }
     this.#remote += missing;
     const remoteKeys = new Uint32Array(missing);
-    const vals = new Float32Array(missing * dim);
-    for (let j = 0; j < missing; j++) {
-      const i = miss[j];
-      remoteKeys[j] = keys[i];
-      vals.set(deltas.subarray(i * dim, i * dim + dim), j * dim);
+    const spare = this.#spareFor(missing * dim * 4);
+    const vals = spare === null
+      ? new Float32Array(missing * dim)
+      : new Float32Array(spare, 0, missing * dim);
+    // One bulk copy per run of consecutive missing keys (a remote-only call is one run).
+    let j = 0;
+    while (j < missing) {
+      const first = miss[j];
+      let end = j + 1;
+      while (end < missing && miss[end] === first + (end - j)) end++;
+      for (let r = j; r < end; r++) remoteKeys[r] = keys[miss[r]];
+      vals.set(deltas.subarray(first * dim, (first + end - j) * dim), j * dim);
+      j = end;
     }
     const id = this.#nextId++;
-    return this.#request({ op: "push", id, tb: table, keys: remoteKeys, vals }, null, null, dim);
+    return this.#request(
+      { op: "push", id, tb: table, keys: remoteKeys, vals },
+      null,
+      null,
+      dim,
+      [remoteKeys.buffer, vals.buffer],
+    );
   }
 
   localize(table: number, keys: Keys): Promise<void> | undefined {
@@ -191,7 +264,9 @@ export class WorkerPs implements ParameterServer {
     const remoteKeys = new Uint32Array(missing);
     for (let j = 0; j < missing; j++) remoteKeys[j] = keys[miss[j]];
     const id = this.#nextId++;
-    return this.#request({ op: "localize", id, tb: table, keys: remoteKeys }, null, null, 0);
+    return this.#request({ op: "localize", id, tb: table, keys: remoteKeys }, null, null, 0, [
+      remoteKeys.buffer,
+    ]);
   }
 
   pullIfLocal(table: number, key: number, out: Float32Array, offset = 0): boolean {

@@ -7,13 +7,19 @@
  * connections. A message handler that throws is logged (with the message type) and the read loop
  * goes on.
  *
+ * Memory: a busy connection allocates nothing per message in steady state. Received frames land
+ * in one reused receive buffer (so a message's typed arrays are valid only while its handler
+ * runs: see {@linkcode Connection.onMessage}); sent messages are encoded straight into pooled
+ * send buffers (small ones appended to one buffer, which is then one write), and a buffer goes
+ * back to the pool once the socket has taken all of it.
+ *
  * @module
  */
 
 import { HandshakeType } from "./handshake.ts";
 import {
   decodeMessage,
-  encodeFrame,
+  encodeFrameInto,
   FRAME_BYTES_MAX_DEFAULT,
   FRAME_HEADER_BYTES,
   FrameDecoder,
@@ -32,6 +38,59 @@ export const CLOSE_FLUSH_TIMEOUT_MS_DEFAULT = 5000;
 // written on its own, so large payloads are never copied once more just to be coalesced.
 const COALESCE_BYTES_MAX = 256 * 1024;
 
+// Free send buffers, shared by the connections of this thread: coalescing buffers of
+// COALESCE_BYTES_MAX bytes, and larger ones that held one large frame each. At most this many
+// buffers and bytes are kept; a buffer that does not fit is left to the garbage collector.
+const SEND_POOL_BUFFERS_MAX = 16;
+const SEND_POOL_BYTES_MAX = 32 * 1024 * 1024;
+// A buffer for a large frame gets this much room to spare (frames of one kind vary in size).
+const SEND_BUFFER_SLACK = 1 / 8;
+const SEND_BUFFER_ROUND = 64 * 1024;
+
+const send_pool: Uint8Array[] = [];
+let send_pool_bytes = 0;
+
+/** A free send buffer of at least `bytes` bytes (coalescing buffers for small frames). */
+function takeSendBuffer(bytes: number): Uint8Array {
+  const small = bytes <= COALESCE_BYTES_MAX;
+  let best = -1;
+  for (let i = 0; i < send_pool.length; i++) {
+    const length = send_pool[i].length;
+    if (small ? length !== COALESCE_BYTES_MAX : length < bytes) continue;
+    if (best < 0 || length < send_pool[best].length) best = i;
+  }
+  if (best < 0) {
+    if (small) return new Uint8Array(COALESCE_BYTES_MAX);
+    const size = bytes + bytes * SEND_BUFFER_SLACK;
+    return new Uint8Array(Math.ceil(size / SEND_BUFFER_ROUND) * SEND_BUFFER_ROUND);
+  }
+  const buf = send_pool[best];
+  send_pool[best] = send_pool[send_pool.length - 1];
+  send_pool.pop();
+  send_pool_bytes -= buf.length;
+  return buf;
+}
+
+/** Returns a written send buffer to the pool, or drops it when the pool is full. */
+function giveSendBuffer(buf: Uint8Array): void {
+  if (send_pool.length >= SEND_POOL_BUFFERS_MAX) return;
+  if (send_pool_bytes + buf.length > SEND_POOL_BYTES_MAX) return;
+  send_pool.push(buf);
+  send_pool_bytes += buf.length;
+}
+
+/** Frames queued back to back in one buffer: one write. */
+interface Chunk {
+  /** A pooled send buffer, or a frame given to sendFrame. */
+  buf: Uint8Array;
+  /** Bytes of frames in `buf`. */
+  end: number;
+  /** Small frames may still be appended: the queue's last chunk, not yet being written. */
+  open: boolean;
+  /** `buf` goes back to the send pool once written. */
+  pooled: boolean;
+}
+
 // Free space offered to each read: big enough that a bulk transfer takes few reads.
 const READ_BYTES_MIN = 64 * 1024;
 
@@ -45,8 +104,16 @@ export interface ConnectionOptions {
   queue_bytes_max?: number;
   /** Decoder from the handshake, holding any bytes the peer pipelined after it. */
   decoder?: FrameDecoder;
-  /** Called for every received message, in order (may also be set later, before start()). */
+  /**
+   * Called for every received message, in order (may also be set later, before start()). See
+   * {@linkcode Connection.onMessage} for how long the message's typed arrays are valid.
+   */
   onMessage?: (msg: Message) => unknown;
+  /**
+   * Receive into one reused buffer (default true). False gives every message arrays that stay
+   * valid forever, at the cost of a fresh receive buffer per 256 KiB (or per large frame).
+   */
+  reuse_receive_buffer?: boolean;
   /** Called once when the connection is closed, by either side, with the reason. */
   onClose?: (reason: string) => void;
   /** Where log lines go (default: stderr, prefixed with "lapse: "). */
@@ -69,7 +136,16 @@ export class Connection {
   readonly frame_bytes_max: number;
   /** Largest number of bytes queued for sending. */
   readonly queue_bytes_max: number;
-  /** Receives every message; a throw is logged and the loop goes on. */
+  /**
+   * Receives every message, in order; a throw is logged and the loop goes on.
+   *
+   * Validity: the typed arrays (and byte strings) of `msg` are views of the connection's
+   * receive buffer, which is reused: they are valid only until the handler returns (for an
+   * async handler: until its first `await`). A handler that keeps one longer must copy it
+   * (`arr.slice()`); it may modify them in place meanwhile. Everything else in a message
+   * (numbers, strings, plain objects and arrays) is fresh and may be kept. With
+   * `reuse_receive_buffer: false` the arrays stay valid forever.
+   */
   onMessage: (msg: Message) => unknown;
   /** Called once, when the connection closes. */
   onClose: (reason: string) => void;
@@ -97,7 +173,8 @@ export class Connection {
   readonly #close_flush_timeout_ms: number;
   #resolve_closed!: () => void;
 
-  #queue: Uint8Array[] = [];
+  /** Chunks to write, from #queue_head; the one at #queue_head is being written. */
+  #queue: Chunk[] = [];
   #queue_head = 0;
   #queued_bytes = 0;
   #flush_scheduled = false;
@@ -120,6 +197,8 @@ export class Connection {
     this.queue_bytes_max = options.queue_bytes_max ?? QUEUE_BYTES_MAX_DEFAULT;
     this.#decoder = options.decoder ?? new FrameDecoder(this.frame_bytes_max);
     this.#decoder.frame_bytes_max = this.frame_bytes_max;
+    // Bodies handed out before (the handshake's) are no longer used by anyone.
+    this.#decoder.reuse = options.reuse_receive_buffer ?? true;
     this.bytes_received = this.#decoder.buffered_bytes;
     this.onMessage = options.onMessage ?? (() => {});
     this.onClose = options.onClose ?? (() => {});
@@ -156,14 +235,56 @@ export class Connection {
    * @throws {Error} when the connection is closed.
    */
   send(msg: Message): void {
-    this.sendFrame(encodeFrame(msg));
+    if (encodeFrameInto(msg, this.#reserve) >= COALESCE_BYTES_MAX) this.#writeNow();
   }
 
   /**
    * Queues a frame made by `encodeFrame` (to send one message to many peers, encode it once).
-   * The frame must not be modified afterwards.
+   * The frame must not be modified afterwards (a small one is copied at once).
    */
   sendFrame(frame: Uint8Array): void {
+    if (frame.length < COALESCE_BYTES_MAX) {
+      this.#reserve(frame.length).set(frame);
+      return;
+    }
+    this.#checkSend(frame.length);
+    this.#queue.push({ buf: frame, end: frame.length, open: false, pooled: false });
+    this.#queued(frame.length);
+    this.#writeNow();
+  }
+
+  /**
+   * After a large frame was queued (and written into its buffer): it has nothing to wait for,
+   * so writing starts now unless a write is running (Deno starts a socket write at once). The
+   * peer then receives it while this thread goes on, e.g. with the next part of a large
+   * answer. Frames queued before it go first.
+   */
+  #writeNow(): void {
+    if (!this.#writing && !this.#shut) this.#writing = this.#flushLoop();
+  }
+
+  /** Room for one frame of `frame_bytes` bytes at the end of the send queue, queued. */
+  readonly #reserve = (frame_bytes: number): Uint8Array => {
+    this.#checkSend(frame_bytes);
+    const queue = this.#queue;
+    let chunk = queue.length > this.#queue_head ? queue[queue.length - 1] : undefined;
+    if (frame_bytes < COALESCE_BYTES_MAX) {
+      // Appended to the open coalescing buffer, or the start of a new one.
+      if (chunk === undefined || !chunk.open || chunk.buf.length - chunk.end < frame_bytes) {
+        chunk = { buf: takeSendBuffer(frame_bytes), end: 0, open: true, pooled: true };
+        queue.push(chunk);
+      }
+    } else {
+      chunk = { buf: takeSendBuffer(frame_bytes), end: 0, open: false, pooled: true };
+      queue.push(chunk);
+    }
+    const at = chunk.end;
+    chunk.end += frame_bytes;
+    this.#queued(frame_bytes);
+    return chunk.buf.subarray(at, at + frame_bytes);
+  };
+
+  #checkSend(frame_bytes: number): void {
     if (this.is_closed) {
       throw new Error(
         `cannot send to ${this.name}: the connection is closed (${
@@ -171,23 +292,27 @@ export class Connection {
         })`,
       );
     }
-    const body_bytes = frame.length - FRAME_HEADER_BYTES;
+    const body_bytes = frame_bytes - FRAME_HEADER_BYTES;
     if (body_bytes > this.frame_bytes_max) {
       throw new RangeError(
         `cannot send ${body_bytes} bytes to ${this.name}: above frame_bytes_max=` +
           `${this.frame_bytes_max} (split the batch, or raise the limit on every node)`,
       );
     }
-    if (this.#queued_bytes + frame.length > this.queue_bytes_max) {
+    if (this.#queued_bytes + frame_bytes > this.queue_bytes_max) {
       throw new RangeError(
         `send queue to ${this.name} would exceed queue_bytes_max=${this.queue_bytes_max} ` +
-          `(${this.#queued_bytes} bytes queued + ${frame.length}): the peer is not reading ` +
+          `(${this.#queued_bytes} bytes queued + ${frame_bytes}): the peer is not reading ` +
           `fast enough; await drain() between large batches`,
       );
     }
-    this.#queue.push(frame);
-    this.#queued_bytes += frame.length;
+  }
+
+  /** Counts a queued frame and makes sure a flush is coming. */
+  #queued(frame_bytes: number): void {
+    this.#queued_bytes += frame_bytes;
     this.messages_sent++;
+    if (frame_bytes >= COALESCE_BYTES_MAX) return; // the caller starts writing it (#writeNow)
     if (!this.#writing && !this.#flush_scheduled) {
       // Defer to a microtask so that every send of the current synchronous run is coalesced.
       this.#flush_scheduled = true;
@@ -289,15 +414,26 @@ export class Connection {
   async #flushLoop(): Promise<void> {
     try {
       while (this.#queue_head < this.#queue.length && !this.#shut) {
-        const batch = this.#takeBatch();
+        // The chunk stays queued (closed to appends) until the socket has taken all of it.
+        const chunk = this.#queue[this.#queue_head];
+        chunk.open = false;
+        const bytes = chunk.end;
         let done = 0;
-        while (done < batch.length) {
+        while (done < bytes) {
           this.writes++;
-          done += await this.#conn.write(batch.subarray(done));
+          done += await this.#conn.write(chunk.buf.subarray(done, bytes));
         }
-        if (this.#shut) return; // aborted meanwhile: the queue was dropped
-        this.bytes_sent += batch.length;
-        this.#queued_bytes -= batch.length;
+        // Aborted meanwhile: the queue was dropped (and the buffer is not reused: a write of
+        // it may still be running when an abort interrupted it).
+        if (this.#shut) return;
+        this.bytes_sent += bytes;
+        this.#queued_bytes -= bytes;
+        this.#queue[this.#queue_head++] = DONE;
+        if (this.#queue_head === this.#queue.length) {
+          this.#queue = [];
+          this.#queue_head = 0;
+        }
+        if (chunk.pooled) giveSendBuffer(chunk.buf);
       }
     } catch (err) {
       if (!this.#shut) {
@@ -316,35 +452,6 @@ export class Connection {
         this.#shutdown(this.#close_reason);
       }
     }
-  }
-
-  /** Takes the next frames off the queue: one large frame, or small ones concatenated. */
-  #takeBatch(): Uint8Array {
-    const queue = this.#queue;
-    let end = this.#queue_head;
-    let bytes = 0;
-    do {
-      bytes += queue[end].length;
-      end++;
-    } while (end < queue.length && bytes + queue[end].length <= COALESCE_BYTES_MAX);
-    let batch: Uint8Array;
-    if (end - this.#queue_head === 1) {
-      batch = queue[this.#queue_head];
-    } else {
-      batch = new Uint8Array(bytes);
-      let at = 0;
-      for (let i = this.#queue_head; i < end; i++) {
-        batch.set(queue[i], at);
-        at += queue[i].length;
-      }
-    }
-    for (let i = this.#queue_head; i < end; i++) queue[i] = EMPTY; // let frames be collected
-    this.#queue_head = end;
-    if (end === queue.length) {
-      this.#queue = [];
-      this.#queue_head = 0;
-    }
-    return batch;
   }
 
   /** Closes for an error, with one log line. */
@@ -380,4 +487,5 @@ export class Connection {
   }
 }
 
-const EMPTY = new Uint8Array(0);
+/** Takes the place of a written chunk in the queue, so that its buffer is not referenced. */
+const DONE: Chunk = { buf: new Uint8Array(0), end: 0, open: false, pooled: false };

@@ -1,6 +1,8 @@
 /**
  * Batches data-plane entries per (message type, destination) during one handler run, so that a
- * call or an incoming message produces at most one outgoing message per destination.
+ * call or an incoming message produces one outgoing message per destination, or, for a batch
+ * larger than {@linkcode MESSAGE_BYTES_SPLIT}, one per that many bytes: the first parts then
+ * go out (and are received and handled by the peer) while the rest is still being gathered.
  *
  * @module
  */
@@ -9,6 +11,13 @@ import { Msg } from "./messages.ts";
 
 /** Sends one encoded-at-once message to a node. The message may be reused after it returns. */
 export type SendFn = (node: number, msg: Record<string, unknown>) => void;
+
+/**
+ * A batch is sent as soon as its entries reach about this many bytes (values plus 12 bytes per
+ * entry), and a new one begins: large pulls and pushes are pipelined in parts of this size, and
+ * no batch outgrows a frame limit.
+ */
+export const MESSAGE_BYTES_SPLIT = 1024 * 1024;
 
 class Bucket {
   type = 0;
@@ -20,6 +29,10 @@ class Bucket {
   readonly p = new U32List();
   readonly v = new F32Rows();
   count = 0;
+  /** Bytes the entries will take in the message, roughly. */
+  get bytes(): number {
+    return 4 * this.v.length + 12 * this.count;
+  }
 }
 
 const TYPES = [
@@ -49,7 +62,11 @@ export class Outbox {
   #bucket(type: number, node: number, tb: number, origin: number): Bucket {
     if (node === this.#self) throw new Error(`Invariant: message ${type} to self (${node})`);
     const b = this.#buckets[type - 1][node];
-    if (b.count > 0 && (b.tb !== tb || b.origin !== origin)) this.#flushBucket(type, b);
+    if (
+      b.count > 0 && (b.tb !== tb || b.origin !== origin || b.bytes >= MESSAGE_BYTES_SPLIT)
+    ) {
+      this.#flushBucket(type, b);
+    }
     if (b.count === 0) {
       b.tb = tb;
       b.origin = origin;
@@ -137,8 +154,8 @@ export class Outbox {
     dirty.length = 0;
   }
 
-  // A bucket flushed early (another table or origin came in) stays listed in #dirty; a refill
-  // lists it again, and flush() skips the listings that find it empty.
+  // A bucket flushed early (another table or origin came in, or it was full) stays listed in
+  // #dirty; a refill lists it again, and flush() skips the listings that find it empty.
   #flushBucket(type: number, b: Bucket): void {
     const self = this.#self;
     let msg: Record<string, unknown>;

@@ -20,6 +20,12 @@ import { initValue, type SharedTable, Table } from "./store.ts";
 
 const PULL = 0, PUSH = 1, LOCALIZE = 2;
 
+// Recycling of request memory (see PsCore.workerPull): buffers of worker requests at least this
+// large are kept, at most this many and this many bytes, to answer later pulls in.
+const RECYCLE_BYTES_MIN = 64 * 1024;
+const RECYCLE_BUFFERS_MAX = 4;
+const RECYCLE_BYTES_MAX = 64 * 1024 * 1024;
+
 /** A request of one of this node's workers, waiting for its keys. */
 interface Request {
   kind: number;
@@ -80,7 +86,10 @@ export interface PsCoreOptions {
   placement: "range" | "random";
   seed: number;
   send: SendFn;
-  /** Completes a worker's request: `vals` for a pull, null otherwise. */
+  /**
+   * Completes a worker's request: `vals` for a pull, null otherwise. `vals` (and the rest of
+   * its buffer, which may be larger) is the worker's from now on: transfer its buffer.
+   */
   reply(worker: number, id: number, vals: Float32Array | null): void;
 }
 
@@ -105,6 +114,9 @@ export class PsCore {
   readonly #outbox: Outbox;
   readonly #requests = new Map<number, Request>();
   readonly #spare: Transfer[] = [];
+  /** Buffers of finished worker requests, to answer pulls in (smallest first). */
+  readonly #buffers: ArrayBuffer[] = [];
+  #buffersBytes = 0;
   #nextRid = 1;
 
   constructor(opts: PsCoreOptions) {
@@ -168,16 +180,57 @@ export class PsCore {
       remaining: n,
       worker,
       id,
-      vals: kind === PULL ? new Float32Array(n * dim) : null,
+      vals: kind === PULL ? this.#answerArray(n * dim) : null,
       dim,
     });
     return rid;
+  }
+
+  /**
+   * Room for a pull's answer: a view of a recycled request buffer when one is large enough
+   * (the smallest such), else a fresh array. Fresh memory is what a large pull must not pay
+   * for every time: on first touch every page of it faults (milliseconds for a few MB), and
+   * the answer leaves this thread with the reply, so it cannot simply be kept.
+   */
+  #answerArray(floats: number): Float32Array {
+    const bytes = floats * 4, buffers = this.#buffers;
+    if (bytes >= RECYCLE_BYTES_MIN) {
+      for (let i = 0; i < buffers.length; i++) {
+        const buf = buffers[i];
+        if (buf.byteLength < bytes) continue;
+        buffers.splice(i, 1);
+        this.#buffersBytes -= buf.byteLength;
+        return new Float32Array(buf, 0, floats);
+      }
+    }
+    return new Float32Array(floats);
+  }
+
+  /** Keeps the buffer of a consumed request array for later answers (see workerPull). */
+  #recycle(array: ArrayBufferView): void {
+    const buf = array.buffer;
+    if (!(buf instanceof ArrayBuffer) || buf.byteLength < RECYCLE_BYTES_MIN) return;
+    if (buf.resizable || buf.detached) return;
+    const buffers = this.#buffers;
+    if (buffers.includes(buf)) return; // a caller that broke the contract; do not hand out twice
+    buffers.push(buf);
+    this.#buffersBytes += buf.byteLength;
+    buffers.sort((a, b) => a.byteLength - b.byteLength);
+    // Over the limits: drop the smallest (least useful) first.
+    while (buffers.length > RECYCLE_BUFFERS_MAX || this.#buffersBytes > RECYCLE_BYTES_MAX) {
+      this.#buffersBytes -= buffers.shift()!.byteLength;
+    }
   }
 
   /** Counts `n` keys of request `rid` as done; answers the worker when all are. */
   #done(rid: number, n: number): void {
     const req = this.#requests.get(rid);
     if (req === undefined) throw new Error(`Invariant: answer for unknown request ${rid}`);
+    this.#complete(rid, req, n);
+  }
+
+  /** {@linkcode PsCore.#done} for a request already looked up. */
+  #complete(rid: number, req: Request, n: number): void {
     req.remaining -= n;
     if (req.remaining > 0) return;
     this.#requests.delete(rid);
@@ -216,16 +269,28 @@ export class PsCore {
 
   // --- requests of this node's workers ---------------------------------------------------
 
-  /** A worker's pull of keys that were not local when it looked. */
+  // Ownership of request arrays: `keys` and `deltas` of the worker* methods come from a worker's
+  // message (transferred, so nobody else holds them) and belong to this core once passed. Their
+  // buffers, if large, are kept when the call returns and reused for the answers of later pulls,
+  // which go to the worker; so memory circulates between a worker and its server thread instead
+  // of being allocated (and page-faulted) afresh per call. WorkerPs sends the buffers of earlier
+  // answers back this way: a pull's keys sit at the front of one. A caller that keeps using its
+  // arrays must pass copies.
+
+  /**
+   * A worker's pull of keys that were not local when it looked. Takes ownership of `keys` (see
+   * above); the answer is a view of a recycled buffer when one is large enough.
+   */
   workerPull(worker: number, id: number, tb: number, keys: Uint32Array): void {
     const ts = this.#table(tb);
     const rid = this.#newRequest(PULL, worker, id, keys.length, ts.table.dim);
     if (keys.length === 0) return this.#done(rid, 0);
     for (let i = 0; i < keys.length; i++) this.#pull(ts, tb, this.self, rid, keys[i], i, true);
     this.#outbox.flush();
+    this.#recycle(keys);
   }
 
-  /** A worker's push of keys that were not local when it looked. */
+  /** A worker's push of keys that were not local when it looked; takes ownership of both arrays. */
   workerPush(worker: number, id: number, tb: number, keys: Uint32Array, deltas: Float32Array) {
     const ts = this.#table(tb);
     const dim = ts.table.dim;
@@ -238,9 +303,14 @@ export class PsCore {
       this.#push(ts, tb, this.self, rid, keys[i], i, deltas, i * dim, true);
     }
     this.#outbox.flush();
+    this.#recycle(keys);
+    this.#recycle(deltas);
   }
 
-  /** A worker's localize: answers when every key is local (or has passed through here). */
+  /**
+   * A worker's localize: answers when every key is local (or has passed through here). Takes
+   * ownership of `keys`.
+   */
   workerLocalize(worker: number, id: number, tb: number, keys: Uint32Array): void {
     const ts = this.#table(tb);
     const rid = this.#newRequest(LOCALIZE, worker, id, keys.length, ts.table.dim);
@@ -258,6 +328,7 @@ export class PsCore {
       else tr.waiters.push(rid);
     }
     this.#outbox.flush();
+    this.#recycle(keys);
     // An empty request has nothing to wait for: it must be answered too.
     if (ready > 0 || keys.length === 0) this.#done(rid, ready);
   }
@@ -378,7 +449,15 @@ export class PsCore {
 
   // --- messages from other nodes ---------------------------------------------------------
 
-  /** Handles one data-plane message; returns false if `msg.t` is not a data-plane type. */
+  /**
+   * Handles one data-plane message; returns false if `msg.t` is not a data-plane type.
+   *
+   * Memory rule: the typed arrays of `msg` may be views of a connection's receive buffer,
+   * valid only until this returns (see `Connection.onMessage`). Every handler therefore copies
+   * what it keeps, synchronously: keys and values into the outbox, the store or a transfer
+   * queue. A TRANSFER's values are modified in place (queued pushes are added to `msg.v`
+   * before the value is inserted or passed on), which the rule allows. Nothing here awaits.
+   */
   onMessage(from: number, msg: Record<string, any>): boolean {
     switch (msg.t) {
       case Msg.PULL:
@@ -426,24 +505,61 @@ export class PsCore {
     for (let i = 0; i < k.length; i++) this.#push(ts, tb, o, r[i], k[i], p[i], v, i * dim, false);
   }
 
+  // Replies: the entries of one request arrive together and mostly in position order (one
+  // request's keys at one holder), so each run of entries of one request is one request
+  // lookup, one completion count and, per run of consecutive positions, one bulk copy.
+
   #onPullReply(msg: Record<string, any>): void {
     const ts = this.#table(msg.tb), dim = ts.table.dim, h: number = msg.h;
     const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
-    const v: Float32Array = msg.v;
+    const v: Float32Array = msg.v, n = k.length;
+    if (r.length !== n || p.length !== n || v.length !== n * dim) {
+      throw new RangeError(
+        `PULL_R with ${n} keys, ${r.length} request ids, ${p.length} positions, ` +
+          `${v.length} floats (dim ${dim})`,
+      );
+    }
     const cache = ts.cache;
-    for (let i = 0; i < k.length; i++) {
-      if (cache !== null) cache[k[i]] = h;
-      this.#deliverPull(r[i], p[i], v, i * dim);
+    if (cache !== null) { for (let i = 0; i < n; i++) cache[k[i]] = h; }
+    let i = 0;
+    while (i < n) {
+      const rid = r[i];
+      const req = this.#requests.get(rid);
+      if (req === undefined || req.vals === null) {
+        throw new Error(`Invariant: pull answer for unknown request ${rid}`);
+      }
+      const vals = req.vals;
+      let end = i + 1;
+      while (end < n && r[end] === rid) end++;
+      let j = i;
+      while (j < end) {
+        const first = p[j];
+        let last = j + 1;
+        while (last < end && p[last] === first + (last - j)) last++;
+        if ((first + last - j) * dim > vals.length) {
+          throw new RangeError(`PULL_R position ${first + last - j - 1} beyond request ${rid}`);
+        }
+        vals.set(v.subarray(j * dim, last * dim), first * dim);
+        j = last;
+      }
+      this.#complete(rid, req, end - i);
+      i = end;
     }
   }
 
   #onPushReply(msg: Record<string, any>): void {
     const ts = this.#table(msg.tb), h: number = msg.h;
-    const r: Uint32Array = msg.r, k: Uint32Array = msg.k;
+    const r: Uint32Array = msg.r, k: Uint32Array = msg.k, n = k.length;
+    if (r.length !== n) throw new RangeError(`PUSH_R with ${n} keys, ${r.length} request ids`);
     const cache = ts.cache;
-    for (let i = 0; i < k.length; i++) {
-      if (cache !== null) cache[k[i]] = h;
-      this.#done(r[i], 1);
+    if (cache !== null) { for (let i = 0; i < n; i++) cache[k[i]] = h; }
+    let i = 0;
+    while (i < n) {
+      const rid = r[i];
+      let end = i + 1;
+      while (end < n && r[end] === rid) end++;
+      this.#done(rid, end - i);
+      i = end;
     }
   }
 

@@ -156,6 +156,50 @@ interface TopLevelArray {
  * frame; everything else is encoded by cbor-x.
  */
 export function encodeFrame(msg: unknown): Uint8Array {
+  const frame = new Uint8Array(planFrame(msg));
+  writePlannedFrame(frame);
+  return frame;
+}
+
+/**
+ * Encodes one message as a complete frame into memory the caller provides: `reserve` is
+ * called once with the frame's size in bytes (a multiple of 4) and returns where to write it,
+ * at least that many bytes (e.g. a subarray of a pooled send buffer). Returns the size. The
+ * bytes are the same as {@linkcode encodeFrame}'s, padding zeroed, so the memory need not be
+ * clean. `reserve` may throw (e.g. a size limit): then nothing is written. It must not encode
+ * another frame itself.
+ */
+export function encodeFrameInto(
+  msg: unknown,
+  reserve: (frame_bytes: number) => Uint8Array,
+): number {
+  const bytes = planFrame(msg);
+  const out = reserve(bytes);
+  if (out.length < bytes) {
+    throw new RangeError(`encodeFrameInto: reserve(${bytes}) returned ${out.length} bytes`);
+  }
+  writePlannedFrame(out);
+  return bytes;
+}
+
+// The frame planned by planFrame and written by writePlannedFrame (module state: the two run
+// back to back, synchronously, and nothing else encodes in between).
+/** cbor-x's output for the message without its top-level typed arrays. */
+let plan_body: Uint8Array = new Uint8Array(0);
+/** The message's top-level typed arrays, or null. */
+let plan_arrays: TopLevelArray[] | null = null;
+/** Typed arrays nested in cbor-x's output, to realign. */
+const plan_nested: TypedArraySpot[] = [];
+/** Map head written instead of cbor-x's (when there are top-level arrays): bytes and count. */
+let plan_head_bytes = 0;
+let plan_count = 0;
+/** Where copying cbor-x's output starts (after its map head, which we replace). */
+let plan_from = 0;
+/** Body length in bytes (without prefix and padding). */
+let plan_size = 0;
+
+/** Lays out the frame of `msg`; returns its size in bytes (prefix + body + padding). */
+function planFrame(msg: unknown): number {
   // 1. Take the top-level typed arrays out; cbor-x encodes the rest.
   let arrays: TopLevelArray[] | null = null;
   let rest = msg;
@@ -184,7 +228,8 @@ export function encodeFrame(msg: unknown): Uint8Array {
   let from = 0; // where copying of cbor-x's output starts
   let head_bytes = 0; // our map head, written instead of cbor-x's
   let count = 0;
-  const nested: TypedArraySpot[] = [];
+  const nested = plan_nested;
+  nested.length = 0;
   if (arrays) {
     readHead(body, 0);
     if (head_major !== 5 || head_arg < 0) throw new Error("encodeFrame: cbor-x wrote no map");
@@ -212,13 +257,23 @@ export function encodeFrame(msg: unknown): Uint8Array {
       size += spot.self_describe_bytes + spot.tag_bytes + spot.bstr_bytes + spot.length;
     }
   }
+  plan_body = body;
+  plan_arrays = arrays;
+  plan_head_bytes = head_bytes;
+  plan_count = count;
+  plan_from = from;
+  plan_size = size;
+  return FRAME_HEADER_BYTES + align4(size);
+}
 
-  // 3. Write.
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + align4(size));
-  const view = new DataView(frame.buffer);
+/** Writes the frame planned last at the start of `frame`. */
+function writePlannedFrame(frame: Uint8Array): void {
+  const body = plan_body, arrays = plan_arrays, nested = plan_nested, size = plan_size;
+  let from = plan_from;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   view.setUint32(0, size, true);
   let to = FRAME_HEADER_BYTES;
-  if (arrays) to = writeArgument(frame, view, to, 0xa0, count, head_bytes);
+  if (arrays) to = writeArgument(frame, view, to, 0xa0, plan_count, plan_head_bytes);
   for (const spot of nested) {
     frame.set(body.subarray(from, spot.start), to);
     to += spot.start - from;
@@ -237,8 +292,15 @@ export function encodeFrame(msg: unknown): Uint8Array {
       to += spot.length;
     }
   }
-  return frame;
+  // Padding: zero, also in reused memory.
+  const end = FRAME_HEADER_BYTES + align4(size);
+  while (to < end) frame[to++] = 0;
+  plan_body = EMPTY_BYTES;
+  plan_arrays = null;
+  nested.length = 0;
 }
+
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** cbor-x's encoding of `value`: a view of the encoder's buffer, valid until the next call. */
 function encodeWithCborX(value: unknown): Uint8Array {
@@ -443,9 +505,10 @@ function scanItem(b: Uint8Array, pos: number, spots: TypedArraySpot[]): number {
 }
 
 /**
- * Decodes one frame body into a message. Typed arrays in it are views of `body`'s buffer when
- * aligned (see the module doc), so the caller must not reuse that memory while it keeps them;
- * {@linkcode FrameDecoder} never does.
+ * Decodes one frame body into a message. Typed arrays (and byte strings) in it are views of
+ * `body`'s buffer when aligned (see the module doc), so they are valid as long as that memory
+ * is: forever for a default {@linkcode FrameDecoder}, until its next read for one that reuses
+ * its buffer. Everything else in the message is a fresh value.
  *
  * @throws {MalformedFrameError} when the body is not valid CBOR or not a map with a numeric `t`.
  */
@@ -480,20 +543,40 @@ function describe(v: unknown): string {
 const RECEIVE_BUFFER_BYTES_MIN = 256 * 1024;
 
 /**
+ * In reuse mode, a receive buffer up to this size is kept for the next frames; a larger one
+ * (grown for an exceptional frame) is given up once it holds no unfinished frame, so that one
+ * huge message does not pin its size for the life of the connection.
+ */
+export const RECEIVE_BUFFER_BYTES_RETAIN = 32 * 1024 * 1024;
+
+/**
  * Turns received chunks into frame bodies, without touching a socket.
  *
- * Memory: chunks are appended to a receive buffer; a returned body is a view of that buffer and
- * the decoder never writes over it again (a body, and typed arrays decoded from it, may be kept
- * by the caller as long as it likes). When the buffer is full, a new one is allocated and only
- * the unfinished tail is moved; when the length of an incomplete frame is known, the new
- * buffer is sized for the whole frame, so a large frame is copied at most once: O(n) overall.
- * Every buffer starts at offset 0 and every frame is a multiple of 4 bytes, so every body
- * starts 4-byte aligned.
+ * Memory: chunks are appended to a receive buffer; a returned body is a view of that buffer.
+ * When the buffer is full, a new one is allocated and only the unfinished tail is moved; when
+ * the length of an incomplete frame is known, the buffer is sized for the whole frame, so a
+ * large frame is copied at most once: O(n) overall. Every buffer starts at offset 0 and every
+ * frame is a multiple of 4 bytes, so every body starts 4-byte aligned.
+ *
+ * How long a body (and the typed arrays decoded from it, which alias it) stays valid depends
+ * on {@linkcode FrameDecoder.reuse}:
+ * - `false` (the default): forever. The decoder never writes over a returned body again; a
+ *   full buffer is replaced by a fresh one. Costs an allocation per buffer's worth of bytes.
+ * - `true`: only until the next {@linkcode FrameDecoder.space} or {@linkcode FrameDecoder.push}.
+ *   Then the decoder may move the unfinished tail to the front of the same buffer and receive
+ *   over the old bodies, so a busy connection receives into one warm buffer with no allocation
+ *   and no garbage. The caller must copy out whatever it keeps (a {@linkcode Connection} does
+ *   so by handing each message to a synchronous handler before reading again).
  *
  * To read from a socket without an extra copy, use {@linkcode FrameDecoder.space} and
  * {@linkcode FrameDecoder.commit}; {@linkcode FrameDecoder.push} copies a chunk in.
  */
 export class FrameDecoder {
+  /**
+   * Reuse the receive buffer: bodies are valid only until the next `space()` or `push()` (see
+   * the class doc). May be switched at any time; a switch affects bodies returned afterwards.
+   */
+  reuse = false;
   #frame_bytes_max = FRAME_BYTES_MAX_DEFAULT;
   #buf: Uint8Array = new Uint8Array(0);
   #view: DataView = new DataView(this.#buf.buffer);
@@ -502,8 +585,12 @@ export class FrameDecoder {
   /** End of the received bytes in #buf. */
   #end = 0;
 
-  constructor(frame_bytes_max: number = FRAME_BYTES_MAX_DEFAULT) {
+  constructor(
+    frame_bytes_max: number = FRAME_BYTES_MAX_DEFAULT,
+    options: { reuse?: boolean } = {},
+  ) {
     this.frame_bytes_max = frame_bytes_max;
+    this.reuse = options.reuse ?? false;
   }
 
   /**
@@ -526,6 +613,11 @@ export class FrameDecoder {
     return this.#end - this.#start;
   }
 
+  /** Size of the current receive buffer, in bytes (tests and diagnostics). */
+  get buffer_bytes(): number {
+    return this.#buf.length;
+  }
+
   /** Copies `chunk` in. Frames are then taken with {@linkcode FrameDecoder.next}. */
   push(chunk: Uint8Array): void {
     let from = 0;
@@ -540,7 +632,8 @@ export class FrameDecoder {
 
   /**
    * Returns free space of at least `bytes_min` bytes to receive into directly (then call
-   * {@linkcode FrameDecoder.commit}). The space is larger when a known frame needs it.
+   * {@linkcode FrameDecoder.commit}). The space is larger when a known frame needs it. In reuse
+   * mode this ends the validity of the bodies returned so far.
    */
   space(bytes_min = 64 * 1024): Uint8Array {
     let needed = Math.max(bytes_min, 1);
@@ -550,16 +643,37 @@ export class FrameDecoder {
       const frame_bytes = this.#frameBytes(this.#start);
       needed = Math.max(needed, frame_bytes - pending);
     }
-    if (this.#buf.length - this.#end < needed) {
-      const size = Math.max(RECEIVE_BUFFER_BYTES_MIN, align4(pending + needed));
-      const next = new Uint8Array(size);
-      next.set(this.#buf.subarray(this.#start, this.#end));
-      this.#buf = next;
-      this.#view = new DataView(next.buffer);
-      this.#start = 0;
-      this.#end = pending;
+    if (this.reuse) {
+      if (pending === 0) {
+        // Everything was taken: receive at the front again (the common case, and no copy).
+        this.#start = this.#end = 0;
+        if (this.#buf.length > RECEIVE_BUFFER_BYTES_RETAIN && needed <= RECEIVE_BUFFER_BYTES_MIN) {
+          this.#replace(RECEIVE_BUFFER_BYTES_MIN, 0);
+        }
+      }
+      if (this.#buf.length - this.#end >= needed) return this.#buf.subarray(this.#end);
+      if (this.#buf.length >= pending + needed) {
+        // Move the unfinished frame to the front of the same buffer.
+        this.#buf.copyWithin(0, this.#start, this.#end);
+        this.#start = 0;
+        this.#end = pending;
+        return this.#buf.subarray(this.#end);
+      }
+    } else if (this.#buf.length - this.#end >= needed) {
+      return this.#buf.subarray(this.#end);
     }
+    this.#replace(Math.max(RECEIVE_BUFFER_BYTES_MIN, align4(pending + needed)), pending);
     return this.#buf.subarray(this.#end);
+  }
+
+  /** Moves the `pending` unconsumed bytes into a fresh buffer of `size` bytes. */
+  #replace(size: number, pending: number): void {
+    const next = new Uint8Array(size);
+    next.set(this.#buf.subarray(this.#start, this.#start + pending));
+    this.#buf = next;
+    this.#view = new DataView(next.buffer);
+    this.#start = 0;
+    this.#end = pending;
   }
 
   /** Records that `n` bytes were written at the start of the last {@linkcode space}. */

@@ -95,3 +95,85 @@ Deno.test("worker API: bad calls are RangeErrors that name the fix", () => {
   );
   assert.throws(() => ps.push(0, Uint32Array.of(1), new Float32Array(3)), /needs 2 floats, got 3/);
 });
+
+/** A WorkerPs over a large table (keys 0..3 local) that records what it posts. */
+function setupLarge(keys = 40_000) {
+  const t = Table.create(0, { name: "W", keys, dim: 2 }, 8);
+  for (let k = 0; k < 4; k++) t.insert(k, Float32Array.of(k, 10 * k), 0);
+  const sent: [ToServer, Transferable[] | undefined][] = [];
+  const ps = new WorkerPs([t.shared], "lapse", (m, transfer) => sent.push([m, transfer]));
+  return { ps, sent };
+}
+
+Deno.test("worker API: request arrays are transferred, not copied", () => {
+  const { ps, sent } = setupLarge();
+  void ps.pull(0, Uint32Array.of(9, 1), new Float32Array(4));
+  void ps.push(0, Uint32Array.of(9, 1, 8), new Float32Array(6));
+  void ps.localize(0, Uint32Array.of(9));
+  const [pull, push, localize] = sent as [any, Transferable[]][];
+  assert.deepEqual(pull[1], [pull[0].keys.buffer]);
+  assert.deepEqual(push[1], [push[0].keys.buffer, push[0].vals.buffer]);
+  assert.deepEqual(localize[1], [localize[0].keys.buffer]);
+  assert.deepEqual([...push[0].keys], [9, 8]);
+});
+
+Deno.test("worker API: runs of remote keys are copied in bulk, both ways", async () => {
+  const { ps, sent } = setupLarge();
+  // Remote runs 5-7 and 9-10 around local keys 1 and 2.
+  const keys = Uint32Array.of(5, 6, 7, 1, 9, 10, 2);
+  const deltas = Float32Array.from({ length: 14 }, (_, i) => i);
+  void ps.push(0, keys, deltas);
+  const push = sent[0][0] as Extract<ToServer, { op: "push" }>;
+  assert.deepEqual([...push.keys], [5, 6, 7, 9, 10]);
+  assert.deepEqual([...push.vals], [0, 1, 2, 3, 4, 5, 8, 9, 10, 11]);
+  const out = new Float32Array(14).fill(-1);
+  const p = ps.pull(0, keys, out);
+  const pull = sent[1][0] as Extract<ToServer, { op: "pull" }>;
+  ps.onServerMessage({
+    op: "reply",
+    id: pull.id,
+    vals: Float32Array.from({ length: 10 }, (_, i) => 100 + i),
+  });
+  await p;
+  // (local keys 1 and 2 got the push at once)
+  assert.deepEqual([...out], [100, 101, 102, 103, 104, 105, 7, 17, 106, 107, 108, 109, 14, 33]);
+});
+
+Deno.test("worker API: the buffer of a large answer carries the next large requests", async () => {
+  const { ps, sent } = setupLarge();
+  const n = 20_000, dim = 2; // 160 KB of values: worth reusing
+  const keys = Uint32Array.from({ length: n }, (_, i) => 100 + i);
+  const out = new Float32Array(n * dim);
+  const answer = () => {
+    const msg = sent.at(-1)![0] as Extract<ToServer, { op: "pull" }>;
+    const vals = new Float32Array(n * dim + 16).subarray(0, n * dim).fill(msg.id);
+    ps.onServerMessage({ op: "reply", id: msg.id, vals });
+    return vals.buffer;
+  };
+  const p1 = ps.pull(0, keys, out)!;
+  const first = sent[0][0] as Extract<ToServer, { op: "pull" }>;
+  assert.equal(first.keys.buffer.byteLength, n * 4, "no answer yet: fresh keys");
+  const b1 = answer();
+  await p1;
+  assert.ok(out.every((x) => x === first.id));
+  // The next pull's keys travel at the front of the first answer's buffer (the server thread
+  // answers a later pull in it), and are exact.
+  const p2 = ps.pull(0, keys, out)!;
+  const second = sent[1][0] as Extract<ToServer, { op: "pull" }>;
+  assert.equal(second.keys.buffer, b1);
+  assert.equal(second.keys.length, n);
+  assert.deepEqual([...second.keys.subarray(0, 3)], [100, 101, 102]);
+  const b2 = answer();
+  await p2;
+  assert.ok(out.every((x) => x === second.id));
+  // A push copies its deltas into a spare buffer, too.
+  void ps.push(0, keys, new Float32Array(n * dim).fill(0.5));
+  const push = sent[2][0] as Extract<ToServer, { op: "push" }>;
+  assert.equal(push.vals.buffer, b2);
+  assert.equal(push.vals.length, n * dim);
+  assert.ok(push.vals.every((x) => x === 0.5));
+  // No spare left: the next large request is fresh again; small ones always are.
+  void ps.push(0, keys, new Float32Array(n * dim));
+  assert.notEqual((sent[3][0] as Extract<ToServer, { op: "push" }>).vals.buffer, b1);
+  assert.notEqual((sent[3][0] as Extract<ToServer, { op: "push" }>).vals.buffer, b2);
+});

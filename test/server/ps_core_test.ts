@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import type { PsMode } from "../../tasks/config.ts";
 import type { TableSpec } from "../../tasks/task.ts";
 import { Msg } from "../../server/messages.ts";
+import { MESSAGE_BYTES_SPLIT } from "../../server/outbox.ts";
 import { Placement } from "../../server/placement.ts";
+import { PsCore } from "../../server/ps_core.ts";
 import { Rng, SimCluster, type SimOptions, type Ticket } from "./sim_network.ts";
 
 // 12 keys over 3 nodes, range placement: keys 0-3 at node 0, 4-7 at node 1, 8-11 at node 2.
@@ -768,4 +770,151 @@ Deno.test("stress: classic and classic_remote under the same load never move a k
       });
     }
   }
+});
+
+// --- large batches, replies in runs, recycled request memory ------------------------------
+
+Deno.test("large batches go out in parts of about MESSAGE_BYTES_SPLIT and arrive whole", () => {
+  // 6000 keys x 64 floats = 1.5 MB of values per batch: two parts each way.
+  const n = 6000, dim = 64;
+  const s = new SimCluster({
+    nodes: 2,
+    tables: [{ name: "b", keys: 2 * n, dim, init: { kind: "constant", value: 1 } }],
+    record: true,
+  });
+  const keys = Array.from({ length: n }, (_, i) => i); // all homed and held at node 0
+  const deltas = Array.from({ length: n * dim }, (_, i) => (i % dim) + Math.floor(i / dim));
+  const push = s.push(1, 0, 0, keys, deltas);
+  s.run();
+  assert.ok(push.done);
+  const pull = s.pull(1, 0, 0, keys);
+  s.run();
+  assert.ok(pull.done);
+  for (const i of [0, 1, 2999, 3000, n - 1]) {
+    assert.deepEqual(pull.row(i, dim), Array.from({ length: dim }, (_, j) => 1 + j + i), `${i}`);
+  }
+  const loc = s.localize(1, 0, 0, keys);
+  s.run();
+  assert.ok(loc.done);
+  assert.deepEqual(s.holders(0, n - 1), [1]);
+  assert.deepEqual(s.value(0, n - 1), Array.from({ length: dim }, (_, j) => 1 + j + n - 1));
+  const parts = Math.ceil((n * (4 * dim + 12)) / MESSAGE_BYTES_SPLIT);
+  assert.equal(parts, 2);
+  assert.deepEqual(s.sent, {
+    PUSH: parts,
+    PUSH_R: parts, // one per PUSH message
+    PULL: 1,
+    PULL_R: parts,
+    LOCALIZE: 1,
+    TRANSFER: parts,
+  });
+  for (const m of s.log) {
+    const v = m.msg.v as Float32Array | undefined;
+    if (v !== undefined) assert.ok(v.byteLength <= MESSAGE_BYTES_SPLIT + 4 * dim, `${m.msg.t}`);
+  }
+  s.checkSettled();
+});
+
+Deno.test("a reply with entries of several requests, in runs and out of order", () => {
+  const s = sim({ nodes: 2 });
+  // Node 1 pulls keys held at node 0 (keys 0-5 are homed there with 2 nodes).
+  const a = s.pull(1, 0, 0, [0, 1, 2, 3]);
+  const b = s.pull(1, 1, 0, [4, 5]);
+  const rid = (ticket: Ticket) => {
+    const m = s.deliver(1, 0, Msg.PULL).msg;
+    assert.deepEqual(Array.from(m.k), Array.from(ticket.keys));
+    return m.r[0] as number;
+  };
+  const ra = rid(a), rb = rid(b);
+  s.log.length = 0;
+  // A hand-made answer: runs of each request, positions not in order, a run of consecutive
+  // positions in the middle; node 0's own answers are dropped.
+  const entries: [number, number, number][] = [
+    [ra, 1, 1], // [rid, key, position]
+    [ra, 2, 2],
+    [rb, 5, 1],
+    [ra, 0, 0],
+    [rb, 4, 0],
+    [ra, 3, 3],
+  ];
+  const v = new Float32Array(entries.length * 2);
+  entries.forEach(([, key], i) => v.set([10 * key, 10 * key + 1], 2 * i));
+  const reply = {
+    t: Msg.PULL_R,
+    tb: 0,
+    h: 0,
+    r: Uint32Array.from(entries.map((e) => e[0])),
+    k: Uint32Array.from(entries.map((e) => e[1])),
+    p: Uint32Array.from(entries.map((e) => e[2])),
+    v,
+  };
+  assert.equal(s.cores[1].onMessage(0, reply), true);
+  assert.ok(a.done && b.done);
+  assert.deepEqual(Array.from(a.vals!), [0, 1, 10, 11, 20, 21, 30, 31]);
+  assert.deepEqual(Array.from(b.vals!), [40, 41, 50, 51]);
+  assert.equal(s.cores[1].pendingRequests, 0);
+});
+
+Deno.test("a malformed pull reply is refused before it touches a request", () => {
+  const s = sim({ nodes: 2 });
+  const t = s.pull(1, 0, 0, [0, 1]);
+  const r = s.deliver(1, 0, Msg.PULL).msg.r[0] as number;
+  const reply = (p: number[], floats: number) => ({
+    t: Msg.PULL_R,
+    tb: 0,
+    h: 0,
+    r: Uint32Array.of(r, r),
+    k: Uint32Array.of(0, 1),
+    p: Uint32Array.from(p),
+    v: new Float32Array(floats),
+  });
+  assert.throws(() => s.cores[1].onMessage(0, reply([0, 1], 3)), /PULL_R with 2 keys.*3 floats/);
+  assert.throws(() => s.cores[1].onMessage(0, reply([0, 2], 4)), /position 2 beyond request/);
+  assert.equal(t.done, false);
+});
+
+Deno.test("buffers of large requests are recycled as answers; small ones are not", () => {
+  const answers = new Map<number, Float32Array | null>();
+  const core = new PsCore({
+    self: 0,
+    nodes: 1,
+    mode: "lapse",
+    location_caches: false,
+    placement: "range",
+    seed: 1,
+    send: () => {
+      throw new Error("one node sends nothing");
+    },
+    reply: (_w, id, vals) => answers.set(id, vals),
+  });
+  const n = 20_000; // keys of 80 KB: above the recycling threshold
+  core.createTables([{ name: "w", keys: n, dim: 1, init: { kind: "constant", value: 2 } }]);
+  const keys = () => Uint32Array.from({ length: n }, (_, i) => n - 1 - i);
+  const buffer = (id: number) => answers.get(id)!.buffer;
+  const first = keys();
+  core.workerPull(0, 1, 0, first); // all local: answered at once, in fresh memory
+  assert.notEqual(buffer(1), first.buffer);
+  const second = keys();
+  core.workerPull(0, 2, 0, second); // answered in the first request's buffer
+  assert.equal(buffer(2), first.buffer);
+  assert.equal(answers.get(2)!.length, n);
+  assert.ok(answers.get(2)!.every((x) => x === 2));
+  // A push's arrays are recycled too: the next two large answers use `second` and `deltas`.
+  const deltas = new Float32Array(n).fill(1);
+  core.workerPush(0, 3, 0, Uint32Array.of(0), deltas.subarray(0, 1));
+  assert.equal(answers.get(3), null);
+  core.workerPull(0, 4, 0, Uint32Array.from({ length: 1000 }, (_, i) => i)); // a small answer
+  assert.ok(![second.buffer, deltas.buffer].includes(buffer(4) as ArrayBuffer));
+  core.workerPull(0, 5, 0, keys());
+  core.workerPull(0, 6, 0, keys());
+  assert.deepEqual(new Set([buffer(5), buffer(6)]), new Set([second.buffer, deltas.buffer]));
+  // (key 0, last in `keys()`, got the push's delta)
+  assert.ok(answers.get(6)!.every((x, i) => x === (i === n - 1 ? 3 : 2)));
+  // Small requests are not worth it: their arrays stay the caller's.
+  const small = Uint32Array.of(1, 2, 3);
+  core.workerPull(0, 7, 0, small);
+  core.workerPull(0, 8, 0, Uint32Array.of(1, 2, 3));
+  assert.notEqual(buffer(8), small.buffer);
+  assert.deepEqual(Array.from(small), [1, 2, 3]);
+  assert.equal(core.pendingRequests, 0);
 });

@@ -2,11 +2,13 @@ import assert from "node:assert/strict";
 import {
   decodeMessage,
   encodeFrame,
+  encodeFrameInto,
   FRAME_HEADER_BYTES,
   FrameDecoder,
   FrameTooLargeError,
   MalformedFrameError,
   type Message,
+  RECEIVE_BUFFER_BYTES_RETAIN,
 } from "../../server/wire.ts";
 
 /** Pushes `bytes` split at the given positions and returns the decoded messages. */
@@ -241,4 +243,163 @@ Deno.test("space()/commit() receive without a copy and grow for a large frame", 
   assert.equal(out.v.length, 1_000_000);
   assert.equal(out.v[999_999], 3);
   assert.throws(() => decoder.commit(1 << 30), RangeError);
+});
+
+// --- encodeFrameInto and the decoder's reuse mode ---------------------------------------------
+
+Deno.test("encodeFrameInto writes encodeFrame's bytes into dirty memory, at any offset", () => {
+  for (const msg of [...sampleMessages(), { t: 4, v: new Float32Array(70_000).fill(1.25) }]) {
+    const want = encodeFrame(msg);
+    const memory = new Uint8Array(want.length + 64).fill(0xee); // garbage, padding included
+    let asked = -1;
+    const bytes = encodeFrameInto(msg, (n) => {
+      asked = n;
+      return memory.subarray(8, 8 + n);
+    });
+    assert.equal(bytes, want.length);
+    assert.equal(asked, want.length);
+    assert.deepEqual(memory.subarray(8, 8 + bytes), want, "same bytes, padding zeroed");
+    assert.ok(memory.subarray(8 + bytes).every((b) => b === 0xee), "nothing written beyond");
+  }
+  // A reserve that throws (a size limit, say) leaves nothing half-written for the next frame.
+  assert.throws(() =>
+    encodeFrameInto({ t: 1, k: new Uint32Array(3) }, () => {
+      throw new RangeError("no room");
+    }), /no room/);
+  const next = { t: 2, v: new Float32Array([1, 2]) };
+  assert.deepEqual(encodeFrameInto(next, (n) => new Uint8Array(n)), encodeFrame(next).length);
+  assert.throws(
+    () => encodeFrameInto(next, () => new Uint8Array(4)),
+    /reserve\(\d+\) returned 4 bytes/,
+  );
+});
+
+/**
+ * Frames of varied sizes: mid-sized ones that fill the initial buffer with a frame left over
+ * (so it is moved to the front), then some larger than the buffer (so it grows), then more.
+ */
+function mixedMessages(): Message[] {
+  const msgs: Message[] = [];
+  const mid = Array.from({ length: 40 }, (_, i) => [12_345, 3, 20_000, 777, 30_001][i % 5]);
+  const large = [0, 1, 3, 100, 16_000, 70_000, 5, 300_000, 2, 64_000, 1, 1_000_000, 7, 10];
+  [...mid, ...large, ...mid].forEach((n, i) => {
+    msgs.push({ t: 1 + (i % 5), i, k: new Uint32Array(n % 1000).fill(i), v: new Float32Array(n) });
+    (msgs[msgs.length - 1].v as Float32Array).fill(i + 0.5);
+  });
+  return msgs;
+}
+
+/** A deep copy of a decoded message whose typed arrays own exactly their elements. */
+function copyOut<T>(value: T): T {
+  if (ArrayBuffer.isView(value)) return (value as unknown as Uint8Array).slice() as T;
+  if (Array.isArray(value)) return value.map(copyOut) as T;
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copyOut(v)])) as T;
+  }
+  return value;
+}
+
+/**
+ * Feeds `bytes` to a reusing decoder through space()/commit() in reads of the given sizes (as
+ * a socket would) and returns the messages, copied out at once (what a handler must do).
+ */
+function receiveReusing(bytes: Uint8Array, reads: number[]): Message[] {
+  const decoder = new FrameDecoder(1 << 24, { reuse: true });
+  const out: Message[] = [];
+  let at = 0, r = 0;
+  while (at < bytes.length) {
+    const space = decoder.space(16);
+    const n = Math.min(space.length, reads[r++ % reads.length], bytes.length - at);
+    space.set(bytes.subarray(at, at + n));
+    decoder.commit(n);
+    at += n;
+    for (let body = decoder.next(); body !== null; body = decoder.next()) {
+      assert.equal(body.byteOffset % 4, 0, "bodies stay 4-byte aligned");
+      out.push(copyOut(decodeMessage(body)));
+    }
+  }
+  assert.equal(decoder.buffered_bytes, 0);
+  return out;
+}
+
+Deno.test("a reusing decoder delivers split and merged frames like a fresh one", () => {
+  const msgs = mixedMessages();
+  const bytes = concat(msgs.map(encodeFrame));
+  for (const reads of [[bytes.length], [65_536], [1, 7, 4096, 65_536, 3], [100_003]]) {
+    assert.deepEqual(receiveReusing(bytes, reads), msgs, `reads ${reads}`);
+  }
+  // And via push(), with cuts at every position of a few frames.
+  const small = concat(sampleMessages().map(encodeFrame));
+  for (let cut = 0; cut <= small.length; cut++) {
+    const decoder = new FrameDecoder(1 << 20, { reuse: true });
+    const out: Message[] = [];
+    for (const part of [small.subarray(0, cut), small.subarray(cut)]) {
+      decoder.push(part);
+      for (let body = decoder.next(); body !== null; body = decoder.next()) {
+        out.push(copyOut(decodeMessage(body)));
+      }
+    }
+    assert.deepEqual(out, sampleMessages(), `split at ${cut}`);
+  }
+});
+
+Deno.test("a reusing decoder receives into one buffer; a body kept past space() is invalid", () => {
+  const decoder = new FrameDecoder(1 << 24, { reuse: true });
+  const receive = (msg: Message) => {
+    const frame = encodeFrame(msg);
+    const space = decoder.space(frame.length);
+    space.set(frame);
+    decoder.commit(frame.length);
+    return decodeMessage(decoder.next()!) as unknown as { v: Float32Array };
+  };
+  const first = receive({ t: 1, v: new Float32Array(1000).fill(1) });
+  assert.equal(first.v[0], 1, "valid until the next space()");
+  const buffer = first.v.buffer;
+  for (let i = 0; i < 100; i++) {
+    const msg = receive({ t: 1, v: new Float32Array(1000).fill(i + 2) });
+    assert.equal(msg.v.buffer, buffer, "the same receive buffer every time");
+    assert.equal(msg.v[999], i + 2);
+  }
+  // The documented rule: `first` was valid only until the next space(); its memory now holds
+  // a later message. (A Connection hands every message to its handler before reading on.)
+  assert.equal(first.v[0], 101);
+  assert.equal(decoder.buffer_bytes, 256 * 1024);
+});
+
+Deno.test("a reusing decoder grows for a large frame and gives up a huge buffer afterwards", () => {
+  const decoder = new FrameDecoder(1 << 28, { reuse: true });
+  const feed = (msg: Message) => {
+    const frame = encodeFrame(msg);
+    for (let at = 0; at < frame.length;) {
+      const space = decoder.space(65_536);
+      const n = Math.min(space.length, 65_536, frame.length - at);
+      space.set(frame.subarray(at, at + n));
+      decoder.commit(n);
+      at += n;
+    }
+    return copyOut(decodeMessage(decoder.next()!)) as unknown as { v: Float32Array };
+  };
+  const big = feed({ t: 1, v: new Float32Array(2_000_000).fill(2) }); // 8 MB: kept
+  assert.equal(big.v[1_999_999], 2);
+  const size = decoder.buffer_bytes;
+  assert.ok(size >= 8_000_000);
+  for (let i = 0; i < 3; i++) assert.equal(feed({ t: 1, v: new Float32Array(10) }).v.length, 10);
+  assert.equal(decoder.buffer_bytes, size, "a buffer up to the retain limit is kept");
+  const huge = feed({ t: 1, v: new Float32Array(RECEIVE_BUFFER_BYTES_RETAIN / 4 + 1).fill(3) });
+  assert.equal(huge.v[10], 3);
+  assert.ok(decoder.buffer_bytes > RECEIVE_BUFFER_BYTES_RETAIN);
+  assert.equal(feed({ t: 1, v: new Float32Array(10).fill(4) }).v[9], 4);
+  assert.ok(decoder.buffer_bytes <= 1 << 20, "a huge buffer is given up once empty");
+});
+
+Deno.test("the default decoder never reuses: bodies stay valid", () => {
+  const decoder = new FrameDecoder(1 << 24);
+  assert.equal(decoder.reuse, false);
+  decoder.push(encodeFrame({ t: 1, v: new Float32Array(100_000).fill(1) }));
+  const first = decodeMessage(decoder.next()!) as unknown as { v: Float32Array };
+  for (let i = 0; i < 20; i++) {
+    decoder.push(encodeFrame({ t: 1, v: new Float32Array(100_000).fill(i) }));
+    decoder.next();
+  }
+  assert.ok(first.v.every((x) => x === 1));
 });
