@@ -53,7 +53,8 @@ export async function runJob(
   connect_timeout_ms = 30_000,
   signal?: AbortSignal,
 ): Promise<JobSummary> {
-  signal?.throwIfAborted();
+  const stopped = () => new JobError(`stopped by the driver: ${signal?.reason ?? "aborted"}`, 0);
+  if (signal?.aborted) throw stopped();
   const conn = await dialDriver(address, token, connect_timeout_ms);
   let onAbort = () => {};
   try {
@@ -63,10 +64,12 @@ export async function runJob(
       onAbort = () => {
         if (ended) return;
         ended = true;
-        reject(new JobError(`stopped by the driver: ${signal?.reason ?? "aborted"}`, 0));
+        reject(stopped());
         conn.abort("the driver gave up on the job");
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
+      // The signal may have fired while we were connecting: then no event will come.
+      if (signal?.aborted) queueMicrotask(onAbort);
+      else signal?.addEventListener("abort", onAbort, { once: true });
       conn.onMessage = (msg: Record<string, any>) => {
         switch (msg.t) {
           case Msg.JOB_INFO:

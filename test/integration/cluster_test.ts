@@ -213,4 +213,9 @@ Deno.test("a job the driver gives up on is aborted and the local cluster stops",
     /job failed: stopped by the driver/,
   );
   assert.ok(performance.now() - t0 < 20_000, "the abort ended the job and the cluster quickly");
+  // A signal that fires while the driver is still connecting ends the job too.
+  await assert.rejects(
+    launchJob(config, { signal: AbortSignal.timeout(1), onNodeLine: () => {} }),
+    /job failed: stopped by the driver/,
+  );
 });
