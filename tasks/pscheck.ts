@@ -40,6 +40,7 @@
  *
  * @module
  */
+import { Rng } from "../data/mf_data.ts";
 import type { Keys } from "../client/api.ts";
 import type { JobConfig, TaskSchema } from "./config.ts";
 import type { TableSpec, TaskContext, TaskDefinition } from "./task.ts";
@@ -112,25 +113,6 @@ export function psCheckSettings(config: JobConfig): PsCheckSettings {
   return s;
 }
 
-/** A small seeded PRNG (mulberry32): the same stream on every platform. */
-class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-}
-
 function mix(a: number, b: number): number {
   let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ b;
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
@@ -143,7 +125,7 @@ function pickDistinct(rng: Rng, keys: number, out: Uint32Array, n: number): void
     let k: number;
     let dup: boolean;
     do {
-      k = rng.int(keys);
+      k = rng.nextInt(keys);
       dup = false;
       for (let j = 0; j < i; j++) if (out[j] === k) dup = true;
     } while (dup);
@@ -308,12 +290,12 @@ async function run(ctx: TaskContext): Promise<void> {
         // Every 4th storm starts at a barrier: all workers ask for the same keys at once.
         if (r % (4 * s.stormEvery) === 0) await ps.barrier();
         for (let j = 0; j < stormKeys.length; j++) stormKeys[j] = (r + j) % K;
-        const p = localize(stormKeys, rng.next() < 0.5);
+        const p = localize(stormKeys, rng.nextFloat() < 0.5);
         if (p) await p;
       }
-      if (rng.next() < s.localizeProb) {
+      if (rng.nextFloat() < s.localizeProb) {
         pickDistinct(rng, K, locKeys, extra);
-        const p = localize(locKeys, rng.next() >= s.asyncProb);
+        const p = localize(locKeys, rng.nextFloat() >= s.asyncProb);
         if (p) await p;
       }
       if (schedule !== null && s.ahead > 0 && r + s.ahead < s.rounds) {
@@ -329,7 +311,7 @@ async function run(ctx: TaskContext): Promise<void> {
 
     // Push +1 to every dim of the round's keys, awaited or not.
     for (let i = 0; i < pushKeys.length; i++) c.pushes[pushKeys[i]]++;
-    const async = rng.next() < s.asyncProb;
+    const async = rng.nextFloat() < s.asyncProb;
     if (pushKeys.length <= maxKeys) {
       const p = ps.push(tb, pushKeys, ones);
       if (p === undefined) {
@@ -358,9 +340,9 @@ async function run(ctx: TaskContext): Promise<void> {
     // Causality across workers: push L = 2i (awaited), then F = 2i+1. Every push to F follows a
     // completed push to L, so whoever reads F and then L must find L >= F.
     if (pairs > 0 && r % 2 === 1) {
-      const L = 2 * rng.int(pairs), F = L + 1;
+      const L = 2 * rng.nextInt(pairs), F = L + 1;
       await pushOne(L, true);
-      await pushOne(F, rng.next() >= s.asyncProb);
+      await pushOne(F, rng.nextFloat() >= s.asyncProb);
       const vF = await pullOne(F, r), vL = await pullOne(L, r);
       if (vL < vF) {
         c.violation(`round ${r}: read key ${F} = ${vF}, then its lead key ${L} = ${vL} < ${vF}`);
