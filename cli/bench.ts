@@ -699,36 +699,20 @@ export async function rawTcpBandwidth(mib: number): Promise<number> {
   }
 }
 
-/** Round-trip times (ms) of `bytes`-byte ping-pongs with an echo in a worker thread. */
-export async function rawTcpRtt(reps: number, bytes = 64, warmup = 50): Promise<number[]> {
-  const { conn, worker } = await rawPeer("echo", bytes);
-  const out = new Uint8Array(bytes), back = new Uint8Array(bytes);
-  const times: number[] = [];
-  try {
-    for (let i = 0; i < warmup + reps; i++) {
-      const t0 = performance.now();
-      await writeAll(conn, out);
-      await readFull(conn, back);
-      if (i >= warmup) times.push(performance.now() - t0);
-    }
-    return times;
-  } finally {
-    conn.close();
-    worker.terminate();
-  }
-}
-
 /**
- * Times (ms) of 16-byte requests answered with `bytes` bytes, both sides reusing their buffers:
- * the shape of a batched pull, with nothing but TCP in it.
+ * Times (ms) of request/answer exchanges with a peer in a worker thread, both sides reusing
+ * their buffers: `echo` answers every `bytes`-byte request with the same bytes (a round trip);
+ * `reply` answers a 16-byte request with `bytes` bytes (the shape of a batched pull, with
+ * nothing but TCP in it).
  */
-export async function rawTcpRequestReply(
+async function rawTcpExchange(
+  mode: "echo" | "reply",
   bytes: number,
   reps: number,
-  warmup = 5,
+  warmup: number,
 ): Promise<number[]> {
-  const { conn, worker } = await rawPeer("reply", bytes);
-  const req = new Uint8Array(16), back = new Uint8Array(bytes);
+  const { conn, worker } = await rawPeer(mode, bytes);
+  const req = new Uint8Array(mode === "echo" ? bytes : 16), back = new Uint8Array(bytes);
   const times: number[] = [];
   try {
     for (let i = 0; i < warmup + reps; i++) {
@@ -742,6 +726,16 @@ export async function rawTcpRequestReply(
     conn.close();
     worker.terminate();
   }
+}
+
+/** Round-trip times (ms) of `bytes`-byte ping-pongs with an echo in a worker thread. */
+export function rawTcpRtt(reps: number, bytes = 64, warmup = 50): Promise<number[]> {
+  return rawTcpExchange("echo", bytes, reps, warmup);
+}
+
+/** Times (ms) of 16-byte requests answered with `bytes` bytes. */
+export function rawTcpRequestReply(bytes: number, reps: number, warmup = 5): Promise<number[]> {
+  return rawTcpExchange("reply", bytes, reps, warmup);
 }
 
 function quantile(xs: number[], q: number): number {
