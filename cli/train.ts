@@ -4,6 +4,7 @@
  * @module
  */
 import { launchJob } from "../client/launch.ts";
+import { loadClusterFile } from "../server/cluster_file.ts";
 import { closestMatch, ConfigError, type JobConfig, loadJobConfig } from "../tasks/config.ts";
 import { loadTask, TASK_NAMES } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg } from "./args.ts";
@@ -105,8 +106,12 @@ export async function train(args: string[]): Promise<number> {
   let started = false;
   let lastMetrics: Record<string, number> | null = null;
   const where = v.cluster ?? `a local cluster of ${config.cluster.nodes} node(s)`;
+  // A real cluster runs the job on all of its nodes, whatever the config says.
+  const nodes = v.cluster !== undefined
+    ? (await loadClusterFile(v.cluster)).nodes.length
+    : config.cluster.nodes;
   console.log(
-    `lapse train: task ${config.task}, ps.mode ${config.ps.mode}, ${config.cluster.nodes} node(s) x ` +
+    `lapse train: task ${config.task}, ps.mode ${config.ps.mode}, ${nodes} node(s) x ` +
       `${config.cluster.workers_per_node} worker(s), localize ${
         config.localize.length === 0
           ? "none"
