@@ -48,7 +48,7 @@ class Transfer {
   readonly opRid: number[] = [];
   readonly opPos: number[] = [];
   /** Push deltas of queued pushes, in queue order. */
-  readonly opDelta = new F32Rows(0 + 64);
+  readonly opDelta = new F32Rows(64);
   reset(): void {
     this.passTo = -1;
     this.waiters.length = 0;

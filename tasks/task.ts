@@ -48,6 +48,9 @@ export interface TaskContext {
    * (then from epoch end to epoch end): a task that loads data should barrier once when it is
    * ready to train, so that loading does not count as training time.
    *
+   * Keys of `sums` ending in `_max` are combined by maximum instead of sum; `eval_s_max`
+   * (seconds spent evaluating) is taken out of the epoch's training time and shown as eval_s.
+   *
    * Ends an epoch for this worker: `sums` are added up over all workers and given to the
    * task's `summarize` on node 0. Resolves when the report is sent (not a barrier).
    */

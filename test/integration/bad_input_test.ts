@@ -5,6 +5,7 @@
  * never a stack trace (a stack trace means a bug in lapse).
  */
 import assert from "node:assert/strict";
+import { freePorts, serveArgs } from "./helpers.ts";
 
 const MAIN = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -49,14 +50,6 @@ function assertUserError(r: CliResult, ...patterns: (RegExp | string)[]): string
   return errors[0];
 }
 
-/** A port nothing listens on (bound, then released). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "lapse-bad-input-" });
   try {
@@ -76,17 +69,7 @@ function startNode(
   token: string,
 ): { child: Deno.ChildProcess; listening: Promise<void>; stop(): Promise<string> } {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      "--quiet",
-      MAIN,
-      "serve",
-      "--cluster",
-      clusterFile,
-      "--node",
-      `${node}`,
-    ],
+    args: serveArgs(clusterFile, node),
     cwd: ROOT,
     env: { NO_COLOR: "1", LAPSE_TOKEN: token },
     stdin: "null",
@@ -200,7 +183,7 @@ Deno.test("serve: a port already in use is one clear line", async () => {
 Deno.test("train --cluster: the wrong token is refused with a clear line", async () => {
   await withTempDir(async (dir) => {
     const cluster = `${dir}/cluster.yaml`;
-    const port = freePort();
+    const [port] = freePorts(1);
     await Deno.writeTextFile(
       cluster,
       `nodes: ["127.0.0.1:${port}"]\nworkers_per_node: 1\nconnect_timeout_ms: 5000\n`,
@@ -226,7 +209,7 @@ Deno.test("train --cluster: the wrong token is refused with a clear line", async
 Deno.test("serve: a node with the wrong token is refused; its peer names it", async () => {
   await withTempDir(async (dir) => {
     const cluster = `${dir}/cluster.yaml`;
-    const [p0, p1] = [freePort(), freePort()];
+    const [p0, p1] = freePorts(2);
     await Deno.writeTextFile(
       cluster,
       `nodes: ["127.0.0.1:${p0}", "127.0.0.1:${p1}"]\nconnect_timeout_ms: 4000\n`,
@@ -258,7 +241,7 @@ Deno.test("serve: a node with the wrong token is refused; its peer names it", as
 Deno.test("train --cluster: a node that is not running is named in one line", async () => {
   await withTempDir(async (dir) => {
     const cluster = `${dir}/cluster.yaml`;
-    const port = freePort();
+    const [port] = freePorts(1);
     await Deno.writeTextFile(
       cluster,
       `nodes: ["127.0.0.1:${port}"]\nworkers_per_node: 1\nconnect_timeout_ms: 300\n`,

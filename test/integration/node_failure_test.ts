@@ -7,31 +7,13 @@ import assert from "node:assert/strict";
 import { JobError, runJob } from "../../client/driver.ts";
 import { validateJobConfig } from "../../tasks/config.ts";
 import { task as pscheck } from "../../tasks/pscheck.ts";
+import { freePorts, serveArgs } from "./helpers.ts";
 
-const MAIN = new URL("../../cli/main.ts", import.meta.url).href;
 const TOKEN = "node-failure-test-token";
-
-function freePorts(n: number): number[] {
-  const ls = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  const ports = ls.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of ls) l.close();
-  return ports;
-}
 
 function startNode(clusterFile: string, node: number): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      "--quiet",
-      MAIN,
-      "serve",
-      "--cluster",
-      clusterFile,
-      "--node",
-      String(node),
-      "--quiet",
-    ],
+    args: [...serveArgs(clusterFile, node, "--quiet")],
     env: { LAPSE_TOKEN: TOKEN },
     stdin: "null",
     stdout: "null",
