@@ -37,17 +37,19 @@
  *
  * @module
  */
-export type { AccessCounters, Keys, ParameterServer, TableInfo } from "./client/api.ts";
-export type { InitSpec, TableSpec, TaskContext, TaskDefinition } from "./tasks/task.ts";
+export type { AccessCounters, Keys, ParameterServer, TableInfo } from "./core/parameter_server.ts";
+export type { InitSpec, TableSpec } from "./core/types.ts";
+export type { TaskContext, TaskDefinition } from "./core/task.ts";
 export type {
   FieldSchema,
   JobConfig,
   LocalizeDirective,
   PsMode,
   TaskSchema,
-} from "./tasks/config.ts";
-export { ConfigError, loadJobConfig, validateJobConfig } from "./tasks/config.ts";
+} from "./core/types.ts";
+export { ConfigError } from "./core/errors.ts";
+export { loadJobConfig, validateJobConfig } from "./config/job_config.ts";
 export { loadTask, TASK_NAMES } from "./tasks/registry.ts";
-export { JobError, type JobEvents, type JobSummary, runJob } from "./client/driver.ts";
-export { launchJob, type LaunchOptions } from "./client/launch.ts";
-export { type LocalCluster, startLocalCluster } from "./client/local_cluster.ts";
+export { JobError, type JobEvents, type JobSummary, runJob } from "./driver/driver.ts";
+export { launchJob, type LaunchOptions } from "./driver/launch.ts";
+export { type LocalCluster, startLocalCluster } from "./driver/local_cluster.ts";

@@ -6,9 +6,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { closestMatch } from "../tasks/config.ts";
-import { type HostPort, splitHostPort } from "../server/cluster_file.ts";
-import { UsageError } from "./errors.ts";
+import { closestMatch } from "../config/schema.ts";
+import { type HostPort, splitHostPort } from "../core/host_port.ts";
+import { UsageError } from "../core/errors.ts";
 
 /** One flag of a command. */
 export interface OptionSpec {

@@ -11,14 +11,16 @@
  *
  * @module
  */
-import { runJob } from "../client/driver.ts";
-import { type LocalCluster, startLocalCluster } from "../client/local_cluster.ts";
-import { applySets, type JobConfig, validateJobConfig } from "../tasks/config.ts";
+import { runJob } from "../driver/driver.ts";
+import { type LocalCluster, startLocalCluster } from "../driver/local_cluster.ts";
+import { applySets } from "../config/set_flags.ts";
+import { type JobConfig } from "../core/types.ts";
+import { validateJobConfig } from "../config/job_config.ts";
 import { runPlainMf } from "../tasks/mf_plain.ts";
 import { PINGPONG_DEFAULTS } from "../tasks/pingpong.ts";
 import { loadTask } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg, parseIntListArg } from "./args.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../core/errors.ts";
 import {
   formatBytes,
   formatCount,

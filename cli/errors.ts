@@ -3,54 +3,13 @@
  *
  * - A **user error** (bad flag, bad config, missing file) prints one short red line
  *   `error: ...` (plus any further lines of the message, uncoloured) and exits with status 2.
- *   User errors are {@linkcode UsageError}, `ConfigError` (tasks/config.ts), and any error
- *   carrying the {@linkcode USER_ERROR} symbol, e.g. one made by {@linkcode userError}. The
- *   symbol is `Symbol.for("lapse.userError")`, so modules that must not import cli/ (server/,
- *   tasks/) can mark their own errors with `err[Symbol.for("lapse.userError")] = true`.
+ *   User errors are the kinds of core/errors.ts: `UsageError`, `ConfigError` and any error
+ *   made by `userError`.
  * - Anything else is a bug: the stack is printed and the exit status is 1.
  *
  * @module
  */
-import { USER_ERROR } from "../tasks/config.ts";
-
-export { USER_ERROR };
-
-/**
- * A mistake on the command line (unknown flag, missing value, bad argument): exit status 2.
- *
- * @example
- * ```ts
- * throw new UsageError('--nodes: expected a positive integer, got "two"');
- * ```
- */
-export class UsageError extends Error {
-  /** Marks a user error (exit status 2, no stack). */
-  readonly [USER_ERROR] = true;
-  /** The message may have several lines; the first is the `error:` line. */
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
-
-/**
- * An error that is the user's fault, reported as one line without a stack (exit status 2).
- *
- * @example
- * ```ts
- * throw userError(`data file "${path}" not found (run "lapse data mf" to make it)`);
- * ```
- */
-export function userError(message: string, options?: ErrorOptions): Error {
-  const e = new Error(message, options);
-  (e as Error & { [USER_ERROR]: boolean })[USER_ERROR] = true;
-  return e;
-}
-
-/** True for errors that {@linkcode runMain} reports as user errors. */
-export function isUserError(e: unknown): e is Error {
-  return e instanceof Error && (e as Error & { [USER_ERROR]?: boolean })[USER_ERROR] === true;
-}
+import { isUserError } from "../core/errors.ts";
 
 /** Where {@linkcode reportError} writes; `color` decides on ANSI colour. */
 export interface ErrorSink {

@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { runMain, UsageError } from "./errors.ts";
+import { runMain } from "./errors.ts";
+import { UsageError } from "../core/errors.ts";
 
 const COMMANDS: Record<
   string,

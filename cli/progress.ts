@@ -5,7 +5,7 @@
  * @module
  */
 import { dirname } from "node:path";
-import { userError } from "./errors.ts";
+import { userError } from "../core/errors.ts";
 
 const encoder = new TextEncoder();
 

@@ -4,10 +4,12 @@
  * @module
  */
 import { LapseNode } from "../server/node.ts";
+import { loadTask } from "../tasks/registry.ts";
 import { Peers } from "../server/peers.ts";
-import { formatHostPort, loadClusterFile, readToken } from "../server/cluster_file.ts";
+import { formatHostPort } from "../core/host_port.ts";
+import { loadClusterFile, readToken } from "../config/cluster_file.ts";
 import { HELP, parseCommandArgs, parseHostPort, parseIntArg } from "./args.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../core/errors.ts";
 
 const SPEC = {
   name: "serve",
@@ -79,7 +81,7 @@ export async function serve(args: string[]): Promise<number> {
     self,
     addresses: cluster.nodes.map(formatHostPort),
     token,
-    listen: { hostname: listen.host, port: listen.port },
+    listen,
     connect_timeout_ms: cluster.connect_timeout_ms,
     onNodeClose: (n, reason) => {
       if (!stopping) node?.onPeerLost(n, reason);
@@ -106,6 +108,7 @@ export async function serve(args: string[]): Promise<number> {
     nodes: cluster.nodes.length,
     transport: peers,
     workerUrl: new URL("../client/worker_entry.ts", import.meta.url),
+    loadTask,
     info: log,
   });
   peers.listen();

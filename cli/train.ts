@@ -3,13 +3,16 @@
  *
  * @module
  */
-import { launchJob } from "../client/launch.ts";
-import { loadClusterFile } from "../server/cluster_file.ts";
-import { closestMatch, ConfigError, type JobConfig, loadJobConfig } from "../tasks/config.ts";
+import { launchJob } from "../driver/launch.ts";
+import { loadClusterFile } from "../config/cluster_file.ts";
+import { closestMatch } from "../config/schema.ts";
+import { ConfigError } from "../core/errors.ts";
+import { type JobConfig } from "../core/types.ts";
+import { loadJobConfig } from "../config/job_config.ts";
 import { loadTask, TASK_NAMES } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg } from "./args.ts";
 import { EpochProgress, formatDuration, formatMetrics, MetricsWriter } from "./progress.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../core/errors.ts";
 
 const SPEC = {
   name: "train",

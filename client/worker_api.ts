@@ -5,9 +5,9 @@
  *
  * @module
  */
-import type { PsMode } from "../tasks/config.ts";
+import type { PsMode } from "../core/types.ts";
 import { type SharedTable, Table } from "../server/store.ts";
-import type { AccessCounters, Keys, ParameterServer, TableInfo } from "./api.ts";
+import type { AccessCounters, Keys, ParameterServer, TableInfo } from "../core/parameter_server.ts";
 import type { ToServer, ToWorker } from "../server/worker_protocol.ts";
 
 export type { ToServer, ToWorker };
@@ -317,6 +317,11 @@ export class WorkerPs implements ParameterServer {
     await this.wait();
     const id = this.#nextId++;
     await this.#request({ op: "barrier", id }, null, null, 0);
+  }
+
+  /** A no-op outside the bounded-staleness mode (see ParameterServer.clock). */
+  clock(): Promise<void> | undefined {
+    return undefined;
   }
 
   async wait(): Promise<void> {

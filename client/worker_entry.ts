@@ -6,7 +6,7 @@
  */
 /// <reference lib="deno.worker" />
 import { loadTask } from "../tasks/registry.ts";
-import type { TaskContext } from "../tasks/task.ts";
+import type { TaskContext } from "../core/task.ts";
 import type { ToServer, ToWorker, WorkerInit } from "../server/worker_protocol.ts";
 import { WorkerPs } from "./worker_api.ts";
 

@@ -5,9 +5,8 @@
  *
  * @module
  */
-import type { JobConfig } from "../tasks/config.ts";
-import { loadTask } from "../tasks/registry.ts";
-import type { TaskDefinition } from "../tasks/task.ts";
+import type { JobConfig } from "../core/types.ts";
+import type { TaskDefinition } from "../core/task.ts";
 import type { ToServer, ToWorker, WorkerInit } from "./worker_protocol.ts";
 import { Msg } from "./messages.ts";
 import { PsCore } from "./ps_core.ts";
@@ -120,6 +119,11 @@ export interface LapseNodeOptions {
   transport: NodeTransport;
   /** The module worker threads run (client/worker_entry.ts; server/ does not import client/). */
   workerUrl: string | URL;
+  /**
+   * Finds a task by name (injected: the server knows no tasks; `lapse serve` passes the task
+   * registry). Rejects with a `RangeError` naming the known tasks for an unknown name.
+   */
+  loadTask: (name: string) => Promise<TaskDefinition>;
   /** Where error lines go (stderr by default). */
   log?: (line: string) => void;
   /** Where informational lines go, e.g. the workers' log lines (default: like `log`). */
@@ -134,6 +138,7 @@ export class LapseNode {
   readonly #log: (line: string) => void;
   readonly #info: (line: string) => void;
   readonly #workerUrl: string;
+  readonly #loadTask: (name: string) => Promise<TaskDefinition>;
   #job: NodeJob | null = null;
   #coord: Coordination | null = null;
   #nextJob = 1;
@@ -145,6 +150,7 @@ export class LapseNode {
     this.#log = opts.log ?? ((line) => console.error(line));
     this.#info = opts.info ?? this.#log;
     this.#workerUrl = String(opts.workerUrl);
+    this.#loadTask = opts.loadTask;
   }
 
   /** The running job's data plane (tests look at it); null between jobs. */
@@ -210,7 +216,7 @@ export class LapseNode {
   }
 
   async #submit(link: DriverLink, config: JobConfig): Promise<void> {
-    const task = await loadTask(config.task);
+    const task = await this.#loadTask(config.task);
     const down = [];
     for (let n = 0; n < this.nodes; n++) if (!this.#transport.isConnected(n)) down.push(n);
     if (down.length > 0) {
@@ -413,7 +419,7 @@ export class LapseNode {
       this.#teardown(this.#job);
     }
     try {
-      const task = await loadTask(config.task);
+      const task = await this.#loadTask(config.task);
       const core = new PsCore({
         self: this.self,
         nodes: this.nodes,

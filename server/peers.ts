@@ -21,17 +21,8 @@ import {
   type Who,
 } from "./handshake.ts";
 import { FRAME_BYTES_MAX_DEFAULT, type Message } from "./wire.ts";
-import { USER_ERROR } from "../tasks/config.ts";
-
-/**
- * An error of the node's surroundings, not a bug (port in use, wrong token, a node that does not
- * answer): marked so that the CLI prints its message as one line and exits with status 2.
- */
-function setupError(message: string, options?: ErrorOptions): Error {
-  const e = new Error(message, options);
-  (e as Error & { [USER_ERROR]: boolean })[USER_ERROR] = true;
-  return e;
-}
+import { userError } from "../core/errors.ts";
+import { formatHostPort, type HostPort, parseAddress } from "../core/host_port.ts";
 
 /** Options of {@linkcode Peers}. */
 export interface PeersOptions {
@@ -42,7 +33,7 @@ export interface PeersOptions {
   /** The cluster token (never sent; see handshake.ts). */
   token: string;
   /** Where to listen; port 0 picks a free port (see listen()). */
-  listen: { hostname: string; port: number };
+  listen: HostPort;
   /** How long connectAll() waits for the whole mesh. */
   connect_timeout_ms: number;
   /** Largest frame body accepted and sent, in bytes. */
@@ -79,31 +70,11 @@ export interface PeerStats {
   writes: number;
 }
 
-/** A "host:port" split; IPv6 hosts are written in brackets: "[::1]:7000". */
-export interface HostPort {
-  hostname: string;
-  port: number;
-}
-
 // Backoff between dial attempts: first retry soon (the peer is probably starting), then
 // at most once a second.
-const DIAL_BACKOFF_MS_MIN = 50;
-const DIAL_BACKOFF_MS_MAX = 1000;
+export const DIAL_BACKOFF_MS_MIN = 50;
+export const DIAL_BACKOFF_MS_MAX = 1000;
 const HANDSHAKE_TIMEOUT_MS_DEFAULT = 10_000;
-
-/**
- * Parses "host:port" (or "[v6]:port").
- *
- * @throws {Error} naming the address when it is not of that form.
- */
-export function parseAddress(address: string): HostPort {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address.trim());
-  const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) {
-    throw new Error(`invalid address "${address}": expected host:port, e.g. 127.0.0.1:7000`);
-  }
-  return { hostname: match[1] ?? match[2], port };
-}
 
 /** The node's connections to all other nodes and the listener for drivers. */
 export class Peers {
@@ -156,7 +127,7 @@ export class Peers {
   /** The address the listener is bound to (after listen()). */
   get listen_address(): HostPort | null {
     const addr = this.#listener?.addr;
-    return addr ? { hostname: addr.hostname, port: addr.port } : null;
+    return addr ? { host: addr.hostname, port: addr.port } : null;
   }
 
   /**
@@ -167,18 +138,18 @@ export class Peers {
    */
   listen(): HostPort {
     if (this.#listener) throw new Error("listen() was called twice");
-    const { hostname, port } = this.#options.listen;
-    const where = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+    const { host: hostname, port } = this.#options.listen;
+    const where = formatHostPort(this.#options.listen);
     try {
       this.#listener = Deno.listen({ hostname, port, transport: "tcp" });
     } catch (err) {
       if (err instanceof Deno.errors.AddrInUse) {
-        throw setupError(
+        throw userError(
           `cannot listen on ${where}: address already in use ` +
             `(is another lapse node running? pick another --listen port)`,
         );
       }
-      throw setupError(`cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
+      throw userError(`cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
     }
     this.#track(this.#acceptLoop(this.#listener));
     return this.listen_address!;
@@ -253,7 +224,7 @@ export class Peers {
       const refused = this.#lastRefusal === null
         ? ""
         : `; last refused connection: ${this.#lastRefusal}`;
-      throw setupError(
+      throw userError(
         `${ids.length === 1 ? "node" : "nodes"} ${list} did not answer within ${timeout_ms} ms` +
           (details ? ` (last error: ${details})` : "") + refused,
       );
@@ -478,7 +449,7 @@ export class Peers {
     last_errors: Map<number, string>,
   ): Promise<void> {
     const address = this.addresses[j];
-    const { hostname, port } = parseAddress(address);
+    const { host: hostname, port } = parseAddress(address);
     let backoff_ms = DIAL_BACKOFF_MS_MIN;
     while (!signal.aborted && !this.#nodes[j]) {
       let conn: Deno.TcpConn;
@@ -512,7 +483,7 @@ export class Peers {
         const peer = result.peer;
         if (!peer || peer.role !== "node" || peer.id !== j) {
           conn.close();
-          throw setupError(
+          throw userError(
             `node ${j} (${address}) answered as ${peer ? describeWho(peer) : "an unnamed peer"}: ` +
               `do all nodes use the same address list?`,
           );
@@ -530,12 +501,12 @@ export class Peers {
         const hint = "(check --token-file / LAPSE_TOKEN)";
         switch (err.kind) {
           case "rejected":
-            throw setupError(`node ${j} (${address}) rejected our cluster token ${hint}`);
+            throw userError(`node ${j} (${address}) rejected our cluster token ${hint}`);
           case "wrong_token":
-            throw setupError(`node ${j} (${address}) does not know our cluster token ${hint}`);
+            throw userError(`node ${j} (${address}) does not know our cluster token ${hint}`);
           case "refused":
           case "protocol":
-            throw setupError(`node ${j} (${address}): ${err.message}`, { cause: err });
+            throw userError(`node ${j} (${address}): ${err.message}`, { cause: err });
           default:
             // closed or timed out: the node may be restarting; try again until the deadline.
             last_errors.set(j, err.message);
@@ -547,74 +518,14 @@ export class Peers {
   }
 }
 
-/**
- * Connects the driver to a node (normally node 0), retrying until `timeout_ms` while the node
- * is still starting. The returned connection is not started: set `onMessage`, then `start()`.
- *
- * @throws {Error} when the node rejects our token, or nothing answers in time.
- */
-export async function dialDriver(
-  address: string,
-  token: string,
-  timeout_ms: number,
-  options: Partial<Omit<ConnectionOptions, "decoder">> = {},
-): Promise<Connection> {
-  const { hostname, port } = parseAddress(address);
-  const deadline = Date.now() + timeout_ms;
-  let backoff_ms = DIAL_BACKOFF_MS_MIN;
-  let last_error = "";
-  const hint = "(check --token-file / LAPSE_TOKEN)";
-  while (Date.now() < deadline) {
-    let conn: Deno.TcpConn;
-    try {
-      conn = await Deno.connect({ hostname, port });
-    } catch (err) {
-      last_error = connectErrorText(err);
-      await sleep(Math.min(backoff_ms, Math.max(0, deadline - Date.now())));
-      backoff_ms = Math.min(2 * backoff_ms, DIAL_BACKOFF_MS_MAX);
-      continue;
-    }
-    try {
-      const result = await handshakeDial(
-        conn,
-        token,
-        { role: "driver" },
-        Math.max(1, deadline - Date.now()),
-        { frame_bytes_max: options.frame_bytes_max },
-      );
-      const name = result.peer ? `${describeWho(result.peer)} (${address})` : address;
-      return new Connection(conn, {
-        ...options,
-        name: options.name ?? name,
-        decoder: result.decoder,
-      });
-    } catch (err) {
-      if (!(err instanceof HandshakeError)) throw err;
-      if (err.kind === "rejected") {
-        throw setupError(`the lapse node at ${address} rejected our cluster token ${hint}`);
-      }
-      if (err.kind === "wrong_token") {
-        throw setupError(`the lapse node at ${address} does not know our cluster token ${hint}`);
-      }
-      if (err.kind === "refused" || err.kind === "protocol") {
-        throw setupError(`the lapse node at ${address}: ${err.message}`, { cause: err });
-      }
-      last_error = err.message;
-    }
-  }
-  throw setupError(
-    `no lapse node answered at ${address} within ${timeout_ms} ms` +
-      (last_error ? ` (last error: ${last_error})` : "") + "; is `lapse serve` running there?",
-  );
-}
-
-function connectErrorText(err: unknown): string {
+/** A short text for a failed `Deno.connect`. */
+export function connectErrorText(err: unknown): string {
   if (err instanceof Deno.errors.ConnectionRefused) return "connection refused";
   return (err as Error)?.message ?? String(err);
 }
 
 /** Sleeps `ms`, or less when `signal` aborts (the timer is cleared either way). */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const done = () => {

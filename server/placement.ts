@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { mix32 } from "./store.ts";
+import { mix32 } from "../core/rng.ts";
 
 /** The home node of every key of one table. */
 export class Placement {

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { PsMode } from "../tasks/config.ts";
-import type { TableSpec } from "../tasks/task.ts";
+import type { PsMode } from "../core/types.ts";
+import type { TableSpec } from "../core/types.ts";
 import { F32Rows } from "./grow.ts";
 import { Msg } from "./messages.ts";
 import { Outbox, type SendFn } from "./outbox.ts";

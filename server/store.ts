@@ -12,7 +12,8 @@
  *
  * @module
  */
-import type { InitSpec, TableSpec } from "../tasks/task.ts";
+import type { InitSpec, TableSpec } from "../core/types.ts";
+import { mix32 } from "../core/rng.ts";
 
 /** What crosses to a worker thread so that it can attach to the same memory. */
 export interface SharedTable {
@@ -227,13 +228,6 @@ export class Table {
 }
 
 // --- deterministic initialisation -------------------------------------------------------
-
-/** A 32-bit mix (splitmix32-style finaliser): the same input gives the same output anywhere. */
-export function mix32(x: number): number {
-  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
-  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
-  return (x ^ (x >>> 16)) >>> 0;
-}
 
 /**
  * Writes the initial value of `key` to `out` at `offset`. Deterministic in (seed, table, key),

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { JobConfig } from "../tasks/config.ts";
+import type { JobConfig } from "../core/types.ts";
 import type { SharedTable } from "./store.ts";
 
 /** Messages from a worker thread to its server thread. */

@@ -37,9 +37,16 @@
  *
  * @module
  */
-import type { Keys, ParameterServer } from "../client/api.ts";
-import type { JobConfig, LocalizeDirective, TaskSchema } from "./config.ts";
-import type { TableSpec, TaskContext, TaskDefinition } from "./task.ts";
+import type {
+  JobConfig,
+  Keys,
+  LocalizeDirective,
+  ParameterServer,
+  TableSpec,
+  TaskContext,
+  TaskDefinition,
+  TaskSchema,
+} from "../mod.ts";
 import {
   type BlockedRatings,
   blockStart,
@@ -48,16 +55,14 @@ import {
   type GenerateConfig,
   generateRatings,
   groupByColBlock,
-  hash32,
-  mix32,
   type Ratings,
   type RatingsFormat,
   type RatingsSplit,
   readRatingsFile,
-  Rng,
   shuffleRange,
   sortByCol,
 } from "../data/mf_data.ts";
+import { hash32, mix32, Rng } from "../core/rng.ts";
 import { dsgdColBlock, dsgdPermutation } from "./schedules.ts";
 
 /** Learning rate schedules. */

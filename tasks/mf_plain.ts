@@ -8,8 +8,9 @@
  *
  * @module
  */
-import type { JobConfig } from "./config.ts";
-import { hash32, type Ratings, Rng, shuffleRange } from "../data/mf_data.ts";
+import type { JobConfig } from "../mod.ts";
+import { hash32, Rng } from "../core/rng.ts";
+import { type Ratings, shuffleRange } from "../data/mf_data.ts";
 import { boldDriver, loadMfData, mfSettings, scheduledLr } from "./mf.ts";
 
 /** Options of {@linkcode runPlainMf}. */

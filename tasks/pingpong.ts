@@ -29,8 +29,7 @@
  *
  * @module
  */
-import type { JobConfig, TaskSchema } from "./config.ts";
-import type { TableSpec, TaskContext, TaskDefinition } from "./task.ts";
+import type { JobConfig, TableSpec, TaskContext, TaskDefinition, TaskSchema } from "../mod.ts";
 
 /** The model parameters of pingpong, with their defaults. */
 export const PINGPONG_DEFAULTS = {

@@ -40,10 +40,15 @@
  *
  * @module
  */
-import { Rng } from "../data/mf_data.ts";
-import type { Keys } from "../client/api.ts";
-import type { JobConfig, TaskSchema } from "./config.ts";
-import type { TableSpec, TaskContext, TaskDefinition } from "./task.ts";
+import type {
+  JobConfig,
+  Keys,
+  TableSpec,
+  TaskContext,
+  TaskDefinition,
+  TaskSchema,
+} from "../mod.ts";
+import { Rng } from "../core/rng.ts";
 
 /** The access patterns of pscheck. */
 export type PsCheckPattern = "all" | "partial" | "random";

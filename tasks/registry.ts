@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { TaskDefinition } from "./task.ts";
+import type { TaskDefinition } from "../core/task.ts";
 
 const TASKS: Record<string, () => Promise<TaskDefinition>> = {
   mf: async () => (await import("./mf.ts")).task,

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { hash32, Rng } from "../data/mf_data.ts";
+import { hash32, Rng } from "../core/rng.ts";
 
 /** Salt that separates the schedule's random stream from other uses of the job seed. */
 const DSGD_SALT = 0x0d59d;

@@ -8,8 +8,9 @@ import {
   parseIntArg,
   parseIntListArg,
 } from "../../cli/args.ts";
-import { isUserError, reportError, UsageError, userError } from "../../cli/errors.ts";
-import { ConfigError } from "../../tasks/config.ts";
+import { isUserError, UsageError, userError } from "../../core/errors.ts";
+import { reportError } from "../../cli/errors.ts";
+import { ConfigError } from "../../core/errors.ts";
 
 const TRAIN = {
   name: "train",
@@ -179,7 +180,11 @@ async function runScript(body: string): Promise<{ code: number; stderr: string }
   try {
     const file = `${dir}/main.ts`;
     const errors = new URL("../../cli/errors.ts", import.meta.url).href;
-    await Deno.writeTextFile(file, `import { runMain, UsageError } from "${errors}";\n${body}\n`);
+    const core = new URL("../../core/errors.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      file,
+      `import { runMain } from "${errors}";\nimport { UsageError } from "${core}";\n${body}\n`,
+    );
     const config = new URL("../../deno.json", import.meta.url).pathname;
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", "--config", config, file],

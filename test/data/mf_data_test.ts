@@ -8,15 +8,14 @@ import {
   generatedRowCount,
   generateRatings,
   groupByColBlock,
-  hash32,
   type Ratings,
   readRatingsFile,
-  Rng,
   shuffleRange,
   sortByCol,
   trueColFactor,
   trueRowFactor,
 } from "../../data/mf_data.ts";
+import { hash32, Rng } from "../../core/rng.ts";
 
 const GEN: GenerateConfig = {
   rows: 300,

@@ -10,9 +10,10 @@
  * aborted on the cluster, the nodes are stopped) and the test prints what the nodes logged.
  */
 import assert from "node:assert/strict";
-import { launchJob } from "../../client/launch.ts";
-import type { JobSummary } from "../../client/driver.ts";
-import { type PsMode, validateJobConfig } from "../../tasks/config.ts";
+import { launchJob } from "../../driver/launch.ts";
+import type { JobSummary } from "../../driver/driver.ts";
+import { type PsMode } from "../../core/types.ts";
+import { validateJobConfig } from "../../config/job_config.ts";
 import { task as pscheck } from "../../tasks/pscheck.ts";
 
 const JOB_DEADLINE_MS = 60_000;

@@ -4,8 +4,8 @@
  * run jobs again once the dead node is restarted. Real `lapse serve` processes, real TCP.
  */
 import assert from "node:assert/strict";
-import { JobError, runJob } from "../../client/driver.ts";
-import { validateJobConfig } from "../../tasks/config.ts";
+import { JobError, runJob } from "../../driver/driver.ts";
+import { validateJobConfig } from "../../config/job_config.ts";
 import { task as pscheck } from "../../tasks/pscheck.ts";
 import { freePorts, serveArgs } from "./helpers.ts";
 

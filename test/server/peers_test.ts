@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { Connection } from "../../server/connection.ts";
 import { handshakeDial, writeAll } from "../../server/handshake.ts";
-import { dialDriver, parseAddress, Peers, type PeersOptions } from "../../server/peers.ts";
+import { Peers, type PeersOptions } from "../../server/peers.ts";
+import { parseAddress } from "../../core/host_port.ts";
+import { dialDriver } from "../../driver/dial.ts";
 import { encodeFrame, type Message } from "../../server/wire.ts";
 
 /** A node for tests: listens on a free loopback port and records what it gets. */
@@ -22,7 +24,7 @@ function makeNode(
     self,
     addresses: [],
     token,
-    listen: { hostname: "127.0.0.1", port: 0 },
+    listen: { host: "127.0.0.1", port: 0 },
     connect_timeout_ms: 3000,
     frame_bytes_max: 1 << 20,
     onNodeMessage: (from, msg) => node.received.push([from, msg]),
@@ -40,8 +42,8 @@ function makeNode(
 async function makeMesh(n: number, token = "tok"): Promise<TestNode[]> {
   const nodes = Array.from({ length: n }, (_, i) => makeNode(i, token));
   const addresses = nodes.map((node) => {
-    const { hostname, port } = node.peers.listen();
-    return `${hostname}:${port}`;
+    const { host, port } = node.peers.listen();
+    return `${host}:${port}`;
   });
   for (const node of nodes) node.peers.addresses = addresses;
   await Promise.all(nodes.map((node) => node.peers.connectAll()));
@@ -70,11 +72,14 @@ function freePort(): number {
 }
 
 Deno.test("parseAddress", () => {
-  assert.deepEqual(parseAddress("127.0.0.1:7000"), { hostname: "127.0.0.1", port: 7000 });
-  assert.deepEqual(parseAddress("[::1]:80"), { hostname: "::1", port: 80 });
-  assert.deepEqual(parseAddress("node-a:1"), { hostname: "node-a", port: 1 });
-  assert.throws(() => parseAddress("127.0.0.1"), /invalid address "127.0.0.1": expected host:port/);
-  assert.throws(() => parseAddress("h:70000"), /invalid address/);
+  assert.deepEqual(parseAddress("127.0.0.1:7000"), { host: "127.0.0.1", port: 7000 });
+  assert.deepEqual(parseAddress("[::1]:80"), { host: "::1", port: 80 });
+  assert.deepEqual(parseAddress("node-a:1"), { host: "node-a", port: 1 });
+  assert.throws(
+    () => parseAddress("127.0.0.1"),
+    /Invalid address "127.0.0.1": no port in "127.0.0.1" \(expected host:port/,
+  );
+  assert.throws(() => parseAddress("h:70000"), /Invalid address/);
 });
 
 Deno.test("a 3-node mesh delivers messages between every pair, in order", async () => {
@@ -160,7 +165,7 @@ Deno.test("a port in use is one clear error", () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const node = makeNode(0, "tok", {
-      listen: { hostname: "127.0.0.1", port: listener.addr.port },
+      listen: { host: "127.0.0.1", port: listener.addr.port },
     });
     assert.throws(
       () => node.peers.listen(),

@@ -4,8 +4,8 @@
  * then a randomized stress test over many seeds that checks the invariants of the protocol.
  */
 import assert from "node:assert/strict";
-import type { PsMode } from "../../tasks/config.ts";
-import type { TableSpec } from "../../tasks/task.ts";
+import type { PsMode } from "../../core/types.ts";
+import type { TableSpec } from "../../core/types.ts";
 import { Msg } from "../../server/messages.ts";
 import { MESSAGE_BYTES_SPLIT } from "../../server/outbox.ts";
 import { Placement } from "../../server/placement.ts";

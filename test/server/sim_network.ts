@@ -14,8 +14,8 @@
  *
  * @module
  */
-import type { PsMode } from "../../tasks/config.ts";
-import type { TableSpec } from "../../tasks/task.ts";
+import type { PsMode } from "../../core/types.ts";
+import type { TableSpec } from "../../core/types.ts";
 import { Msg, msgName } from "../../server/messages.ts";
 import { PsCore } from "../../server/ps_core.ts";
 

@@ -8,10 +8,17 @@
  * values, as it would with a real PS). `localize` moves keys to the worker's node (a no-op in
  * the classic modes). `barrier` waits for all workers of the fake cluster.
  */
-import type { AccessCounters, Keys, ParameterServer, TableInfo } from "../../client/api.ts";
-import type { JobConfig } from "../../tasks/config.ts";
-import type { TableSpec, TaskContext, TaskDefinition } from "../../tasks/task.ts";
-import { blockOf, hash32, Rng } from "../../data/mf_data.ts";
+import type {
+  AccessCounters,
+  Keys,
+  ParameterServer,
+  TableInfo,
+} from "../../core/parameter_server.ts";
+import type { JobConfig } from "../../core/types.ts";
+import type { TableSpec } from "../../core/types.ts";
+import type { TaskContext, TaskDefinition } from "../../core/task.ts";
+import { blockOf } from "../../data/mf_data.ts";
+import { hash32, Rng } from "../../core/rng.ts";
 
 interface FakeTable {
   info: TableInfo;
@@ -212,6 +219,11 @@ export class FakePs implements ParameterServer {
     if (this.held.size > 0) throw new Error(`barrier while holding acquired keys`);
     await this.wait();
     await this.cluster.barrier();
+  }
+
+  /** A no-op outside the bounded-staleness mode (see ParameterServer.clock). */
+  clock(): Promise<void> | undefined {
+    return undefined;
   }
 
   async wait(): Promise<void> {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { JobConfig, LocalizeDirective } from "../../tasks/config.ts";
+import type { JobConfig, LocalizeDirective } from "../../core/types.ts";
 import { mfSettings, task } from "../../tasks/mf.ts";
 import { runPlainMf } from "../../tasks/mf_plain.ts";
 import { runFakeJob } from "./fake_ps.ts";

@@ -5,8 +5,9 @@
  *
  * @module
  */
-import { formatHostPort, loadClusterFile, readToken } from "../server/cluster_file.ts";
-import type { JobConfig } from "../tasks/config.ts";
+import { formatHostPort } from "../core/host_port.ts";
+import { loadClusterFile, readToken } from "../config/cluster_file.ts";
+import type { JobConfig } from "../core/types.ts";
 import { type JobEvents, type JobSummary, runJob } from "./driver.ts";
 import { startLocalCluster } from "./local_cluster.ts";
 

@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
-import { ConfigError } from "../../tasks/config.ts";
-import {
-  formatHostPort,
-  loadClusterFile,
-  randomToken,
-  readToken,
-  splitHostPort,
-} from "../../server/cluster_file.ts";
+import { ConfigError } from "../../core/errors.ts";
+import { formatHostPort, splitHostPort } from "../../core/host_port.ts";
+import { loadClusterFile, randomToken, readToken } from "../../config/cluster_file.ts";
 
 async function inTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir();

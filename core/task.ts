@@ -8,23 +8,8 @@
  *
  * @module
  */
-import type { ParameterServer } from "../client/api.ts";
-import type { JobConfig } from "./config.ts";
-
-/** How a table's values start. Deterministic per key: any node may initialise any key. */
-export type InitSpec =
-  | { kind: "zero" }
-  | { kind: "constant"; value: number }
-  | { kind: "uniform"; scale: number } // uniform in [-scale, scale]
-  | { kind: "normal"; std: number };
-
-/** One table of parameters: `keys` keys of `dim` floats each. */
-export interface TableSpec {
-  name: string;
-  keys: number;
-  dim: number;
-  init: InitSpec;
-}
+import type { ParameterServer } from "./parameter_server.ts";
+import type { JobConfig, TableSpec, TaskSchema } from "./types.ts";
 
 /** What a worker thread gets. */
 export interface TaskContext {
@@ -65,7 +50,7 @@ export interface TaskContext {
 export interface TaskDefinition {
   name: string;
   /** The task-specific part of the config schema: sections `data` and `model`. */
-  schema: import("./config.ts").TaskSchema;
+  schema: TaskSchema;
   /** The tables of the job, from the validated config. */
   tables(config: JobConfig): TableSpec[];
   /** The training loop of one worker. */

@@ -4,8 +4,9 @@
  * @module
  */
 import { Msg } from "../server/messages.ts";
-import { dialDriver } from "../server/peers.ts";
-import { type JobConfig, USER_ERROR } from "../tasks/config.ts";
+import { dialDriver } from "./dial.ts";
+import { type JobConfig } from "../core/types.ts";
+import { USER_ERROR } from "../core/errors.ts";
 
 /** What a job reports while it runs. */
 export interface JobEvents {

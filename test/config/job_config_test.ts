@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
-import {
-  applySets,
-  ConfigError,
-  loadJobConfig,
-  parseYamlWithLines,
-  type TaskSchema,
-  USER_ERROR,
-  validateJobConfig,
-} from "../../tasks/config.ts";
+import { applySets } from "../../config/set_flags.ts";
+import { ConfigError, USER_ERROR } from "../../core/errors.ts";
+import { loadJobConfig, validateJobConfig } from "../../config/job_config.ts";
+import { parseYamlWithLines } from "../../config/yaml.ts";
+import { type TaskSchema } from "../../core/types.ts";
 
 /** A small mf-like task schema. */
 const SCHEMA: TaskSchema = {

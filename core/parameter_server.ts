@@ -81,6 +81,13 @@ export interface ParameterServer {
   barrier(): Promise<void>;
   /** Waits for every operation this worker issued and has not awaited. */
   wait(): Promise<void>;
+  /**
+   * Ends this worker's current clock. Tasks call it at natural points (a subepoch, every
+   * `clock_every` data points). It matters only in the bounded-staleness mode (`ps.mode:
+   * stale`), where it flushes the worker's buffered pushes; in every other mode it is a no-op
+   * that returns `undefined`.
+   */
+  clock(): Promise<void> | undefined;
   /** Access counters since the last call; resets them. */
   takeCounters(): AccessCounters;
 }

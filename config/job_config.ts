@@ -1,0 +1,232 @@
+/**
+ * Job configs: the YAML a user writes for `lapse train`, validated before anything starts.
+ * The generic sections (task, seed, cluster, ps, localize) are defined here; a task declares
+ * its `data` and `model` sections in its {@linkcode TaskSchema}.
+ *
+ * @module
+ */
+import type { FieldSchema, JobConfig, TaskSchema } from "../core/types.ts";
+import { ConfigError } from "../core/errors.ts";
+import { type ConfigSource, isPlainObject } from "./paths.ts";
+import { parseYamlWithLines } from "./yaml.ts";
+import { applySetsTracked } from "./set_flags.ts";
+import { Checker, describe } from "./schema.ts";
+
+// --- validation -------------------------------------------------------------------------------
+
+/** The generic sections of every job config (besides the task's `data` and `model`). */
+export const GENERIC_FIELDS: Readonly<Record<string, FieldSchema>> = {
+  task: { type: "string", required: true, doc: "the task to run: mf, kge or w2v" },
+  seed: { type: "integer", default: 1, min: 0, doc: "seed of all randomness of the job" },
+  cluster: {
+    type: "object",
+    doc: "the cluster shape",
+    fields: {
+      nodes: { type: "integer", default: 2, min: 1, max: 64, doc: "number of nodes (processes)" },
+      workers_per_node: {
+        type: "integer",
+        default: 1,
+        min: 1,
+        max: 64,
+        doc: "worker threads per node",
+      },
+    },
+  },
+  ps: {
+    type: "object",
+    doc: "the parameter server",
+    fields: {
+      mode: {
+        type: "string",
+        enum: ["lapse", "classic", "classic_remote"],
+        default: "lapse",
+        doc: "lapse (dynamic allocation), classic (static, fast local access) or " +
+          "classic_remote (static, all accesses through the server thread)",
+      },
+      location_caches: {
+        type: "boolean",
+        default: true,
+        doc: "send requests for non-local keys to the last known owner instead of the home node",
+      },
+      placement: {
+        type: "string",
+        enum: ["range", "random"],
+        doc: "home placement of keys: range (default for lapse) or random (default for classic)",
+      },
+      max_frame_bytes: {
+        type: "integer",
+        default: 64 * 1024 * 1024,
+        min: 1024,
+        max: 2 ** 32 - 1,
+        doc: "largest accepted frame between nodes, in bytes",
+      },
+      batch_keys_max: {
+        type: "integer",
+        default: 1_000_000,
+        min: 1,
+        doc: "most keys in one pull, push or localize call",
+      },
+    },
+  },
+  localize: {
+    type: "array",
+    doc: 'localize directives ({table, when, keys?, schedule?, steps?}), or "none"',
+  },
+};
+
+/**
+ * Validates a raw job config against the generic sections and a task's schema and fills in
+ * defaults. Unknown keys (with a did-you-mean suggestion), wrong types, missing required keys,
+ * out-of-range numbers, unknown enum values and localize directives the task does not
+ * understand are {@linkcode ConfigError}s; pass `where` (from {@linkcode parseYamlWithLines})
+ * to get file and line numbers in them.
+ *
+ * Rules: a default is validated like a given value; an absent object field that has no default
+ * and no required fields is filled from its fields' defaults (so nested defaults appear); a
+ * YAML `null` object (an empty `model:` section) counts as `{}`. `ps.placement` defaults to
+ * `random` for the classic modes and `range` for lapse. No `localize:` means the task's
+ * `defaultLocalize`; `localize: none` or `[]` means no directives.
+ *
+ * @example
+ * ```ts
+ * const cfg = validateJobConfig({ task: "mf", model: { lr: 0.1 } }, mfSchema);
+ * cfg.cluster.nodes; // 2 (the default)
+ * cfg.ps.placement; // "range"
+ * ```
+ */
+export function validateJobConfig(
+  raw: unknown,
+  schema: TaskSchema,
+  where: ConfigSource = {},
+): JobConfig {
+  const c = new Checker(where);
+  if (!isPlainObject(raw)) {
+    throw new ConfigError(
+      `expected a mapping of sections (task:, data:, model:, ...), got ${describe(raw)}`,
+      { file: where.file },
+    );
+  }
+  const sections: Record<string, FieldSchema> = {
+    task: GENERIC_FIELDS.task,
+    seed: GENERIC_FIELDS.seed,
+    data: schema.data,
+    model: schema.model,
+    cluster: GENERIC_FIELDS.cluster,
+    ps: GENERIC_FIELDS.ps,
+    localize: GENERIC_FIELDS.localize,
+  };
+  const known = Object.keys(sections);
+  for (const k of Object.keys(raw)) {
+    if (k in sections) continue;
+    // A section-level key at the top (`lr: 0.1`, `mode: classic`): point to its section.
+    let moved: string | undefined;
+    for (const sec of ["model", "data", "ps", "cluster"]) {
+      if (sections[sec].fields && k in sections[sec].fields!) {
+        moved = `${sec}.${k}`;
+        break;
+      }
+    }
+    throw c.unknownKey(k, known, moved);
+  }
+  const get = (k: string, s: FieldSchema) =>
+    raw[k] !== undefined ? c.value(raw[k], s, k) : c.absent(s, k);
+  const task = get("task", sections.task) as string;
+  const seed = get("seed", sections.seed) as number;
+  const section = (k: "data" | "model") => {
+    const s = sections[k];
+    if (raw[k] !== undefined) return c.value(raw[k], s, k) as Record<string, any>;
+    if (s.required && s.default === undefined) throw c.missing(k, s);
+    return (s.default !== undefined
+      ? c.value(structuredClone(s.default), s, k)
+      : c.value({}, s, k)) as Record<string, any>;
+  };
+  const data = section("data");
+  const model = section("model");
+  const cluster = get("cluster", sections.cluster) as JobConfig["cluster"];
+  const ps = get("ps", sections.ps) as JobConfig["ps"];
+  ps.placement ??= ps.mode === "lapse" ? "range" : "random";
+  const localize = c.localize(raw.localize, schema, task);
+  return {
+    task,
+    seed,
+    data,
+    model,
+    cluster,
+    ps: {
+      mode: ps.mode,
+      location_caches: ps.location_caches,
+      placement: ps.placement,
+      max_frame_bytes: ps.max_frame_bytes,
+      batch_keys_max: ps.batch_keys_max,
+    },
+    localize,
+  };
+}
+
+/**
+ * Reads a job config file, applies `--set` overrides, finds the task's schema and validates.
+ * Errors name the file and line of the offending key (keys given by `--set` name the flag
+ * instead). `resolveSchema` should throw a {@linkcode ConfigError} with `path: "task"` for an
+ * unknown task; it is then located at the `task:` line.
+ *
+ * @example
+ * ```ts
+ * const cfg = await loadJobConfig("tasks/mf.yaml", ["ps.mode=classic"], async (name) => {
+ *   const mod = await import(`./${name}.ts`);
+ *   return mod.task.schema;
+ * });
+ * ```
+ */
+export async function loadJobConfig(
+  path: string,
+  sets: string[],
+  resolveSchema: (task: string) => Promise<TaskSchema>,
+): Promise<JobConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new ConfigError(`config file "${path}" not found`, {
+        hint: "check the path; the shipped configs are in tasks/, e.g. tasks/mf.yaml",
+      });
+    }
+    if (e instanceof Deno.errors.IsADirectory) {
+      throw new ConfigError(`config file "${path}" is a directory`, {
+        hint: "pass a YAML file, e.g. tasks/mf.yaml",
+      });
+    }
+    throw new ConfigError(`cannot read config file "${path}": ${(e as Error).message}`);
+  }
+  const parsed = parseYamlWithLines(text, path);
+  let raw = parsed.value;
+  if (raw === null) {
+    throw new ConfigError("the file is empty", {
+      file: path,
+      hint: "a job config has the sections task:, data:, model:, cluster:, ps:, localize:",
+    });
+  }
+  if (!isPlainObject(raw)) {
+    throw new ConfigError(
+      `expected a mapping of sections (task:, data:, model:, ...), got ${describe(raw)}`,
+      { file: path, line: 1 },
+    );
+  }
+  const tracked = applySetsTracked(raw, sets);
+  raw = tracked.raw;
+  const where: ConfigSource = { file: path, lines: parsed.lines, sets: tracked.origins };
+  const c = new Checker(where);
+  const task = (raw as Record<string, unknown>).task;
+  if (task === undefined || task === null) throw c.missing("task", GENERIC_FIELDS.task);
+  if (typeof task !== "string" || task === "") {
+    throw c.typeError("task", GENERIC_FIELDS.task, task, "a task name");
+  }
+  let schema: TaskSchema;
+  try {
+    schema = await resolveSchema(task);
+  } catch (e) {
+    if (e instanceof ConfigError && e.file === undefined) throw c.error("task", e.problem, e.hint);
+    throw e;
+  }
+  return validateJobConfig(raw, schema, where);
+}

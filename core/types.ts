@@ -1,0 +1,105 @@
+/**
+ * The shared vocabulary of every layer: job configs, tables, schemas.
+ *
+ * @module
+ */
+
+/** The three ways the PS places and moves parameters (DESIGN.md section 7). */
+export type PsMode = "lapse" | "classic" | "classic_remote";
+
+/** One `localize:` entry of a task config. */
+export interface LocalizeDirective {
+  /** Table name, e.g. `W`. */
+  table: string;
+  /** `start`: once before training; `block`: at each block of a schedule; `ahead`: `steps` data points ahead. */
+  when: "start" | "block" | "ahead";
+  /** Which keys: this worker's `partition`, the current `block`, or the `next` data points' keys. */
+  keys?: "partition" | "block" | "next";
+  /** Name of a block schedule (`dsgd`) for `when: block`. */
+  schedule?: string;
+  /** How many data points ahead, for `when: ahead`. */
+  steps?: number;
+}
+
+/** The validated, defaults-filled job config every node and worker sees. */
+export interface JobConfig {
+  /** The task's name, e.g. `mf`. */
+  task: string;
+  /** Seed of all randomness of the job (default 1). */
+  seed: number;
+  /** The task's `data:` section, validated by its schema. */
+  data: Record<string, any>;
+  /** The task's `model:` section, validated by its schema. */
+  model: Record<string, any>;
+  /** Cluster shape: nodes 1-64 (default 2), worker threads per node 1-64 (default 1). */
+  cluster: { nodes: number; workers_per_node: number };
+  /** Parameter server settings. */
+  ps: {
+    /** Default `lapse`. */
+    mode: PsMode;
+    /** Send requests for non-local keys to the last known owner instead of the home node. */
+    location_caches: boolean;
+    /** Home placement: contiguous key ranges, or a seeded random permutation (classic default). */
+    placement: "range" | "random";
+    /** Largest accepted frame on a connection between nodes. */
+    max_frame_bytes: number;
+    /** Most keys in one pull/push/localize call. */
+    batch_keys_max: number;
+  };
+  /** The directives in force (the task's defaults if the config has no `localize:`). */
+  localize: LocalizeDirective[];
+}
+
+/** One field of a task's config schema. */
+export interface FieldSchema {
+  /** The value's type; `integer` is a number without a fraction. */
+  type: "number" | "integer" | "string" | "boolean" | "object" | "array";
+  /** One line for docs and error hints, as a noun phrase (e.g. `learning rate`). */
+  doc: string;
+  /** Used when the field is absent (validated like a given value). */
+  default?: unknown;
+  /** A field without a default and with `required: true` must be given. */
+  required?: boolean;
+  /** Least value (numbers) or number of entries (arrays), inclusive. */
+  min?: number;
+  /** Greatest value (numbers) or number of entries (arrays), inclusive. */
+  max?: number;
+  /** For `string`: the allowed values. */
+  enum?: readonly string[];
+  /** For `object`: its fields (unknown keys are errors). Omit to allow any keys. */
+  fields?: Record<string, FieldSchema>;
+  /** For `array`: the schema of each element. */
+  items?: FieldSchema;
+}
+
+/** What a task adds to the config schema. */
+export interface TaskSchema {
+  /** The `data:` section (normally an `object` with `fields`). */
+  data: FieldSchema;
+  /** The `model:` section (normally an `object` with `fields`). */
+  model: FieldSchema;
+  /** Which localize directives the task understands (anything else is a config error). */
+  localize: {
+    tables: readonly string[];
+    when: readonly LocalizeDirective["when"][];
+    keys: readonly NonNullable<LocalizeDirective["keys"]>[];
+    schedules?: readonly string[];
+  };
+  /** The task's default localize directives (used when the config has no `localize:`). */
+  defaultLocalize: LocalizeDirective[];
+}
+
+/** How a table's values start. Deterministic per key: any node may initialise any key. */
+export type InitSpec =
+  | { kind: "zero" }
+  | { kind: "constant"; value: number }
+  | { kind: "uniform"; scale: number } // uniform in [-scale, scale]
+  | { kind: "normal"; std: number };
+
+/** One table of parameters: `keys` keys of `dim` floats each. */
+export interface TableSpec {
+  name: string;
+  keys: number;
+  dim: number;
+  init: InitSpec;
+}
