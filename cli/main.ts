@@ -20,7 +20,7 @@ const COMMANDS: Record<
   },
   bench: {
     summary: "benchmark modes side by side (lapse, classic, plain)",
-    run: async () => (await import("./bench.ts")).bench,
+    run: async () => (await import("./bench/main.ts")).bench,
   },
 };
 

@@ -29,6 +29,7 @@
  *
  * @module
  */
+import { quantile } from "../core/stats.ts";
 import type { JobConfig, TableSpec, TaskContext, TaskDefinition, TaskSchema } from "../mod.ts";
 
 /** The model parameters of pingpong, with their defaults. */
@@ -54,13 +55,6 @@ function settings(config: JobConfig): Settings {
     if (typeof m[k] === "number") s[k] = m[k];
   }
   return s;
-}
-
-/** The value at quantile `q` (nearest rank) of `xs`; NaN for none. */
-export function quantile(xs: number[], q: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
 }
 
 async function timed(p: Promise<void> | undefined): Promise<number> {

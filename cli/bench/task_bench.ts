@@ -1,0 +1,358 @@
+/**
+ * `lapse bench TASK`: the same job (same data, same seed) in several modes and on several node
+ * counts, plus the task's in-process plain loop, one run at a time, as one table.
+ *
+ * @module
+ */
+import type { JobConfig } from "../../core/types.ts";
+import { UsageError } from "../../core/errors.ts";
+import { mean } from "../../core/stats.ts";
+import { HELP, parseCommandArgs, parseIntArg, parseIntListArg } from "../args.ts";
+import {
+  formatBytes,
+  formatCount,
+  formatDuration,
+  formatMetrics,
+  formatNumber,
+  formatRate,
+  formatTable,
+} from "../progress.ts";
+import { loadConfigFromArgs } from "../train.ts";
+import {
+  epochRange,
+  fmt,
+  percent,
+  positiveNumber,
+  printJson,
+  quality,
+  runOnLocalCluster,
+  seconds,
+} from "./harness.ts";
+import { BENCH_TASKS, type BenchTask, shippedConfigPath } from "./tasks.ts";
+
+/** The modes `lapse bench TASK` knows (`plain`: the task's in-process loop without a PS). */
+export const BENCH_MODES = [
+  "plain",
+  "lapse",
+  "lapse_nolocalize",
+  "classic",
+  "classic_remote",
+] as const;
+/** One of {@linkcode BENCH_MODES}. */
+export type BenchMode = typeof BENCH_MODES[number];
+
+/**
+ * Epochs of `lapse bench TASK` unless `--epochs` or `--full`: enough to see a warm epoch next
+ * to the first, few enough that the slowest default run (classic on 4 nodes, ~4 s per epoch of
+ * tasks/mf.yaml on a 2-core machine) stays short. The data size is the config's: with the
+ * batched remote path of tasks/mf.ts (model.remote_batch) classic is fast enough for it.
+ */
+export const BENCH_EPOCHS = 3;
+
+function specFor(name: string, entry: BenchTask) {
+  return {
+    name: `bench ${name}`,
+    summary: `the same ${name} job in several modes and on several node counts, side by side`,
+    usage: `lapse bench ${name} [--modes M,M] [--nodes N,N] [--workers W] [--set PATH=VALUE ...] ` +
+      "[--config FILE] [--epochs N] [--json]",
+    options: {
+      modes: {
+        type: "string",
+        arg: "M,M",
+        default: entry.plain ? "plain,classic,lapse" : "classic,lapse",
+        doc: `modes to run: ${BENCH_MODES.join(", ")} (lapse_nolocalize = lapse, localize=none)`,
+      },
+      nodes: { type: "string", arg: "N,N", default: "1,2,4", doc: "node counts to run" },
+      workers: { type: "string", short: "w", arg: "W", doc: "worker threads per node" },
+      config: {
+        type: "string",
+        short: "c",
+        arg: "FILE",
+        default: entry.config,
+        doc: "task config (YAML)",
+      },
+      set: {
+        type: "string",
+        multiple: true,
+        arg: "PATH=VALUE",
+        doc: "override a config key, e.g. data.generate.nnz=40000 (same for every run)",
+      },
+      epochs: {
+        type: "string",
+        arg: "N",
+        doc: `epochs (sets model.epochs; default ${BENCH_EPOCHS})`,
+      },
+      "skip-epochs": {
+        type: "string",
+        arg: "N",
+        default: "0",
+        doc: "leave the first N epochs out of the means",
+      },
+      full: {
+        type: "boolean",
+        doc: `the config's own model.epochs (instead of ${BENCH_EPOCHS})`,
+      },
+      "timeout-s": {
+        type: "string",
+        arg: "S",
+        default: "600",
+        doc: "stop a cluster run after S seconds and show it as timeout",
+      },
+      json: { type: "boolean", doc: "print the rows as a JSON array (no table)" },
+      verbose: { type: "boolean", short: "v", doc: "show the nodes' output and every epoch" },
+    },
+    details: `Runs one job at a time: plain (the task's training loop without a PS, in this
+process; ${entry.plain ? "available" : `not available for ${name}`}), then each node count
+with each cluster mode. Every run uses the same config, data and seed; only ps.mode (and localize=none for lapse_nolocalize) and cluster.nodes differ.
+
+Columns: epoch_s is the mean training time of the measured epochs, as every run reports it:
+from the first barrier after loading (or the previous epoch's end) to the epoch's end, minus
+the test evaluation; localize and barriers count, data loading and evaluation do not. For
+plain: shuffle + SGD of the epoch. last_s: the last epoch alone (JIT warm). points_per_s =
+training points / those seconds. local_fraction, messages and bytes (between nodes) are per
+epoch. quality = the task's main metric after the last epoch (${entry.quality}).
+speedup = classic epoch_s / this row's epoch_s on the same node count (vs_remote: the same for classic_remote). The header prints
+every override used.
+
+${entry.notes ?? ""}Examples:
+  lapse bench ${name}
+  lapse bench ${name} --modes classic,lapse,lapse_nolocalize --nodes 4 --json
+  lapse bench ${name} --full --nodes 2 --modes plain,lapse`,
+  } as const;
+}
+
+/** One row of a `lapse bench TASK` table (also its JSON form). */
+export interface BenchRow {
+  task: string;
+  mode: BenchMode;
+  nodes: number | null;
+  workers_per_node: number;
+  epochs: string;
+  epoch_s: number;
+  points_per_s: number;
+  local_fraction: number;
+  messages: number;
+  bytes: number;
+  quality: number;
+  /** Which metric `quality` is. */
+  quality_metric: string;
+  /** epoch_s of the last epoch (the warmest). */
+  last_s: number;
+  /** Mean test evaluation seconds of the measured epochs (not in epoch_s). */
+  eval_s: number;
+  speedup?: number;
+  vs_remote?: number;
+  status: string;
+  wall_s: number;
+  per_epoch_s: number[];
+}
+
+function parseModes(text: string): BenchMode[] {
+  const modes = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (modes.length === 0) throw new UsageError(`--modes: expected a list like plain,classic,lapse`);
+  for (const m of modes) {
+    if (!(BENCH_MODES as readonly string[]).includes(m)) {
+      throw new UsageError(`--modes: unknown mode "${m}": expected ${BENCH_MODES.join(", ")}`);
+    }
+  }
+  return [...new Set(modes)] as BenchMode[];
+}
+
+/** The `--set` flags that turn the base config into one bench mode. */
+function modeSets(mode: BenchMode): string[] {
+  switch (mode) {
+    case "lapse":
+      return ["ps.mode=lapse"];
+    case "lapse_nolocalize":
+      return ["ps.mode=lapse", "localize=none"];
+    case "classic":
+      return ["ps.mode=classic"];
+    case "classic_remote":
+      return ["ps.mode=classic_remote"];
+    default:
+      return [];
+  }
+}
+
+/** Runs `lapse bench NAME` for a task of {@linkcode BENCH_TASKS}. */
+export async function benchTask(name: string, args: string[]): Promise<number> {
+  const entry = BENCH_TASKS[name];
+  const parsed = parseCommandArgs(specFor(name, entry), args);
+  if (parsed === HELP) return 0;
+  const v = parsed.values;
+  const modes = parseModes(v.modes);
+  const nodeCounts = [...new Set(parseIntListArg("--nodes", v.nodes, { min: 1, max: 64 }))];
+  const timeout_s = positiveNumber("--timeout-s", v["timeout-s"]);
+  const skip = parseIntArg("--skip-epochs", v["skip-epochs"], { min: 0 });
+  const configPath = await shippedConfigPath(v.config, entry.config);
+
+  const defaults = v.full || v.epochs !== undefined ? [] : [`model.epochs=${BENCH_EPOCHS}`];
+  const epochSet = v.epochs !== undefined
+    ? [`model.epochs=${parseIntArg("--epochs", v.epochs, { min: 1 })}`]
+    : [];
+  const common = [...defaults, ...v.set, ...epochSet];
+  const base = await loadConfigFromArgs(configPath, common, undefined, v.workers);
+  if (base.task !== name) {
+    throw new UsageError(
+      `lapse bench ${name} needs a ${name} config, got task "${base.task}" (--config)`,
+    );
+  }
+  if (modes.includes("plain") && entry.plain === undefined) {
+    throw new UsageError(`--modes: task ${name} has no plain mode (drop it from --modes)`);
+  }
+  const epochs = Number(base.model?.epochs ?? 0);
+  if (!(epochs > skip)) {
+    throw new UsageError(
+      `--skip-epochs ${skip} leaves nothing to measure of ${epochs} epoch(s) (model.epochs)`,
+    );
+  }
+  const measured = Array.from({ length: epochs - skip }, (_, i) => skip + i);
+
+  // Every run's config, checked before anything runs.
+  interface Plan {
+    mode: BenchMode;
+    nodes: number | null;
+    config: JobConfig;
+  }
+  const plans: Plan[] = [];
+  if (modes.includes("plain")) plans.push({ mode: "plain", nodes: null, config: base });
+  for (const n of nodeCounts) {
+    for (const mode of modes) {
+      if (mode === "plain") continue;
+      const config = await loadConfigFromArgs(
+        configPath,
+        [...common, ...modeSets(mode)],
+        String(n),
+        v.workers,
+      );
+      plans.push({ mode, nodes: n, config });
+    }
+  }
+
+  const data = entry.describe(base);
+  const header = [
+    `lapse bench ${name}: config ${configPath}; overrides: ${
+      common.length > 0 ? common.join(" ") : "none"
+    }${defaults.length > 0 ? ` (bench default; --full for the config's epochs)` : ""}`,
+    `data: ${data}; ${epochs} epoch(s), seed ${base.seed}`,
+    `per run: ps.mode=<mode> (lapse_nolocalize: ps.mode=lapse localize=none), ` +
+    `cluster.nodes=<n>, workers_per_node ${base.cluster.workers_per_node}; one run at a time; ` +
+    `timeout ${timeout_s}s per cluster run`,
+    `epoch_s: training time (loading and test evaluation excluded), mean over epochs ${
+      epochRange(measured)
+    } of 0-${epochs - 1}${skip > 0 ? ` (first ${skip} skipped)` : " (none skipped)"}`,
+  ];
+  const say = (line: string) => console.error(line);
+  if (v.json) header.forEach(say);
+  else header.forEach((l) => console.log(l));
+
+  const rows: BenchRow[] = [];
+  for (let i = 0; i < plans.length; i++) {
+    const plan = plans[i];
+    const label = plan.nodes === null
+      ? `plain (in-process)`
+      : `${plan.mode} on ${plan.nodes} node(s) x ${plan.config.cluster.workers_per_node}`;
+    say(`[${i + 1}/${plans.length}] ${label} ...`);
+    const row = plan.mode === "plain"
+      ? await entry.plain!(plan.config, measured)
+      : await runCluster(plan.mode, plan.config, measured, timeout_s, v.verbose);
+    say(
+      `[${i + 1}/${plans.length}] ${label}: ${row.status}, epoch_s ${fmt(seconds)(row.epoch_s)}, ${
+        fmt(formatRate)(row.points_per_s)
+      } ${entry.unit}/s, wall ${formatDuration(row.wall_s)}`,
+    );
+    rows.push(row);
+  }
+
+  // Speedups: classic (and classic_remote) epoch_s / this row's, on the same node count.
+  const find = (mode: BenchMode, nodes: number | null) =>
+    rows.find((r) => r.mode === mode && r.nodes === nodes && Number.isFinite(r.epoch_s));
+  for (const r of rows) {
+    if (r.mode !== "lapse" && r.mode !== "lapse_nolocalize") continue;
+    const c = find("classic", r.nodes), cr = find("classic_remote", r.nodes);
+    if (c && Number.isFinite(r.epoch_s)) r.speedup = c.epoch_s / r.epoch_s;
+    if (cr && Number.isFinite(r.epoch_s)) r.vs_remote = cr.epoch_s / r.epoch_s;
+  }
+
+  if (v.json) {
+    printJson(rows.map((r) => ({ ...r, nodes: r.nodes ?? 1, in_process: r.nodes === null })));
+    return rows.every((r) => r.status === "ok") ? 0 : 1;
+  }
+  const speedupFmt = (x: unknown) =>
+    typeof x === "number" && Number.isFinite(x) ? `${formatNumber(Number(x.toPrecision(3)))}x` : "";
+  const columns = [
+    "task",
+    "mode",
+    { key: "nodes", format: (x: unknown) => (x === null ? "-" : String(x)), align: "right" },
+    "workers_per_node",
+    { key: "epochs", align: "right" },
+    {
+      key: "epoch_s",
+      format: (x: unknown, row: Record<string, unknown>) =>
+        typeof x === "number" && Number.isFinite(x)
+          ? seconds(x)
+          : String(row.status).split(/[ :]/)[0],
+      align: "right",
+    },
+    { key: "last_s", format: fmt(seconds), align: "right" },
+    { key: "points_per_s", format: fmt(formatRate) },
+    { key: "local_fraction", format: percent, align: "right" },
+    { key: "messages", format: fmt(formatCount) },
+    { key: "bytes", format: fmt(formatBytes) },
+    {
+      key: "quality",
+      label: `quality (${[...new Set(rows.map((r) => r.quality_metric))].join("/")})`,
+      format: fmt(formatNumber),
+    },
+    { key: "speedup", format: speedupFmt, align: "right" },
+    ...(modes.includes("classic_remote")
+      ? [{ key: "vs_remote", format: speedupFmt, align: "right" as const }]
+      : []),
+    "status",
+  ] as Parameters<typeof formatTable>[1];
+  console.log("");
+  console.log(formatTable(rows as unknown as Record<string, unknown>[], columns));
+  return rows.every((r) => r.status === "ok") ? 0 : 1;
+}
+
+async function runCluster(
+  mode: BenchMode,
+  config: JobConfig,
+  measured: number[],
+  timeout_s: number,
+  verbose: boolean,
+): Promise<BenchRow> {
+  const run = await runOnLocalCluster(config, timeout_s, {
+    verbose,
+    onEpoch: verbose ? (m) => console.error(formatMetrics(m.epoch, m)) : undefined,
+  });
+  const want = new Set(measured);
+  const got = run.epochs.filter((m) => want.has(m.epoch));
+  const secs = got.map((m) => m.epoch_s);
+  const total = secs.reduce((a, b) => a + b, 0);
+  const points = got.reduce((a, m) => a + m.points_per_s * m.epoch_s, 0);
+  const last = run.epochs[run.epochs.length - 1];
+  const expected = Number(config.model?.epochs ?? 0);
+  let status: string = run.status;
+  if (run.status === "timeout") {
+    status = `timeout ${timeout_s}s (${run.epochs.length}/${expected} epochs)`;
+  } else if (run.status === "failed") status = `failed: ${run.error}`;
+  return {
+    task: config.task,
+    mode,
+    nodes: config.cluster.nodes,
+    workers_per_node: config.cluster.workers_per_node,
+    epochs: epochRange(got.map((m) => m.epoch)),
+    epoch_s: mean(secs),
+    points_per_s: total > 0 ? points / total : NaN,
+    local_fraction: mean(got.map((m) => m.local_fraction)),
+    messages: mean(got.map((m) => m.messages)),
+    bytes: mean(got.map((m) => m.bytes)),
+    ...quality(last),
+    eval_s: mean(got.map((m) => m.eval_s ?? 0)),
+    last_s: last?.epoch_s ?? NaN,
+    status,
+    wall_s: run.wall_s,
+    per_epoch_s: run.epochs.map((m) => m.epoch_s),
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * The tasks `lapse bench TASK` knows: each names its shipped config, how to describe its data
+ * in the table header, its main quality metric, and optionally an in-process `plain` loop
+ * (the same training without a PS) for the `plain` row.
+ *
+ * To add a task: one entry in {@linkcode BENCH_TASKS}. Rows of every task have the same
+ * fields ({@linkcode BenchRow}), so JSON output and reports treat all tasks alike.
+ *
+ * @module
+ */
+import type { JobConfig } from "../../core/types.ts";
+import { mean } from "../../core/stats.ts";
+import { runPlainMf } from "../../tasks/mf_plain.ts";
+import { epochRange } from "./harness.ts";
+import type { BenchRow } from "./task_bench.ts";
+
+/** What `lapse bench` needs to know of a task. */
+export interface BenchTask {
+  /** The shipped config, relative to the repository root (found next to this program too). */
+  config: string;
+  /** What one data point is, for "<unit>/s" (ratings, triples, words). */
+  unit: string;
+  /** The main quality metric(s), for the help text. */
+  quality: string;
+  /** One line about the data of `config` for the table header. */
+  describe(config: JobConfig): string;
+  /** Runs the task's loop without a PS in this process and returns its row. */
+  plain?: (config: JobConfig, measured: number[]) => Promise<BenchRow>;
+  /** Extra paragraphs for `--help`. */
+  notes?: string;
+}
+
+const MF_NOTES =
+  `The non-local path of mf trains windows of model.remote_batch ratings (default 256) with one
+pull and one push per table; --set model.remote_batch=1 gives one synchronous round trip per
+remote access (a ps-lite-like classic PS: a few thousand points/s, so use a smaller data set,
+e.g. --set data.generate.nnz=40000, and see --timeout-s).
+
+`;
+
+async function plainMf(config: JobConfig, measured: number[]): Promise<BenchRow> {
+  const t0 = performance.now();
+  const r = await runPlainMf(config);
+  const wall_s = (performance.now() - t0) / 1000;
+  // Like a cluster epoch: training only (shuffle + SGD); loading and evaluation apart.
+  const per = r.epoch_s;
+  const secs = measured.map((e) => per[e]);
+  const total = secs.reduce((a, b) => a + b, 0);
+  return {
+    task: config.task,
+    mode: "plain",
+    nodes: null,
+    workers_per_node: 1,
+    epochs: epochRange(measured),
+    epoch_s: mean(secs),
+    points_per_s: total > 0 ? (r.train_n * secs.length) / total : NaN,
+    local_fraction: 1,
+    messages: 0,
+    bytes: 0,
+    quality: r.test_rmse,
+    quality_metric: "test_rmse",
+    eval_s: mean(measured.map((e) => r.eval_s[e])),
+    last_s: per[per.length - 1],
+    status: "ok",
+    wall_s,
+    per_epoch_s: per,
+  };
+}
+
+/** The benchmarkable tasks by name. */
+export const BENCH_TASKS: Record<string, BenchTask> = {
+  mf: {
+    config: "tasks/mf.yaml",
+    unit: "points",
+    quality: "test_rmse",
+    describe(c) {
+      const g = c.data?.generate;
+      const data = g
+        ? `generated ${g.rows} x ${g.cols}, ${g.nnz} ratings (rank ${g.rank}, noise ${g.noise})`
+        : `file ${c.data?.file}`;
+      return `${data}; model.rank ${c.model?.rank}`;
+    },
+    plain: plainMf,
+    notes: MF_NOTES,
+  },
+};
+
+/**
+ * `path` if it exists relative to the working directory; for the shipped default (`shipped`)
+ * not found there, the copy next to this program (so an installed `lapse` finds it).
+ */
+export async function shippedConfigPath(path: string, shipped: string): Promise<string> {
+  if (path !== shipped) return path;
+  try {
+    await Deno.stat(path);
+    return path;
+  } catch {
+    const here = new URL(`../../${shipped}`, import.meta.url);
+    return here.protocol === "file:" ? decodeURIComponent(here.pathname) : path;
+  }
+}
