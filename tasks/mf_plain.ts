@@ -3,15 +3,15 @@
  * single-threaded loop over flat `Float32Array`s, with no parameter server. This is the bar the
  * PS is measured against (`plain` row of `lapse bench mf`).
  *
- * Same data (all rows, as one worker), same per-epoch shuffle, same update rule, same learning
- * rate schedules; only the initial values differ (the PS initialises its tables itself).
+ * Same data (all rows, as one worker), same per-epoch shuffle, the same update kernel and
+ * learning rate schedules (`mfSgdStep`, `lrForEpoch`, `lrAfterEpoch` of tasks/mf.ts); only the initial values differ (the PS initialises its tables itself).
  *
  * @module
  */
 import type { JobConfig } from "../mod.ts";
 import { hash32, Rng } from "../core/rng.ts";
 import { type Ratings, shuffleRange } from "../data/mf_data.ts";
-import { boldDriver, loadMfData, mfSettings, scheduledLr } from "./mf.ts";
+import { loadMfData, lrAfterEpoch, lrForEpoch, mfPredict, mfSettings, mfSgdStep } from "./mf.ts";
 
 /** Options of {@linkcode runPlainMf}. */
 export interface PlainMfOptions {
@@ -74,16 +74,7 @@ export function sgdEpochPlain(
   const rows = r.rows, cols = r.cols, vals = r.vals;
   let loss = 0;
   for (let t = start; t < end; t++) {
-    const wo = rows[t] * k, ho = cols[t] * k;
-    let dot = 0;
-    for (let f = 0; f < k; f++) dot += W[wo + f] * H[ho + f];
-    const err = vals[t] - dot;
-    loss += err * err;
-    for (let f = 0; f < k; f++) {
-      const w = W[wo + f], h = H[ho + f];
-      W[wo + f] = w + lr * (err * h - lambda * w);
-      H[ho + f] = h + lr * (err * w - lambda * h);
-    }
+    loss += mfSgdStep(W, rows[t] * k, H, cols[t] * k, k, vals[t], lr, lambda);
   }
   return loss;
 }
@@ -93,10 +84,7 @@ export function ssePlain(r: Ratings, W: Float32Array, H: Float32Array, k: number
   const rows = r.rows, cols = r.cols, vals = r.vals;
   let sse = 0;
   for (let t = 0; t < r.length; t++) {
-    const wo = rows[t] * k, ho = cols[t] * k;
-    let dot = 0;
-    for (let f = 0; f < k; f++) dot += W[wo + f] * H[ho + f];
-    const e = vals[t] - dot;
+    const e = vals[t] - mfPredict(W, rows[t] * k, H, cols[t] * k, k);
     sse += e * e;
   }
   return sse;
@@ -121,7 +109,7 @@ export async function runPlainMf(
   const epoch_s: number[] = [], eval_s: number[] = [], all: PlainEpoch[] = [];
   let lr = s.lr, prevLoss = Infinity, trainRmse = NaN, testRmse = NaN;
   for (let epoch = 0; epoch < epochs; epoch++) {
-    if (s.lrSchedule !== "bold_driver") lr = scheduledLr(s, epoch);
+    lr = lrForEpoch(s, epoch, lr);
     const a = performance.now();
     // As worker 0 of 1 on block 0: the same shuffle seed as tasks/mf.ts with one worker.
     rng.reseed(hash32(config.seed, epoch, 0));
@@ -142,11 +130,9 @@ export async function runPlainMf(
     };
     all.push(e);
     opts.onEpoch?.(e);
-    if (s.lrSchedule === "bold_driver") {
-      const next = boldDriver(lr, loss, prevLoss);
-      prevLoss = loss;
-      lr = next;
-    }
+    const next = lrAfterEpoch(s, lr, loss, prevLoss);
+    prevLoss = loss;
+    lr = next;
   }
   const total = epoch_s.reduce((x, y) => x + y, 0);
   return {
