@@ -18,6 +18,10 @@ const COMMANDS: Record<
     summary: "train a model on a cluster or an embedded local cluster",
     run: async () => (await import("./train.ts")).train,
   },
+  init: {
+    summary: "write a shipped task config (mf, pscheck) to a file to edit",
+    run: async () => (await import("./init.ts")).init,
+  },
   bench: {
     summary: "benchmark modes side by side (lapse, classic, plain)",
     run: async () => (await import("./bench/main.ts")).bench,
@@ -37,7 +41,7 @@ function usage(): string {
     "Commands:",
     ...names.map((n) => `  ${n.padEnd(width)}  ${COMMANDS[n].summary}`),
     "",
-    "Start here: lapse train --config tasks/mf.yaml",
+    "Start here: lapse train --config mf     (the shipped tasks/mf.yaml; lapse init mf copies it)",
   ].join("\n");
 }
 

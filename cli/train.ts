@@ -4,12 +4,12 @@
  * @module
  */
 import { launchJob } from "../driver/launch.ts";
-import { loadClusterFile } from "../config/cluster_file.ts";
+import { type ClusterFile, loadClusterFile } from "../config/cluster_file.ts";
 import { closestMatch } from "../config/schema.ts";
 import { ConfigError } from "../core/errors.ts";
 import { type JobConfig } from "../core/types.ts";
 import { loadJobConfig } from "../config/job_config.ts";
-import { loadTask, TASK_NAMES } from "../tasks/registry.ts";
+import { builtinConfigPath, loadTask, TASK_NAMES } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg } from "./args.ts";
 import { EpochProgress, formatDuration, formatMetrics, MetricsWriter } from "./progress.ts";
 import { UsageError } from "../core/errors.ts";
@@ -24,7 +24,7 @@ const SPEC = {
       type: "string",
       short: "c",
       arg: "FILE",
-      doc: "task config (YAML), e.g. tasks/mf.yaml",
+      doc: "task config (YAML), or a shipped one by name: mf, pscheck (see lapse init)",
     },
     cluster: {
       type: "string",
@@ -36,6 +36,12 @@ const SPEC = {
       short: "n",
       arg: "N",
       doc: "nodes of the local cluster (sets cluster.nodes)",
+    },
+    epochs: {
+      type: "string",
+      short: "e",
+      arg: "N",
+      doc: "epochs (sets model.epochs)",
     },
     workers: {
       type: "string",
@@ -58,10 +64,31 @@ const SPEC = {
     quiet: { type: "boolean", short: "q", doc: "no progress bar, only the epoch lines" },
   },
   details: `Examples:
-  lapse train --config tasks/mf.yaml
+  lapse train --config mf                       # the shipped tasks/mf.yaml
+  lapse train --config tasks/mf.yaml --epochs 3
   lapse train --config tasks/mf.yaml --nodes 4 --set ps.mode=classic
   lapse train --config tasks/mf.yaml --set localize=none --metrics out/run.jsonl`,
 } as const;
+
+/**
+ * The config file `--config` names: an existing file, else a shipped config by name (`mf` is
+ * `tasks/mf.yaml` of this installation), else the path as given (reported as not found).
+ */
+export async function resolveConfigPath(arg: string): Promise<string> {
+  try {
+    await Deno.stat(arg);
+    return arg;
+  } catch {
+    return builtinConfigPath(arg) ?? arg;
+  }
+}
+
+/** More flags of `lapse train` that shape the job (all optional). */
+export interface TrainFlags {
+  epochs?: string;
+  /** `--cluster FILE`: its `workers_per_node` is the default; `--nodes` is an error with it. */
+  cluster?: ClusterFile;
+}
 
 /** Loads a job config with the CLI's overrides; every problem is a user error. */
 export async function loadConfigFromArgs(
@@ -69,9 +96,27 @@ export async function loadConfigFromArgs(
   sets: string[],
   nodes?: string,
   workers?: string,
+  flags: TrainFlags = {},
 ): Promise<JobConfig> {
   if (configPath === undefined) {
-    throw new UsageError("missing --config FILE (e.g. --config tasks/mf.yaml)");
+    throw new UsageError("missing --config FILE (e.g. --config tasks/mf.yaml, or --config mf)");
+  }
+  const { epochs, cluster } = flags;
+  if (cluster !== undefined) {
+    // A real cluster runs a job on all of its nodes: a node count would be silently ignored.
+    if (nodes !== undefined) {
+      throw new UsageError(
+        `--nodes ${nodes} conflicts with --cluster: a job runs on every node of the cluster ` +
+          `file (${cluster.nodes.length}); drop --nodes or edit the cluster file`,
+      );
+    }
+    const s = sets.find((x) => /^\s*cluster\.nodes\s*=/.test(x));
+    if (s !== undefined) {
+      throw new UsageError(
+        `--set ${s} conflicts with --cluster: a job runs on every node of the cluster file ` +
+          `(${cluster.nodes.length}); drop the --set`,
+      );
+    }
   }
   const all = [...sets];
   if (nodes !== undefined) {
@@ -80,7 +125,14 @@ export async function loadConfigFromArgs(
   if (workers !== undefined) {
     all.push(`cluster.workers_per_node=${parseIntArg("--workers", workers, { min: 1, max: 64 })}`);
   }
-  return await loadJobConfig(configPath, all, async (name) => {
+  if (epochs !== undefined) {
+    all.push(`model.epochs=${parseIntArg("--epochs", epochs, { min: 0, max: 1_000_000 })}`);
+  }
+  const fallbacks = cluster !== undefined
+    ? { "cluster.workers_per_node": cluster.workers_per_node }
+    : {};
+  const path = await resolveConfigPath(configPath);
+  return await loadJobConfig(path, all, async (name) => {
     // An unknown task is a config mistake (located at the task: line), not a bug.
     if (!TASK_NAMES.includes(name)) {
       const near = closestMatch(name, TASK_NAMES);
@@ -92,7 +144,7 @@ export async function loadConfigFromArgs(
       });
     }
     return (await loadTask(name)).schema;
-  });
+  }, { fallbacks });
 }
 
 /** Runs `lapse train`: 0 when the job ends (and passes the task's verdict, if it has one). */
@@ -100,7 +152,16 @@ export async function train(args: string[]): Promise<number> {
   const parsed = parseCommandArgs(SPEC, args);
   if (parsed === HELP) return 0;
   const v = parsed.values;
-  const config = await loadConfigFromArgs(v.config, v.set, v.nodes, v.workers);
+  if (v["token-file"] !== undefined && v.cluster === undefined) {
+    throw new UsageError(
+      "--token-file needs --cluster FILE (a local cluster makes its own token); drop it or add --cluster",
+    );
+  }
+  const cluster = v.cluster !== undefined ? await loadClusterFile(v.cluster) : undefined;
+  const config = await loadConfigFromArgs(v.config, v.set, v.nodes, v.workers, {
+    epochs: v.epochs,
+    cluster,
+  });
   const metrics = v.metrics !== undefined ? await MetricsWriter.open(v.metrics) : null;
   const progress = new EpochProgress(v.quiet ? { terminal: false, plainEveryMs: Infinity } : {});
   let epoch = 0;
@@ -110,16 +171,18 @@ export async function train(args: string[]): Promise<number> {
   let lastMetrics: Record<string, number> | null = null;
   const where = v.cluster ?? `a local cluster of ${config.cluster.nodes} node(s)`;
   // A real cluster runs the job on all of its nodes, whatever the config says.
-  const nodes = v.cluster !== undefined
-    ? (await loadClusterFile(v.cluster)).nodes.length
-    : config.cluster.nodes;
+  const nodes = cluster !== undefined ? cluster.nodes.length : config.cluster.nodes;
+  // Classic modes ignore localize directives: showing them would suggest they act.
+  const localize = config.ps.mode !== "lapse"
+    ? ""
+    : `, localize ${
+      config.localize.length === 0
+        ? "none"
+        : config.localize.map((d) => `${d.table}@${d.when}`).join(",")
+    }`;
   console.log(
     `lapse train: task ${config.task}, ps.mode ${config.ps.mode}, ${nodes} node(s) x ` +
-      `${config.cluster.workers_per_node} worker(s), localize ${
-        config.localize.length === 0
-          ? "none"
-          : config.localize.map((d) => `${d.table}@${d.when}`).join(",")
-      }, on ${where}`,
+      `${config.cluster.workers_per_node} worker(s)${localize}, on ${where}`,
   );
   try {
     const summary = await launchJob(config, {

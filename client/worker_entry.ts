@@ -9,6 +9,7 @@ import { loadTask } from "../tasks/registry.ts";
 import type { TaskContext } from "../core/task.ts";
 import type { ToServer, ToWorker, WorkerInit } from "../server/worker_protocol.ts";
 import { WorkerPs } from "./worker_api.ts";
+import { isUserError } from "../core/errors.ts";
 
 function post(msg: ToServer, transfer?: Transferable[]): void {
   self.postMessage(msg, transfer ? { transfer } : undefined);
@@ -22,7 +23,12 @@ self.onmessage = (e: MessageEvent) => {
     return;
   }
   start(e.data as WorkerInit).catch((err) => {
-    post({ op: "failed", message: err?.message ?? String(err), stack: err?.stack });
+    // A user error (bad data file, diverging lr) is reported as its one line, without a stack.
+    post({
+      op: "failed",
+      message: err?.message ?? String(err),
+      stack: isUserError(err) ? undefined : err?.stack,
+    });
   });
 };
 

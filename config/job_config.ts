@@ -7,7 +7,7 @@
  */
 import type { FieldSchema, JobConfig, TaskSchema } from "../core/types.ts";
 import { ConfigError } from "../core/errors.ts";
-import { type ConfigSource, isPlainObject } from "./paths.ts";
+import { type ConfigSource, isPlainObject, joinPath } from "./paths.ts";
 import { parseYamlWithLines } from "./yaml.ts";
 import { applySetsTracked } from "./set_flags.ts";
 import { Checker, describe } from "./schema.ts";
@@ -163,6 +163,15 @@ export function validateJobConfig(
   };
 }
 
+/** Options of {@linkcode loadJobConfig}. */
+export interface LoadOptions {
+  /**
+   * Values for `section.key` paths that neither the file nor `--set` give (validated like
+   * given values), e.g. `{ "cluster.workers_per_node": 2 }` from a cluster file.
+   */
+  fallbacks?: Record<string, unknown>;
+}
+
 /**
  * Reads a job config file, applies `--set` overrides, finds the task's schema and validates.
  * Errors name the file and line of the offending key (keys given by `--set` name the flag
@@ -181,6 +190,7 @@ export async function loadJobConfig(
   path: string,
   sets: string[],
   resolveSchema: (task: string) => Promise<TaskSchema>,
+  options: LoadOptions = {},
 ): Promise<JobConfig> {
   let text: string;
   try {
@@ -214,6 +224,13 @@ export async function loadJobConfig(
   }
   const tracked = applySetsTracked(raw, sets);
   raw = tracked.raw;
+  for (const [path, value] of Object.entries(options.fallbacks ?? {})) {
+    const [section, key] = path.split(".");
+    const sec = (raw as Record<string, unknown>)[section];
+    if (sec === undefined || sec === null) {
+      (raw as Record<string, unknown>)[section] = { [key]: value };
+    } else if (isPlainObject(sec) && sec[key] === undefined) sec[key] = value;
+  }
   const where: ConfigSource = { file: path, lines: parsed.lines, sets: tracked.origins };
   const c = new Checker(where);
   const task = (raw as Record<string, unknown>).task;
@@ -228,5 +245,54 @@ export async function loadJobConfig(
     if (e instanceof ConfigError && e.file === undefined) throw c.error("task", e.problem, e.hint);
     throw e;
   }
-  return validateJobConfig(raw, schema, where);
+  const config = validateJobConfig(raw, schema, where);
+  resolvePaths(config, schema, path, tracked.origins);
+  return config;
+}
+
+/**
+ * Makes the `path: true` fields of `data:` and `model:` absolute: relative to the config file's
+ * folder (as users expect from a file next to their config), or to the working directory for a
+ * value given by `--set`. Every node then reads the same absolute path.
+ */
+function resolvePaths(
+  config: JobConfig,
+  schema: TaskSchema,
+  configPath: string,
+  sets: Map<string, string>,
+): void {
+  const cwd = Deno.cwd();
+  const configDir = dirname(isAbsolute(configPath) ? configPath : `${cwd}/${configPath}`);
+  const walk = (value: unknown, field: FieldSchema, at: string) => {
+    if (!isPlainObject(value) || field.fields === undefined) return;
+    for (const [key, sub] of Object.entries(field.fields)) {
+      const v = value[key];
+      const p = joinPath(at, key);
+      if (sub.path && typeof v === "string" && v !== "" && !isAbsolute(v)) {
+        value[key] = normalize(`${sets.has(p) ? cwd : configDir}/${v}`);
+      } else walk(v, sub, p);
+    }
+  };
+  walk(config.data, schema.data, "data");
+  walk(config.model, schema.model, "model");
+}
+
+function isAbsolute(p: string): boolean {
+  return p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p);
+}
+
+function dirname(p: string): string {
+  const i = p.lastIndexOf("/");
+  return i <= 0 ? "/" : p.slice(0, i);
+}
+
+/** Removes `.` and `..` segments of an absolute POSIX path. */
+function normalize(p: string): string {
+  const out: string[] = [];
+  for (const part of p.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") out.pop();
+    else out.push(part);
+  }
+  return "/" + out.join("/");
 }

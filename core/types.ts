@@ -70,6 +70,11 @@ export interface FieldSchema {
   fields?: Record<string, FieldSchema>;
   /** For `array`: the schema of each element. */
   items?: FieldSchema;
+  /**
+   * For `string`: a file path. A relative path from the config file is resolved against the
+   * config file's folder, one from `--set` against the working directory; nodes get it absolute.
+   */
+  path?: boolean;
 }
 
 /** What a task adds to the config schema. */

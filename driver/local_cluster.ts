@@ -31,8 +31,25 @@ export function selfCommand(): { cmd: string; args: string[] } {
   const exec = Deno.execPath();
   const base = exec.split(/[\\/]/).pop() ?? "";
   if (/^deno(\.exe)?$/.test(base)) {
-    const main = new URL("../cli/main.ts", import.meta.url).href;
-    return { cmd: exec, args: ["run", "--allow-all", "--quiet", main] };
+    const main = new URL("../cli/main.ts", import.meta.url);
+    if (main.protocol !== "file:") {
+      return { cmd: exec, args: ["run", "--allow-all", "--quiet", main.href] };
+    }
+    // The checkout's config and lock, whatever the working directory: the nodes resolve the
+    // same npm versions as the driver (an installed `lapse` runs from anywhere).
+    const root = new URL("..", import.meta.url).pathname;
+    return {
+      cmd: exec,
+      args: [
+        "run",
+        "--allow-all",
+        "--quiet",
+        "--config",
+        `${root}deno.json`,
+        `--lock=${root}deno.lock`,
+        main.href,
+      ],
+    };
   }
   return { cmd: exec, args: [] };
 }

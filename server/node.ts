@@ -387,7 +387,8 @@ export class LapseNode {
         return;
       case Msg.ABORT:
         if (job !== null && job.id === msg.job) {
-          this.#log(`node ${this.self}: job ${job.id} aborted: ${msg.reason}`);
+          // The driver reports why; a node's own log keeps the line (not shown with --quiet).
+          this.#info(`node ${this.self}: job ${job.id} aborted: ${msg.reason}`);
           this.#teardown(job);
         }
         return;
@@ -488,8 +489,10 @@ export class LapseNode {
     this.#toCoordinator({ t: Msg.PROGRESS, job: job.id, points, epoch_points: job.pointsDeclared });
   }
 
-  #workerFailed(job: NodeJob, worker: number, message: string): void {
-    this.#log(`node ${this.self}: worker ${worker} of job ${job.id} failed: ${message}`);
+  #workerFailed(job: NodeJob, worker: number, message: string, userError = false): void {
+    (userError ? this.#info : this.#log)(
+      `node ${this.self}: worker ${worker} of job ${job.id} failed: ${message}`,
+    );
     this.#toCoordinator({
       t: Msg.FAILED,
       job: job.id,
@@ -536,7 +539,8 @@ export class LapseNode {
           return;
         case "failed":
           if (msg.stack) this.#log(msg.stack);
-          this.#workerFailed(job, worker, msg.message);
+          // No stack: a user error (e.g. a missing data file), which the driver prints.
+          this.#workerFailed(job, worker, msg.message, msg.stack === undefined);
           return;
       }
     } catch (e) {

@@ -63,6 +63,7 @@ import {
   sortByCol,
 } from "../data/mf_data.ts";
 import { hash32, mix32, Rng } from "../core/rng.ts";
+import { isUserError, userError } from "../core/errors.ts";
 import { dsgdColBlock, dsgdPermutation } from "./schedules.ts";
 
 /** Learning rate schedules. */
@@ -243,8 +244,40 @@ export async function loadMfData(
   s: MfSettings,
   block: number,
   blocks: number,
+  node = 0,
 ): Promise<RatingsSplit> {
   if (s.generate) return generateRatings(s.generate, block, blocks);
+  try {
+    return await readMfFile(s, block, blocks);
+  } catch (e) {
+    throw dataError(e, "data.file", s.file!, node);
+  }
+}
+
+/**
+ * A data problem as one user-facing line naming the file, the node and the fix (no stack):
+ * a file that is missing or unreadable on that node, or a malformed line (`file:line: ...`).
+ */
+export function dataError(e: unknown, key: string, file: string, node: number): Error {
+  const fix = `fix ${key} in the config (a relative path is relative to the config file; on a ` +
+    `real cluster every node must see the file at this same path)`;
+  let problem: string;
+  if (e instanceof Deno.errors.NotFound) problem = `${key} "${file}" not found on node ${node}`;
+  else if (e instanceof Deno.errors.PermissionDenied) {
+    problem = `${key} "${file}" is not readable on node ${node} (permission denied)`;
+  } else if (e instanceof Deno.errors.IsADirectory) {
+    problem = `${key} "${file}" is a directory on node ${node}, not a rating file`;
+  } else if (e instanceof Error && e.message.startsWith(file)) {
+    // A malformed file: the reader's message names the file and line (the job, the node).
+    return userError(e.message);
+  } else if (e instanceof Error && isUserError(e)) return e;
+  else if (e instanceof Error && e.name !== "Error" && e.name in Deno.errors) {
+    problem = `cannot read ${key} "${file}" on node ${node}: ${e.message}`;
+  } else return e as Error;
+  return userError(`${problem}: ${fix}`);
+}
+
+async function readMfFile(s: MfSettings, block: number, blocks: number): Promise<RatingsSplit> {
   const r = await readRatingsFile(s.file!, {
     format: s.format,
     delimiter: s.delimiter,
@@ -559,7 +592,7 @@ async function run(ctx: TaskContext): Promise<void> {
   const tW = ps.table("W").id, tH = ps.table("H").id;
 
   const t0 = performance.now();
-  const data = await loadMfData(s, me, N);
+  const data = await loadMfData(s, me, N, ctx.node);
   const train: BlockedRatings = groupByColBlock(data.train, s.cols, N);
   const test = sortByCol(data.test, s.cols);
   const r0 = blockStart(me, s.rows, N), r1 = blockStart(me + 1, s.rows, N);
@@ -704,7 +737,8 @@ const schema: TaskSchema = {
       },
       file: {
         type: "string",
-        doc: "A MatrixMarket (.mtx) or CSV/TSV (row,col,value) file; needs rows and cols.",
+        path: true,
+        doc: "A MatrixMarket (.mtx) or CSV/TSV (row,col,value) file (relative: to the config).",
       },
       format: {
         type: "string",

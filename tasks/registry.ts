@@ -27,3 +27,15 @@ export function loadTask(name: string): Promise<TaskDefinition> {
   }
   return load();
 }
+
+/** Names of the shipped configs (`tasks/NAME.yaml`), usable as `lapse train --config NAME`. */
+export const BUILTIN_CONFIGS: readonly string[] = ["mf", "pscheck"];
+
+/**
+ * The file of a shipped config, or undefined if `name` is not one. A path to an existing file
+ * always wins over a shipped config of the same name (see `lapse train --config`).
+ */
+export function builtinConfigPath(name: string): string | undefined {
+  if (!BUILTIN_CONFIGS.includes(name)) return undefined;
+  return decodeURIComponent(new URL(`./${name}.yaml`, import.meta.url).pathname);
+}
