@@ -1,0 +1,95 @@
+/**
+ * Issue 8 as a user meets it: data files that are missing or malformed, flags that conflict with
+ * `--cluster`. Every case: exit 2, one `error:` line naming the problem and the fix, no stack.
+ */
+import assert from "node:assert/strict";
+
+const MAIN = new URL("../../cli/main.ts", import.meta.url).pathname;
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function lapse(args: string[], cwd: string): Promise<CliResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--quiet", MAIN, ...args],
+    cwd,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Exit 2, one `error:` line matching every pattern, no stack frame, no other stderr line. */
+function assertOneLine(r: CliResult, ...patterns: RegExp[]): string {
+  const show = `exit ${r.code}\n--- stderr:\n${r.stderr}--- stdout:\n${r.stdout}`;
+  assert.equal(r.code, 2, show);
+  const lines = r.stderr.split("\n").filter((l) => l.trim() !== "");
+  assert.equal(lines.length, 1, `expected only the error line on stderr\n${show}`);
+  assert.match(lines[0], /^error: /);
+  assert.doesNotMatch(r.stdout + r.stderr, /^\s+at /m, show);
+  for (const p of patterns) assert.match(lines[0], p);
+  return lines[0];
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "lapse-user-errors-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const JOB = "task: mf\ndata: { file: ratings.csv, rows: 10, cols: 10 }\n" +
+  "model: { rank: 2, epochs: 1 }\ncluster: { nodes: 2 }\n";
+
+Deno.test("a missing data file is one line naming the file, the node and the fix", async () => {
+  await withDir(async (dir) => {
+    await Deno.mkdir(`${dir}/cfg`);
+    await Deno.writeTextFile(`${dir}/cfg/job.yaml`, JOB);
+    const r = await lapse(["train", "--config", "cfg/job.yaml", "--quiet"], dir);
+    // Relative to the config file's folder, not to the working directory.
+    assertOneLine(
+      r,
+      new RegExp(`data.file "${dir}/cfg/ratings.csv" not found on node \\d`),
+      /fix data.file/,
+    );
+  });
+});
+
+Deno.test("a malformed data line is one line naming file:line", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/job.yaml`, JOB);
+    await Deno.writeTextFile(`${dir}/ratings.csv`, "1,2,3\n1,x,3\n");
+    const r = await lapse(["train", "--config", "job.yaml", "--quiet"], dir);
+    assertOneLine(r, new RegExp(`${dir}/ratings.csv:2: row and column must be integers`));
+  });
+});
+
+Deno.test("--nodes and --set cluster.nodes next to --cluster are errors", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/job.yaml`, JOB);
+    await Deno.writeTextFile(
+      `${dir}/cluster.yaml`,
+      'nodes: ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]\nworkers_per_node: 2\n',
+    );
+    const a = await lapse(
+      ["train", "--config", "job.yaml", "--cluster", "cluster.yaml", "--nodes", "2"],
+      dir,
+    );
+    assertOneLine(a, /--nodes 2 conflicts with --cluster/, /\(3\)/);
+    const b = await lapse(
+      ["train", "--config", "job.yaml", "--cluster", "cluster.yaml", "--set", "cluster.nodes=4"],
+      dir,
+    );
+    assertOneLine(b, /--set cluster.nodes=4 conflicts with --cluster/);
+    const c = await lapse(["train", "--config", "job.yaml", "--token-file", "t"], dir);
+    assertOneLine(c, /--token-file needs --cluster/);
+  });
+});
