@@ -69,6 +69,13 @@ export async function serve(args: string[]): Promise<number> {
     ? parseHostPort(v.listen, { flag: "--listen", allowPortZero: true })
     : { host: "127.0.0.1", port: own.port };
   const log = v.quiet ? () => {} : (line: string) => console.error(line);
+  // A rejection nobody handles is a bug of the node; it must not take the node (and with node 0
+  // the whole cluster) down. It is logged loudly; the fault tests fail on such a line.
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    const r = e.reason as Error;
+    console.error(`node ${self}: bug: unhandled rejection: ${r?.stack ?? r}`);
+  });
   let node: LapseNode | null = null;
   let stopping = false;
   let meshReady = () => {};
@@ -86,19 +93,28 @@ export async function serve(args: string[]): Promise<number> {
     onNodeClose: (n, reason) => {
       if (!stopping) node?.onPeerLost(n, reason);
     },
+    onNodeOpen: (n) => node?.onPeerJoined(n),
     onNodeMessage: (from, msg) => {
       if (early !== null) early.push([from, msg as Record<string, any>]);
       else return node!.onNodeMessage(from, msg as Record<string, any>);
     },
     onDriver: (conn) => {
       const link = {
-        send: (m: Record<string, unknown>) => conn.send(m as any),
+        // The driver may be gone (Ctrl-C, a timeout): its messages are dropped, the node stays.
+        send: (m: Record<string, unknown>) => {
+          if (conn.is_closed) return;
+          try {
+            conn.send(m as any);
+          } catch (e) {
+            console.error(`node ${self}: cannot send to the driver: ${(e as Error).message}`);
+          }
+        },
         close: () => void conn.close(),
       };
       // A driver may connect before the mesh is complete; its job waits for the mesh.
       conn.onMessage = async (msg) => {
         await meshUp;
-        node!.onDriverMessage(link, msg as Record<string, any>);
+        if (!conn.is_closed) node!.onDriverMessage(link, msg as Record<string, any>);
       };
       conn.onClose = () => node!.onDriverClosed(link);
     },

@@ -66,6 +66,13 @@ export const GENERIC_FIELDS: Readonly<Record<string, FieldSchema>> = {
         min: 1,
         doc: "most keys in one pull, push or localize call",
       },
+      peer_timeout_ms: {
+        type: "integer",
+        default: 30_000,
+        min: 200,
+        max: 3_600_000,
+        doc: "a node that sends nothing (not even a heartbeat) for this long fails the job",
+      },
     },
   },
   localize: {
@@ -158,6 +165,7 @@ export function validateJobConfig(
       placement: ps.placement,
       max_frame_bytes: ps.max_frame_bytes,
       batch_keys_max: ps.batch_keys_max,
+      peer_timeout_ms: ps.peer_timeout_ms,
     },
     localize,
   };

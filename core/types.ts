@@ -45,6 +45,11 @@ export interface JobConfig {
     max_frame_bytes: number;
     /** Most keys in one pull/push/localize call. */
     batch_keys_max: number;
+    /**
+     * A node silent (no message, no heartbeat) this long counts as lost and fails the running
+     * job (default 30000). Optional for configs built by hand.
+     */
+    peer_timeout_ms?: number;
   };
   /** The directives in force (the task's defaults if the config has no `localize:`). */
   localize: LocalizeDirective[];

@@ -42,18 +42,25 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
     workers_per_node: config.cluster.workers_per_node,
     onLine: opts.onNodeLine,
   });
+  // Ctrl-C or a SIGTERM: stop the nodes and remove the temporary directory (with the token)
+  // before exiting. (After a SIGKILL the next embedded cluster removes it.)
+  const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   const onSignal = () => {
     local.stop().finally(() => Deno.exit(130));
   };
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-  } catch { /* no signals here */ }
+  for (const sig of SIGNALS) {
+    try {
+      Deno.addSignalListener(sig, onSignal);
+    } catch { /* no such signal here */ }
+  }
   try {
     return await runJob(local.addresses[0], local.token, config, opts.events, 30_000, opts.signal);
   } finally {
-    try {
-      Deno.removeSignalListener("SIGINT", onSignal);
-    } catch { /* no signals here */ }
+    for (const sig of SIGNALS) {
+      try {
+        Deno.removeSignalListener(sig, onSignal);
+      } catch { /* no such signal here */ }
+    }
     await local.stop();
   }
 }

@@ -8,11 +8,70 @@
 
 const STOP_GRACE_MS = 3000;
 
+/** Prefix of the temporary directory (cluster file, token) of an embedded cluster. */
+export const LOCAL_DIR_PREFIX = "lapse-local-";
+/** The file in that directory naming the driver process that owns it. */
+const OWNER_FILE = "driver.pid";
+
+/** Where temporary directories go (what `Deno.makeTempDir` uses). */
+function tempRoot(): string {
+  return Deno.env.get("TMPDIR") || "/tmp";
+}
+
+/** False only when we can tell that process `pid` is gone (Linux: no /proc/PID). */
+function processMayRun(pid: number): boolean {
+  try {
+    Deno.statSync("/proc/self");
+  } catch {
+    return true; // no /proc: we cannot tell
+  }
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the temporary directories of embedded clusters whose driver was killed (SIGKILL
+ * leaves no chance to clean up): those whose owner file names a process that no longer runs.
+ * A directory without an owner file is left alone (its driver may be writing it right now).
+ * Returns the directories removed.
+ */
+export async function removeStaleLocalDirs(root = tempRoot()): Promise<string[]> {
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return removed;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory || !e.name.startsWith(LOCAL_DIR_PREFIX)) continue;
+    const dir = `${root}/${e.name}`;
+    let pid: number;
+    try {
+      pid = Number((await Deno.readTextFile(`${dir}/${OWNER_FILE}`)).trim());
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(pid) || pid <= 0 || processMayRun(pid)) continue;
+    try {
+      await Deno.remove(dir, { recursive: true });
+      removed.push(dir);
+    } catch { /* another driver removed it first, or it is not ours to remove */ }
+  }
+  return removed;
+}
+
 /** A running local cluster. */
 export interface LocalCluster {
   /** `host:port` of every node; node 0 first. */
   addresses: string[];
   token: string;
+  /** The temporary directory with the cluster file and the token (removed by stop()). */
+  dir: string;
   /** Stops every node and removes the temporary files; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -98,7 +157,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const { nodes, workers_per_node } = opts;
   const onLine = opts.onLine ?? ((node, line) => console.error(`node ${node} | ${line}`));
   const token = randomToken();
-  const dir = await Deno.makeTempDir({ prefix: "lapse-local-" });
+  await removeStaleLocalDirs();
+  // Mode 0700 (Deno's default for temporary directories): only this user can read the token.
+  const dir = await Deno.makeTempDir({ dir: tempRoot(), prefix: LOCAL_DIR_PREFIX });
+  await Deno.writeTextFile(`${dir}/${OWNER_FILE}`, `${Deno.pid}\n`);
   const ports = await freePorts(nodes);
   const addresses = ports.map((p) => `127.0.0.1:${p}`);
   const clusterFile = `${dir}/cluster.yaml`;
@@ -112,6 +174,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   );
   const tokenFile = `${dir}/token`;
   await Deno.writeTextFile(tokenFile, token, { mode: 0o600 });
+  await Deno.chmod(tokenFile, 0o600); // also if the file existed (mode applies on creation only)
   const { cmd, args } = selfCommand();
   const children: Deno.ChildProcess[] = [];
   const pipes: Promise<void>[] = [];
@@ -167,5 +230,5 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     })();
     return stopped;
   };
-  return { addresses, token, stop };
+  return { addresses, token, dir, stop };
 }

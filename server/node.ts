@@ -18,15 +18,25 @@ export interface NodeTransport {
   stats(): { messages_sent: number; bytes_sent: number };
   /** True if `node` can be reached now. */
   isConnected(node: number): boolean;
+  /**
+   * Sets how long a node that sends nothing is tolerated before it counts as lost (the running
+   * job's `ps.peer_timeout_ms`; see server/peers.ts). Optional: in-memory transports lack it.
+   */
+  setPeerTimeout?(ms: number): void;
 }
 
 /** A connected driver (node 0 only). */
 export interface DriverLink {
+  /** Never throws: a driver that is gone is not an error of the node (the message is dropped). */
   send(msg: Record<string, unknown>): void;
   close(): void;
 }
 
 const PROGRESS_INTERVAL_MS = 200;
+/** Peer timeout between jobs (and for configs without ps.peer_timeout_ms). */
+const PEER_TIMEOUT_FALLBACK_MS = 30_000;
+/** How often a preparing node looks whether a lost peer has come back. */
+const MESH_POLL_MS = 50;
 
 /** One node's part of a running job. */
 class NodeJob {
@@ -140,6 +150,8 @@ export class LapseNode {
   readonly #workerUrl: string;
   readonly #loadTask: (name: string) => Promise<TaskDefinition>;
   #job: NodeJob | null = null;
+  /** The job a PREPARE is being handled for (null once it is prepared or aborted). */
+  #preparing: number | null = null;
   #coord: Coordination | null = null;
   #nextJob = 1;
 
@@ -161,8 +173,16 @@ export class LapseNode {
   // --- to node 0, inline when this is node 0 ----------------------------------------------
 
   #toCoordinator(msg: Record<string, unknown>): void {
-    if (this.self === 0) this.#onCoordinatorMessage(0, msg as Record<string, any>);
-    else this.#transport.send(0, msg);
+    if (this.self === 0) {
+      this.#onCoordinatorMessage(0, msg as Record<string, any>);
+      return;
+    }
+    try {
+      this.#transport.send(0, msg);
+    } catch (e) {
+      // Node 0 is gone (the job is dropped through onPeerLost) or not reading: not our fault.
+      this.#log(`node ${this.self}: cannot send to node 0: ${(e as Error).message}`);
+    }
   }
 
   #toAll(msg: Record<string, unknown>): void {
@@ -175,7 +195,9 @@ export class LapseNode {
         this.#log(`node ${this.self}: cannot send to node ${n}: ${(e as Error).message}`);
       }
     }
-    void this.onNodeMessage(this.self, msg as Record<string, any>);
+    this.onNodeMessage(this.self, msg as Record<string, any>).catch((e) =>
+      this.#log(`node ${this.self}: message ${msg.t} to itself failed: ${(e as Error)?.stack}`)
+    );
   }
 
   // --- driver (node 0) ---------------------------------------------------------------------
@@ -205,7 +227,7 @@ export class LapseNode {
     }
     this.#submit(link, msg.config as JobConfig).catch((e) => {
       link.send({ t: Msg.JOB_ERROR, node: 0, message: e?.message ?? String(e) });
-      this.#coord = null;
+      if (this.#coord?.driver === link) this.#coord = null;
     });
   }
 
@@ -386,6 +408,7 @@ export class LapseNode {
         if (job !== null && job.id === msg.job) this.#finish(job);
         return;
       case Msg.ABORT:
+        if (this.#preparing === msg.job) this.#preparing = null;
         if (job !== null && job.id === msg.job) {
           // The driver reports why; a node's own log keeps the line (not shown with --quiet).
           this.#info(`node ${this.self}: job ${job.id} aborted: ${msg.reason}`);
@@ -419,8 +442,14 @@ export class LapseNode {
       this.#log(`node ${this.self}: job ${jobId} replaces unfinished job ${this.#job.id}`);
       this.#teardown(this.#job);
     }
+    this.#preparing = jobId;
     try {
+      this.#transport.setPeerTimeout?.(config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS);
       const task = await this.#loadTask(config.task);
+      await this.#waitForPeers(config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS);
+      // Aborted (or replaced by a newer job) while we waited: nothing to set up.
+      if (this.#preparing !== jobId) return;
+      this.#preparing = null;
       const core = new PsCore({
         self: this.self,
         nodes: this.nodes,
@@ -435,12 +464,34 @@ export class LapseNode {
       this.#job = new NodeJob(jobId, config, task, core);
       this.#toCoordinator({ t: Msg.PREPARED, job: jobId });
     } catch (e) {
+      if (this.#preparing === jobId) this.#preparing = null;
       this.#toCoordinator({
         t: Msg.FAILED,
         job: jobId,
         node: this.self,
         message: (e as Error).message,
       });
+    }
+  }
+
+  /**
+   * Waits until this node is connected to every other node: a node that restarted may still be
+   * dialing (or being dialed by) some of them when node 0 already sees it. Throws naming the
+   * missing nodes after `timeout_ms`.
+   */
+  async #waitForPeers(timeout_ms: number): Promise<void> {
+    const deadline = performance.now() + timeout_ms;
+    for (;;) {
+      const missing: number[] = [];
+      for (let n = 0; n < this.nodes; n++) if (!this.#transport.isConnected(n)) missing.push(n);
+      if (missing.length === 0) return;
+      if (performance.now() >= deadline) {
+        throw new Error(
+          `node ${this.self} has no connection to node ${missing.join(", node ")} ` +
+            `(not back within ps.peer_timeout_ms=${timeout_ms} ms)`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, MESH_POLL_MS));
     }
   }
 
@@ -599,7 +650,10 @@ export class LapseNode {
   #teardown(job: NodeJob): void {
     clearInterval(job.timer);
     for (const w of job.workers) w.terminate();
-    if (this.#job === job) this.#job = null;
+    if (this.#job === job) {
+      this.#job = null;
+      this.#transport.setPeerTimeout?.(PEER_TIMEOUT_FALLBACK_MS);
+    }
   }
 
   /**
@@ -610,14 +664,27 @@ export class LapseNode {
     const job = this.#job;
     // Between jobs this is news (e.g. a cluster being stopped); during one it is an error.
     (job !== null || this.#coord !== null ? this.#log : this.#info)(
-      `node ${this.self}: lost the connection to node ${n}: ${reason}`,
+      `node ${this.self}: lost node ${n}: ${reason}`,
     );
     if (this.self === 0) {
       if (this.#coord !== null) this.#abort(`node ${n} left the cluster (${reason})`);
     } else if (job !== null && n === 0) {
       this.#log(`node ${this.self}: job ${job.id} dropped: the coordinator (node 0) is gone`);
       this.#teardown(job);
+    } else if (job !== null) {
+      // Messages queued to that node may be lost: the job cannot be trusted to finish right.
+      this.#toCoordinator({
+        t: Msg.FAILED,
+        job: job.id,
+        node: this.self,
+        message: `lost node ${n} (${reason})`,
+      });
     }
+  }
+
+  /** A connection to node `n` is up: at start, or a lost node came back (a log line). */
+  onPeerJoined(n: number): void {
+    this.#info(`node ${this.self}: node ${n} joined`);
   }
 
   /** Stops the running job, if any (node shutdown). */

@@ -4,6 +4,19 @@
  *
  * Who dials whom: node `i` dials every node `j < i` and waits for every `j > i` to dial it, so
  * each pair has exactly one connection (TCP keeps it FIFO, which the relocation protocol needs).
+ * The direction never changes, so two nodes never dial each other at once.
+ *
+ * Membership heals: the dialer of a pair keeps redialing (with backoff, for the node's life)
+ * whenever it has no connection, so a node that restarts with its id (node 0 included) is
+ * dialed again by every higher node and dials every lower one itself. A new authenticated
+ * connection from a node replaces the one we still hold from it: the dialer only dials when it
+ * has none, so ours is a stale one of its previous incarnation (or of a link it saw break).
+ *
+ * Failure detection: every connection carries a heartbeat frame at least every
+ * `peer_timeout_ms / 4` (at most once a second); a node we heard nothing from for
+ * `peer_timeout_ms` is cut off (its connection is closed, which the node reports as a loss), so
+ * a stopped or hung peer cannot stall a job forever. A node that was itself stalled (its
+ * timers ran late by more than half the timeout) forgives its peers that round.
  *
  * Ports: `listen()` returns the address actually bound, so a cluster (or a test) can listen on
  * port 0 and fill in `addresses` before `connectAll()`; a real cluster passes fixed ports.
@@ -20,7 +33,7 @@ import {
   HandshakeError,
   type Who,
 } from "./handshake.ts";
-import { FRAME_BYTES_MAX_DEFAULT, type Message } from "./wire.ts";
+import { encodeFrame, FRAME_BYTES_MAX_DEFAULT, type Message } from "./wire.ts";
 import { userError } from "../core/errors.ts";
 import { formatHostPort, type HostPort, parseAddress } from "../core/host_port.ts";
 
@@ -54,6 +67,13 @@ export interface PeersOptions {
   onDriver: (conn: Connection) => void;
   /** The connection to a node closed while we were not closing (the node died or left). */
   onNodeClose?: (node: number, reason: string) => void;
+  /** A connection to a node is up (at start, and whenever a lost node comes back). */
+  onNodeOpen?: (node: number) => void;
+  /**
+   * How long a node may send nothing (not even a heartbeat) before it is cut off; default
+   * {@linkcode PEER_TIMEOUT_MS_DEFAULT}. Changeable later (`peer_timeout_ms`).
+   */
+  peer_timeout_ms?: number;
   /** Log lines (default: stderr, prefixed with "lapse node <self>: "). */
   log?: (line: string) => void;
   /** Names message types in log lines. */
@@ -75,6 +95,19 @@ export interface PeerStats {
 export const DIAL_BACKOFF_MS_MIN = 50;
 export const DIAL_BACKOFF_MS_MAX = 1000;
 const HANDSHAKE_TIMEOUT_MS_DEFAULT = 10_000;
+
+/** Default of `ps.peer_timeout_ms`: generous, so that a loaded machine is not taken for dead. */
+export const PEER_TIMEOUT_MS_DEFAULT = 30_000;
+/** Smallest accepted peer timeout. */
+export const PEER_TIMEOUT_MS_MIN = 200;
+const HEARTBEAT_INTERVAL_MS_MAX = 1000;
+
+/**
+ * Message type of the heartbeat frame: a wire-layer type (240..255 are reserved for the wire,
+ * see handshake.ts), consumed by Peers and never given to the node.
+ */
+export const HEARTBEAT_TYPE = 245;
+const HEARTBEAT_FRAME = encodeFrame({ t: HEARTBEAT_TYPE });
 
 /** The node's connections to all other nodes and the listener for drivers. */
 export class Peers {
@@ -104,7 +137,20 @@ export class Peers {
     writes: 0,
   };
   #listener: Deno.TcpListener | null = null;
-  #connect_abort: AbortController | null = null;
+  /** Aborted by close(): stops the dial loops and their sleeps. */
+  readonly #stop = new AbortController();
+  /** The dial loops run (started by the first connectAll()). */
+  #maintaining = false;
+  /** Last dial error per node (for the timeout message), and the last one logged. */
+  readonly #last_errors = new Map<number, string>();
+  /** connectAll() is waiting: a fatal dial error (e.g. a wrong token) fails it. */
+  #onFatal: ((err: Error) => void) | null = null;
+  /** Heartbeats: messages_received seen at the last tick, and when it last changed, by node. */
+  readonly #seen: number[] = [];
+  readonly #heard_at: number[] = [];
+  #peer_timeout_ms: number;
+  #heartbeat_timer: ReturnType<typeof setInterval> | undefined;
+  #last_tick = 0;
   /** Why the last incoming handshake failed (for connectAll()'s timeout message). */
   #lastRefusal: string | null = null;
   #closing = false;
@@ -122,6 +168,24 @@ export class Peers {
     const log = options.log ??
       ((line: string) => console.error(`lapse node ${this.self}: ${line}`));
     this.#log = log;
+    this.#peer_timeout_ms = checkPeerTimeout(options.peer_timeout_ms ?? PEER_TIMEOUT_MS_DEFAULT);
+  }
+
+  /** How long a silent node is tolerated before its connection is closed (see the module). */
+  get peer_timeout_ms(): number {
+    return this.#peer_timeout_ms;
+  }
+
+  set peer_timeout_ms(ms: number) {
+    ms = checkPeerTimeout(ms);
+    if (ms === this.#peer_timeout_ms) return;
+    this.#peer_timeout_ms = ms;
+    if (this.#heartbeat_timer !== undefined) this.#startHeartbeats();
+  }
+
+  /** Same as setting `peer_timeout_ms` (the node's transport interface). */
+  setPeerTimeout(ms: number): void {
+    this.peer_timeout_ms = ms;
   }
 
   /** The address the listener is bound to (after listen()). */
@@ -156,8 +220,9 @@ export class Peers {
   }
 
   /**
-   * Connects the mesh: dials every lower node (retrying with backoff) and waits for every
-   * higher node to dial in, all within connect_timeout_ms.
+   * Connects the mesh: starts dialing every lower node (and keeps redialing it whenever the
+   * connection is lost, until close()) and waits for every higher node to dial in, all within
+   * connect_timeout_ms. Heartbeats start too.
    *
    * @throws {Error} naming the nodes that did not answer in time, or the node that rejected our
    *   cluster token, or the address that answered as another node.
@@ -171,56 +236,47 @@ export class Peers {
     if (this.self < n - 1 && !this.#listener) {
       throw new Error("call listen() before connectAll(): higher nodes dial this one");
     }
+    if (this.#closing) throw new Error("connectAll() interrupted: the node is closing");
     const timeout_ms = this.#options.connect_timeout_ms;
-    const deadline = Date.now() + timeout_ms;
-    const abort = new AbortController();
-    this.#connect_abort = abort;
-    const last_errors = new Map<number, string>();
     let fatal: Error | null = null;
     let timer: ReturnType<typeof setTimeout> | undefined;
-
-    const dials: Promise<void>[] = [];
-    for (let j = 0; j < this.self; j++) {
-      dials.push(
-        this.#dialLoop(j, deadline, abort.signal, last_errors).catch((err) => {
-          fatal ??= err as Error;
-          abort.abort(); // wakes the wait below
-        }),
-      );
-    }
+    let wake = () => {};
     const missing = () => {
       const ids: number[] = [];
-      for (let j = 0; j < n; j++) if (j !== this.self && !this.#nodes[j]) ids.push(j);
+      for (let j = 0; j < n; j++) if (j !== this.self && !this.isConnected(j)) ids.push(j);
       return ids;
     };
+    const onClose = () => wake();
+    this.#stop.signal.addEventListener("abort", onClose);
     try {
       await new Promise<void>((resolve) => {
         // Wakes on: a fatal dial error, close(), the deadline, or the last node arriving.
-        abort.signal.addEventListener("abort", () => resolve(), { once: true });
+        wake = resolve;
+        this.#onFatal = (err) => {
+          fatal ??= err;
+          resolve();
+        };
         const check = () => {
           if (missing().length === 0) resolve();
         };
         this.#registered.add(check);
-        timer = setTimeout(() => {
-          abort.abort();
-          resolve();
-        }, timeout_ms);
+        timer = setTimeout(resolve, timeout_ms);
+        this.#startMaintaining();
         check();
       });
     } finally {
       clearTimeout(timer);
       this.#registered.clear();
-      abort.abort(); // stop dial loops that are still retrying
-      await Promise.all(dials);
-      this.#connect_abort = null;
+      this.#onFatal = null;
+      this.#stop.signal.removeEventListener("abort", onClose);
     }
     if (fatal) throw fatal;
     if (this.#closing) throw new Error("connectAll() interrupted: the node is closing");
     const ids = missing();
     if (ids.length > 0) {
       const list = ids.map((j) => `${j} (${this.addresses[j]})`).join(", ");
-      const details = ids.filter((j) => last_errors.has(j))
-        .map((j) => `node ${j}: ${last_errors.get(j)}`).join("; ");
+      const details = ids.filter((j) => this.#last_errors.has(j))
+        .map((j) => `node ${j}: ${this.#last_errors.get(j)}`).join("; ");
       const refused = this.#lastRefusal === null
         ? ""
         : `; last refused connection: ${this.#lastRefusal}`;
@@ -229,6 +285,20 @@ export class Peers {
           (details ? ` (last error: ${details})` : "") + refused,
       );
     }
+  }
+
+  /** True when every node of the address list is connected. */
+  get complete(): boolean {
+    for (let j = 0; j < this.addresses.length; j++) if (!this.isConnected(j)) return false;
+    return true;
+  }
+
+  /** Starts the dial loops (one per lower node, for the node's life) and the heartbeats. */
+  #startMaintaining(): void {
+    if (this.#maintaining) return;
+    this.#maintaining = true;
+    for (let j = 0; j < this.self; j++) this.#track(this.#maintain(j));
+    this.#startHeartbeats();
   }
 
   /**
@@ -275,7 +345,9 @@ export class Peers {
   /** Stops listening, closes every connection (flushing queued frames), waits for all. */
   async close(): Promise<void> {
     this.#closing = true;
-    this.#connect_abort?.abort();
+    this.#stop.abort();
+    clearInterval(this.#heartbeat_timer);
+    this.#heartbeat_timer = undefined;
     try {
       this.#listener?.close();
     } catch {
@@ -392,7 +464,8 @@ export class Peers {
       return `node ${who.id} must not dial node ${this.self}: only higher ids dial lower ones ` +
         `(are both nodes started with the same address list?)`;
     }
-    if (this.#nodes[who.id]) return `node ${who.id} is already connected to node ${this.self}`;
+    // A connection we still hold from that node is stale (the dialer dials only when it has
+    // none): #register replaces it.
     return null;
   }
 
@@ -412,21 +485,69 @@ export class Peers {
     decoder: ConnectionOptions["decoder"],
     remote: string,
   ): void {
-    if (this.#nodes[id]) {
-      // Two connections of one node raced through admit(); keep the first (FIFO per pair).
-      this.#log(`closing a second connection from node ${id} (${remote})`);
-      conn.close();
-      return;
+    const old = this.#nodes[id];
+    if (old) {
+      // The node dialed again: it restarted, or it saw our link break before we did. Its new
+      // connection wins; closing the old one first reports the loss (and fails a job that
+      // used it: messages queued on it are gone).
+      old.abort(`replaced by a new connection from node ${id} (restarted or reconnected)`);
     }
     const c = new Connection(conn, {
       ...this.#connectionOptions(`node ${id} (${this.addresses[id] ?? remote})`),
       decoder,
-      onMessage: (msg) => this.#options.onNodeMessage(id, msg),
+      onMessage: (msg) =>
+        msg.t === HEARTBEAT_TYPE ? undefined : this.#options.onNodeMessage(id, msg),
       onClose: (reason) => this.#nodeClosed(id, c, reason),
     });
     this.#nodes[id] = c;
+    this.#seen[id] = c.messages_received;
+    this.#heard_at[id] = performance.now();
+    this.#last_errors.delete(id);
     c.start();
     for (const notify of this.#registered) notify();
+    try {
+      this.#options.onNodeOpen?.(id);
+    } catch (err) {
+      this.#log(`onNodeOpen failed for node ${id}: ${(err as Error)?.stack ?? err}`);
+    }
+  }
+
+  /** (Re)starts the heartbeat timer for the current peer timeout. */
+  #startHeartbeats(): void {
+    clearInterval(this.#heartbeat_timer);
+    if (this.#closing) return;
+    const interval_ms = Math.min(HEARTBEAT_INTERVAL_MS_MAX, Math.floor(this.#peer_timeout_ms / 4));
+    this.#last_tick = performance.now();
+    this.#heartbeat_timer = setInterval(() => this.#heartbeat(), interval_ms);
+  }
+
+  /** One heartbeat round: cut off silent nodes, then tell every node we are alive. */
+  #heartbeat(): void {
+    const now = performance.now();
+    // Our own timers ran late (a long synchronous handler, a stopped process, an overloaded
+    // machine): nobody can be judged by this round; start counting afresh.
+    const stalled = now - this.#last_tick > this.#peer_timeout_ms / 2;
+    this.#last_tick = now;
+    for (let j = 0; j < this.#nodes.length; j++) {
+      const c = this.#nodes[j];
+      if (!c || c.is_closed) continue;
+      if (stalled || c.messages_received !== this.#seen[j]) {
+        this.#seen[j] = c.messages_received;
+        this.#heard_at[j] = now;
+      } else if (now - this.#heard_at[j] > this.#peer_timeout_ms) {
+        const silent_ms = Math.round(now - this.#heard_at[j]);
+        c.abort(
+          `node ${j} sent nothing for ${silent_ms} ms (ps.peer_timeout_ms=` +
+            `${this.#peer_timeout_ms}): it is stopped, hung or cut off`,
+        );
+        continue;
+      }
+      try {
+        c.sendFrame(HEARTBEAT_FRAME);
+      } catch {
+        // Closed meanwhile, or its queue is full: the peer is not reading; the timeout decides.
+      }
+    }
   }
 
   #nodeClosed(id: number, c: Connection, reason: string): void {
@@ -441,81 +562,120 @@ export class Peers {
     else if (!c.failed) this.#log(`lost the connection to ${c.name}: ${reason}`);
   }
 
-  /** Dials node j until connected, the deadline, or a fatal answer (thrown). */
-  async #dialLoop(
-    j: number,
-    deadline: number,
-    signal: AbortSignal,
-    last_errors: Map<number, string>,
-  ): Promise<void> {
-    const address = this.addresses[j];
-    const { host: hostname, port } = parseAddress(address);
+  /**
+   * Keeps a connection to the lower node `j` for the node's life: dials while there is none
+   * (backoff from DIAL_BACKOFF_MS_MIN up to DIAL_BACKOFF_MS_MAX), waits while there is one.
+   */
+  async #maintain(j: number): Promise<void> {
+    const signal = this.#stop.signal;
     let backoff_ms = DIAL_BACKOFF_MS_MIN;
-    while (!signal.aborted && !this.#nodes[j]) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await Deno.connect({ hostname, port, signal });
-      } catch (err) {
-        if (signal.aborted) return;
-        last_errors.set(j, connectErrorText(err));
-        await sleep(Math.min(backoff_ms, Math.max(0, deadline - Date.now())), signal);
-        backoff_ms = Math.min(2 * backoff_ms, DIAL_BACKOFF_MS_MAX);
+    let logged = "";
+    while (!this.#closing) {
+      const c = this.#nodes[j];
+      if (c) {
+        await c.closed;
+        backoff_ms = DIAL_BACKOFF_MS_MIN;
         continue;
       }
-      // Closing the socket is how an abort interrupts a handshake in progress.
-      const onAbort = () => {
-        try {
-          conn.close();
-        } catch {
-          // The handshake closed it already.
-        }
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
+      let error: string;
       try {
-        const result = await handshakeDial(
-          conn,
-          this.#options.token,
-          { role: "node", id: this.self },
-          Math.max(1, Math.min(this.#handshake_timeout_ms, deadline - Date.now())),
-          { frame_bytes_max: this.#frame_bytes_max },
-        );
-        signal.removeEventListener("abort", onAbort);
-        const peer = result.peer;
-        if (!peer || peer.role !== "node" || peer.id !== j) {
-          conn.close();
-          throw userError(
-            `node ${j} (${address}) answered as ${peer ? describeWho(peer) : "an unnamed peer"}: ` +
-              `do all nodes use the same address list?`,
-          );
+        if (await this.#dialOnce(j, signal)) {
+          logged = "";
+          continue;
         }
-        if (signal.aborted) {
-          conn.close();
-          return;
-        }
-        this.#register(j, conn, result.decoder, address);
-        return;
+        error = this.#last_errors.get(j) ?? "no answer";
       } catch (err) {
-        signal.removeEventListener("abort", onAbort);
-        if (signal.aborted) return;
-        if (!(err instanceof HandshakeError)) throw err;
-        const hint = "(check --token-file / LAPSE_TOKEN)";
-        switch (err.kind) {
-          case "rejected":
-            throw userError(`node ${j} (${address}) rejected our cluster token ${hint}`);
-          case "wrong_token":
-            throw userError(`node ${j} (${address}) does not know our cluster token ${hint}`);
-          case "refused":
-          case "protocol":
-            throw userError(`node ${j} (${address}): ${err.message}`, { cause: err });
-          default:
-            // closed or timed out: the node may be restarting; try again until the deadline.
-            last_errors.set(j, err.message);
-            await sleep(Math.min(backoff_ms, Math.max(0, deadline - Date.now())), signal);
-            backoff_ms = Math.min(2 * backoff_ms, DIAL_BACKOFF_MS_MAX);
-        }
+        // A wrong token or an address that answers as another node: fails a waiting
+        // connectAll(); later (a node restarted with another config) it is logged once and
+        // the node keeps trying, slowly.
+        error = (err as Error).message;
+        this.#last_errors.set(j, error);
+        if (this.#onFatal) this.#onFatal(err as Error);
+        else if (error !== logged) this.#log(error);
+        logged = error;
+        backoff_ms = DIAL_BACKOFF_MS_MAX;
+      }
+      await sleep(backoff_ms, signal);
+      backoff_ms = Math.min(2 * backoff_ms, DIAL_BACKOFF_MS_MAX);
+    }
+  }
+
+  /**
+   * One attempt to connect to node `j`: true when connected; false for a retryable failure
+   * (recorded in #last_errors); throws for a fatal one.
+   */
+  async #dialOnce(j: number, signal: AbortSignal): Promise<boolean> {
+    const address = this.addresses[j];
+    const { host: hostname, port } = parseAddress(address);
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname, port, signal });
+    } catch (err) {
+      if (!signal.aborted) this.#last_errors.set(j, connectErrorText(err));
+      return false;
+    }
+    // Closing the socket is how close() interrupts a handshake in progress.
+    const onAbort = () => {
+      try {
+        conn.close();
+      } catch {
+        // The handshake closed it already.
+      }
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const result = await handshakeDial(
+        conn,
+        this.#options.token,
+        { role: "node", id: this.self },
+        this.#handshake_timeout_ms,
+        { frame_bytes_max: this.#frame_bytes_max },
+      );
+      signal.removeEventListener("abort", onAbort);
+      const peer = result.peer;
+      if (!peer || peer.role !== "node" || peer.id !== j) {
+        conn.close();
+        throw userError(
+          `node ${j} (${address}) answered as ${peer ? describeWho(peer) : "an unnamed peer"}: ` +
+            `do all nodes use the same address list?`,
+        );
+      }
+      if (signal.aborted) {
+        conn.close();
+        return false;
+      }
+      this.#register(j, conn, result.decoder, address);
+      return true;
+    } catch (err) {
+      signal.removeEventListener("abort", onAbort);
+      if (signal.aborted) return false;
+      if (!(err instanceof HandshakeError)) throw err;
+      const hint = "(check --token-file / LAPSE_TOKEN)";
+      switch (err.kind) {
+        case "rejected":
+          throw userError(`node ${j} (${address}) rejected our cluster token ${hint}`);
+        case "wrong_token":
+          throw userError(`node ${j} (${address}) does not know our cluster token ${hint}`);
+        case "refused":
+        case "protocol":
+          throw userError(`node ${j} (${address}): ${err.message}`, { cause: err });
+        default:
+          // closed or timed out: the node may be restarting (or stopped); try again.
+          this.#last_errors.set(j, err.message);
+          return false;
       }
     }
   }
+}
+
+/** Checks a peer timeout (ps.peer_timeout_ms). */
+function checkPeerTimeout(ms: number): number {
+  if (!Number.isInteger(ms) || ms < PEER_TIMEOUT_MS_MIN) {
+    throw new RangeError(
+      `ps.peer_timeout_ms must be an integer >= ${PEER_TIMEOUT_MS_MIN}, got ${ms}`,
+    );
+  }
+  return ms;
 }
 
 /** A short text for a failed `Deno.connect`. */

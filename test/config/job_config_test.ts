@@ -102,6 +102,7 @@ Deno.test("defaults are filled for every generic section and nested task fields"
     placement: "range",
     max_frame_bytes: 64 * 1024 * 1024,
     batch_keys_max: 1_000_000,
+    peer_timeout_ms: 30_000,
   });
   assert.deepEqual(c.model, { rank: 10, lr: 0.05, loss: "l2", optim: { decay: 0.9 } });
   assert.deepEqual(c.data, { generate: { rows: 10, nnz: 50, noise: 0.1 } });
