@@ -26,6 +26,10 @@ const COMMANDS: Record<
     summary: "benchmark modes side by side (lapse, classic, plain)",
     run: async () => (await import("./bench/main.ts")).bench,
   },
+  token: {
+    summary: "print a fresh random cluster token",
+    run: async () => (await import("./token.ts")).token,
+  },
 };
 
 const VERSION = "0.1.0";

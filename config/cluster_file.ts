@@ -167,6 +167,22 @@ function show(v: unknown): string {
   return String(v);
 }
 
+/** Shortest accepted cluster token, in bytes (UTF-8). */
+export const TOKEN_BYTES_MIN = 16;
+
+/** Refuses a token that is too short to resist guessing; `from` names where it came from. */
+function checkTokenLength(token: string, from: string): string {
+  const bytes = new TextEncoder().encode(token).length;
+  if (bytes < TOKEN_BYTES_MIN) {
+    throw new ConfigError(
+      `the cluster token from ${from} is ${bytes} byte${bytes === 1 ? "" : "s"} long; ` +
+        `at least ${TOKEN_BYTES_MIN} are needed`,
+      { hint: "make a fresh random one with `lapse token`, and give every node the same" },
+    );
+  }
+  return token;
+}
+
 /** Where {@linkcode readToken} looks. */
 export interface TokenSource {
   /** `--token-file FILE`; wins over the environment. */
@@ -177,7 +193,8 @@ export interface TokenSource {
 
 /**
  * The cluster token: the trimmed contents of `--token-file`, else `LAPSE_TOKEN`. A missing or
- * empty file, an empty variable, or neither given is a {@linkcode ConfigError}.
+ * empty file, an empty variable, neither given, or a token shorter than
+ * {@linkcode TOKEN_BYTES_MIN} bytes is a {@linkcode ConfigError}.
  *
  * @example
  * ```ts
@@ -201,20 +218,20 @@ export async function readToken(source: TokenSource): Promise<string> {
     const token = text.trim();
     if (token === "") {
       throw new ConfigError(`token file "${file}" is empty`, {
-        hint: `write a secret into it, e.g. openssl rand -hex 32 > ${file}`,
+        hint: `write a secret into it, e.g. lapse token > ${file}`,
       });
     }
-    return token;
+    return checkTokenLength(token, `token file "${file}"`);
   }
   const value = (source.env ?? Deno.env).get("LAPSE_TOKEN");
   if (value !== undefined) {
     const token = value.trim();
     if (token === "") {
       throw new ConfigError("LAPSE_TOKEN is set but empty", {
-        hint: "set it to a secret shared by all nodes, e.g. LAPSE_TOKEN=$(openssl rand -hex 32)",
+        hint: "set it to a secret shared by all nodes, e.g. LAPSE_TOKEN=$(lapse token)",
       });
     }
-    return token;
+    return checkTokenLength(token, "LAPSE_TOKEN");
   }
   throw new ConfigError("no cluster token: pass --token-file FILE or set LAPSE_TOKEN");
 }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { randomToken } from "../config/cluster_file.ts";
+
 const STOP_GRACE_MS = 3000;
 
 /** Prefix of the temporary directory (cluster file, token) of an embedded cluster. */
@@ -124,11 +126,6 @@ async function freePorts(n: number): Promise<number[]> {
   for (const l of listeners) l.close();
   await Promise.resolve();
   return ports;
-}
-
-function randomToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 async function pipeLines(

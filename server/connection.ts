@@ -31,6 +31,28 @@ import {
 /** Default limit of bytes queued for sending on one connection. */
 export const QUEUE_BYTES_MAX_DEFAULT = 4 * FRAME_BYTES_MAX_DEFAULT;
 
+/**
+ * Default limit of bytes queued for sending on all connections of this thread together: many
+ * slow peers must not add up to more than this (send() beyond it throws a RangeError).
+ */
+export const QUEUE_BYTES_MAX_TOTAL_DEFAULT = 1024 * 1024 * 1024;
+
+let queue_bytes_max_total = QUEUE_BYTES_MAX_TOTAL_DEFAULT;
+let queued_bytes_total = 0;
+
+/** Sets the limit of bytes queued on all connections of this thread together. */
+export function setQueueBytesMaxTotal(bytes: number): void {
+  if (!Number.isInteger(bytes) || bytes < 1) {
+    throw new RangeError(`queue_bytes_max_total must be an integer >= 1, got ${bytes}`);
+  }
+  queue_bytes_max_total = bytes;
+}
+
+/** Bytes queued for sending on all connections of this thread together. */
+export function queuedBytesTotal(): number {
+  return queued_bytes_total;
+}
+
 /** Default time close() waits for queued frames to be written before it drops them. */
 export const CLOSE_FLUSH_TIMEOUT_MS_DEFAULT = 5000;
 
@@ -306,11 +328,19 @@ export class Connection {
           `fast enough; await drain() between large batches`,
       );
     }
+    if (queued_bytes_total + frame_bytes > queue_bytes_max_total) {
+      throw new RangeError(
+        `send queue to ${this.name} would make the bytes queued on all connections exceed ` +
+          `${queue_bytes_max_total} (${queued_bytes_total} queued + ${frame_bytes}): peers ` +
+          `are not reading fast enough`,
+      );
+    }
   }
 
   /** Counts a queued frame and makes sure a flush is coming. */
   #queued(frame_bytes: number): void {
     this.#queued_bytes += frame_bytes;
+    queued_bytes_total += frame_bytes;
     this.messages_sent++;
     if (frame_bytes >= COALESCE_BYTES_MAX) return; // the caller starts writing it (#writeNow)
     if (!this.#writing && !this.#flush_scheduled) {
@@ -428,6 +458,7 @@ export class Connection {
         if (this.#shut) return;
         this.bytes_sent += bytes;
         this.#queued_bytes -= bytes;
+        queued_bytes_total -= bytes;
         this.#queue[this.#queue_head++] = DONE;
         if (this.#queue_head === this.#queue.length) {
           this.#queue = [];
@@ -474,6 +505,7 @@ export class Connection {
     }
     this.#queue = [];
     this.#queue_head = 0;
+    queued_bytes_total -= this.#queued_bytes;
     this.#queued_bytes = 0;
     for (const resolve of this.#drain_waiters.splice(0)) resolve();
     try {

@@ -31,10 +31,12 @@ import {
   decodeMessage,
   encodeFrame,
   FRAME_BYTES_MAX_DEFAULT,
+  FRAME_HEADER_BYTES,
   FrameDecoder,
   FrameTooLargeError,
   MalformedFrameError,
   type Message,
+  RECEIVE_BUFFER_BYTES_MIN,
 } from "./wire.ts";
 
 /** Who is on the other end of a connection: a node of the cluster (by id) or the driver. */
@@ -101,6 +103,11 @@ export interface AcceptOptions {
    * connection with that reason (sent to the dialer), e.g. "node 2 is already connected".
    */
   admit?: (dialer: Who) => string | null;
+  /**
+   * Awaited before a wrong proof is answered with REJECT: the caller slows down token guessing
+   * (e.g. a delay that grows with the failures of that address).
+   */
+  beforeReject?: () => Promise<void>;
 }
 
 /** Options of {@linkcode handshakeDial}. */
@@ -109,8 +116,11 @@ export interface DialOptions {
   frame_bytes_max?: number;
 }
 
-// Handshake frames are tiny; a stranger must not make us allocate a large buffer.
-const HANDSHAKE_FRAME_BYTES_MAX = 4096;
+/**
+ * Handshake frames are tiny; a stranger must not make us allocate a large buffer: until it has
+ * proven the token, a connection's receive buffer holds one such frame.
+ */
+export const HANDSHAKE_FRAME_BYTES_MAX = 4096;
 const NONCE_BYTES = 32;
 const encoder = new TextEncoder();
 
@@ -190,6 +200,7 @@ export async function handshakeAccept(
     const ok = proof.mac instanceof Uint8Array &&
       await verify(key, ["dial", whoLabel(dialer)], nonce_d, nonce_a, proof.mac);
     if (!ok) {
+      await options.beforeReject?.();
       await io.reject("wrong_token", "wrong cluster token");
       throw new HandshakeError(
         "wrong_token",
@@ -229,7 +240,9 @@ export function describeWho(who: Who): string {
 class HandshakeIo {
   readonly peer: string;
   readonly #conn: Deno.Conn;
-  readonly #decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX);
+  readonly #decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX, {
+    buffer_bytes_min: FRAME_HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX,
+  });
   readonly #timeout_ms: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timed_out = false;
@@ -257,7 +270,7 @@ class HandshakeIo {
   async receive(t: number): Promise<Message> {
     let body = this.#decoder.next();
     while (body === null) {
-      const space = this.#decoder.space(HANDSHAKE_FRAME_BYTES_MAX);
+      const space = this.#decoder.space(FRAME_HEADER_BYTES);
       const n = await this.#conn.read(space);
       if (n === null) {
         throw new HandshakeError(
@@ -300,6 +313,8 @@ class HandshakeIo {
   finish(frame_bytes_max: number | undefined, peer: Who | null): HandshakeResult {
     clearTimeout(this.#timer);
     this.#decoder.frame_bytes_max = frame_bytes_max ?? FRAME_BYTES_MAX_DEFAULT;
+    // Authenticated now: receive buffers of the normal size.
+    this.#decoder.buffer_bytes_min = RECEIVE_BUFFER_BYTES_MIN;
     return { peer, decoder: this.#decoder };
   }
 

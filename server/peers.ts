@@ -24,6 +24,7 @@
  * @module
  */
 
+import { Admission, type AdmissionOptions, hostOf } from "./admission.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import {
   addressOf,
@@ -74,6 +75,10 @@ export interface PeersOptions {
    * {@linkcode PEER_TIMEOUT_MS_DEFAULT}. Changeable later (`peer_timeout_ms`).
    */
   peer_timeout_ms?: number;
+  /** Limits on connections that have not proven the token yet (see admission.ts). */
+  admission?: Omit<AdmissionOptions, "log">;
+  /** Most driver connections at once; more are refused (default 16). */
+  drivers_max?: number;
   /** Log lines (default: stderr, prefixed with "lapse node <self>: "). */
   log?: (line: string) => void;
   /** Names message types in log lines. */
@@ -95,6 +100,15 @@ export interface PeerStats {
 export const DIAL_BACKOFF_MS_MIN = 50;
 export const DIAL_BACKOFF_MS_MAX = 1000;
 const HANDSHAKE_TIMEOUT_MS_DEFAULT = 10_000;
+/** Default of {@linkcode PeersOptions.drivers_max}. */
+export const DRIVERS_MAX_DEFAULT = 16;
+/**
+ * Largest frame a driver may send (a job config) or be sent (progress, metrics): a token
+ * holder's connections cost at most drivers_max x this much receive buffer.
+ */
+export const DRIVER_FRAME_BYTES_MAX = 1024 * 1024;
+/** Most bytes queued for one driver (it reads progress lines; it gets nothing large). */
+export const DRIVER_QUEUE_BYTES_MAX = 16 * 1024 * 1024;
 
 /** Default of `ps.peer_timeout_ms`: generous, so that a loaded machine is not taken for dead. */
 export const PEER_TIMEOUT_MS_DEFAULT = 30_000;
@@ -120,6 +134,9 @@ export class Peers {
   readonly #frame_bytes_max: number;
   readonly #handshake_timeout_ms: number;
   readonly #log: (line: string) => void;
+  /** Pending-handshake caps, wrong-token delays, rate-limited refusal log. */
+  readonly admission: Admission;
+  readonly #drivers_max: number;
   readonly #nodes: (Connection | undefined)[] = [];
   readonly #drivers = new Set<Connection>();
   /** Accepted sockets still in their handshake (closed by close()). */
@@ -169,6 +186,8 @@ export class Peers {
       ((line: string) => console.error(`lapse node ${this.self}: ${line}`));
     this.#log = log;
     this.#peer_timeout_ms = checkPeerTimeout(options.peer_timeout_ms ?? PEER_TIMEOUT_MS_DEFAULT);
+    this.admission = new Admission({ ...options.admission, log });
+    this.#drivers_max = options.drivers_max ?? DRIVERS_MAX_DEFAULT;
   }
 
   /** How long a silent node is tolerated before its connection is closed (see the module). */
@@ -345,6 +364,7 @@ export class Peers {
   /** Stops listening, closes every connection (flushing queued frames), waits for all. */
   async close(): Promise<void> {
     this.#closing = true;
+    this.admission.close();
     this.#stop.abort();
     clearInterval(this.#heartbeat_timer);
     this.#heartbeat_timer = undefined;
@@ -410,6 +430,11 @@ export class Peers {
 
   async #acceptOne(conn: Deno.TcpConn): Promise<void> {
     const remote = addressOf(conn.remoteAddr);
+    const host = hostOf(remote);
+    if (!this.admission.enter(host)) {
+      conn.close();
+      return;
+    }
     this.#handshaking.add(conn);
     let result;
     try {
@@ -417,15 +442,22 @@ export class Peers {
         self: { role: "node", id: this.self },
         frame_bytes_max: this.#frame_bytes_max,
         admit: (who) => this.#admit(who),
+        // Slows down token guessing; the connection keeps its pending slot meanwhile.
+        beforeReject: () => sleep(this.admission.wrongToken(host), this.#stop.signal),
       });
+      this.admission.succeeded(host);
     } catch (err) {
       if (!this.#closing) {
         this.#lastRefusal = `${remote}: ${(err as Error).message}`;
-        this.#log(`refused a connection from ${remote}: ${(err as Error).message}`);
+        this.admission.refused(
+          host,
+          `refused a connection from ${remote}: ${(err as Error).message}`,
+        );
       }
       return;
     } finally {
       this.#handshaking.delete(conn);
+      this.admission.leave(host);
     }
     if (this.#closing) {
       conn.close();
@@ -438,6 +470,8 @@ export class Peers {
     }
     const driver = new Connection(conn, {
       ...this.#connectionOptions(`the driver (${remote})`),
+      frame_bytes_max: Math.min(DRIVER_FRAME_BYTES_MAX, this.#frame_bytes_max),
+      queue_bytes_max: DRIVER_QUEUE_BYTES_MAX,
       decoder: result.decoder,
     });
     this.#drivers.add(driver);
@@ -454,7 +488,11 @@ export class Peers {
 
   /** Decides, after the proof, whether a node may connect (the reason is sent back). */
   #admit(who: Who): string | null {
-    if (who.role === "driver") return null;
+    if (who.role === "driver") {
+      if (this.#drivers.size < this.#drivers_max) return null;
+      return `node ${this.self} already has ${this.#drivers.size} driver connections ` +
+        `(drivers_max=${this.#drivers_max}); try again when a job ends`;
+    }
     const n = this.addresses.length;
     if (n > 0 && who.id >= n) {
       return `node ${this.self} knows only nodes 0..${n - 1} (are both nodes started with the ` +

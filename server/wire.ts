@@ -539,8 +539,8 @@ function describe(v: unknown): string {
   return typeof v === "object" ? `a ${v.constructor?.name ?? "object"}` : `a ${typeof v}`;
 }
 
-// A fresh receive buffer is at least this big: one allocation per this many received bytes.
-const RECEIVE_BUFFER_BYTES_MIN = 256 * 1024;
+/** A fresh receive buffer is at least this big: one allocation per this many received bytes. */
+export const RECEIVE_BUFFER_BYTES_MIN = 256 * 1024;
 
 /**
  * In reuse mode, a receive buffer up to this size is kept for the next frames; a larger one
@@ -577,6 +577,12 @@ export class FrameDecoder {
    * the class doc). May be switched at any time; a switch affects bodies returned afterwards.
    */
   reuse = false;
+  /**
+   * Smallest receive buffer allocated (default 256 KiB). An unauthenticated connection reads
+   * its handshake with a few KiB, so a stranger costs only that much; the connection raises it
+   * once the peer has proven the token.
+   */
+  buffer_bytes_min = RECEIVE_BUFFER_BYTES_MIN;
   #frame_bytes_max = FRAME_BYTES_MAX_DEFAULT;
   #buf: Uint8Array = new Uint8Array(0);
   #view: DataView = new DataView(this.#buf.buffer);
@@ -587,10 +593,11 @@ export class FrameDecoder {
 
   constructor(
     frame_bytes_max: number = FRAME_BYTES_MAX_DEFAULT,
-    options: { reuse?: boolean } = {},
+    options: { reuse?: boolean; buffer_bytes_min?: number } = {},
   ) {
     this.frame_bytes_max = frame_bytes_max;
     this.reuse = options.reuse ?? false;
+    this.buffer_bytes_min = options.buffer_bytes_min ?? RECEIVE_BUFFER_BYTES_MIN;
   }
 
   /**
@@ -647,8 +654,8 @@ export class FrameDecoder {
       if (pending === 0) {
         // Everything was taken: receive at the front again (the common case, and no copy).
         this.#start = this.#end = 0;
-        if (this.#buf.length > RECEIVE_BUFFER_BYTES_RETAIN && needed <= RECEIVE_BUFFER_BYTES_MIN) {
-          this.#replace(RECEIVE_BUFFER_BYTES_MIN, 0);
+        if (this.#buf.length > RECEIVE_BUFFER_BYTES_RETAIN && needed <= this.buffer_bytes_min) {
+          this.#replace(this.buffer_bytes_min, 0);
         }
       }
       if (this.#buf.length - this.#end >= needed) return this.#buf.subarray(this.#end);
@@ -662,7 +669,7 @@ export class FrameDecoder {
     } else if (this.#buf.length - this.#end >= needed) {
       return this.#buf.subarray(this.#end);
     }
-    this.#replace(Math.max(RECEIVE_BUFFER_BYTES_MIN, align4(pending + needed)), pending);
+    this.#replace(Math.max(this.buffer_bytes_min, align4(pending + needed)), pending);
     return this.#buf.subarray(this.#end);
   }
 

@@ -114,10 +114,10 @@ Deno.test("splitHostPort", () => {
 
 Deno.test("readToken: from a file (trimmed), else from LAPSE_TOKEN", async () => {
   await inTempDir(async (dir) => {
-    const env = new Map<string, string>([["LAPSE_TOKEN", "from-env"]]);
-    await Deno.writeTextFile(`${dir}/token`, "  s3cret\n");
-    assert.equal(await readToken({ tokenFile: `${dir}/token`, env }), "s3cret");
-    assert.equal(await readToken({ env }), "from-env");
+    const env = new Map<string, string>([["LAPSE_TOKEN", "from-env-0123456789"]]);
+    await Deno.writeTextFile(`${dir}/token`, "  s3cret-0123456789\n");
+    assert.equal(await readToken({ tokenFile: `${dir}/token`, env }), "s3cret-0123456789");
+    assert.equal(await readToken({ env }), "from-env-0123456789");
   });
 });
 
@@ -140,6 +140,20 @@ Deno.test("readToken: errors name the file or the variable", async () => {
     await rejects(
       readToken({ env: new Map([["LAPSE_TOKEN", " "]]) }),
       /LAPSE_TOKEN is set but empty/,
+    );
+    // Shorter than 16 bytes: refused, with the command that makes a good one.
+    await rejects(
+      readToken({ env: new Map([["LAPSE_TOKEN", "x"]]) }),
+      /the cluster token from LAPSE_TOKEN is 1 byte long; at least 16 are needed .*lapse token/,
+    );
+    await Deno.writeTextFile(`${dir}/short`, "fifteen-bytes!!\n");
+    await rejects(
+      readToken({ tokenFile: `${dir}/short`, env: none }),
+      /token file ".*\/short" is 15 bytes long; at least 16/,
+    );
+    assert.equal(
+      await readToken({ env: new Map([["LAPSE_TOKEN", "sixteen-bytes!!!"]]) }),
+      "sixteen-bytes!!!",
     );
   });
 });

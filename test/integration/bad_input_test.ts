@@ -171,7 +171,7 @@ Deno.test("serve: a port already in use is one clear line", async () => {
       const cluster = `${dir}/cluster.yaml`;
       await Deno.writeTextFile(cluster, `nodes: ["127.0.0.1:${port}"]\n`);
       const r = await lapse(["serve", "--cluster", cluster, "--node", "0"], {
-        LAPSE_TOKEN: "secret",
+        LAPSE_TOKEN: "secret-0123456789abcdef",
       });
       assertUserError(r, `127.0.0.1:${port}`, "address already in use");
     });
@@ -188,13 +188,13 @@ Deno.test("train --cluster: the wrong token is refused with a clear line", async
       cluster,
       `nodes: ["127.0.0.1:${port}"]\nworkers_per_node: 1\nconnect_timeout_ms: 5000\n`,
     );
-    const node = startNode(cluster, 0, "token-A");
+    const node = startNode(cluster, 0, "token-A-0123456789abcdef");
     let log = "";
     try {
       await node.listening;
       const r = await lapse(
         ["train", "--config", PSCHECK_YAML, "--cluster", cluster, "--quiet"],
-        { LAPSE_TOKEN: "token-B" },
+        { LAPSE_TOKEN: "token-B-0123456789abcdef" },
       );
       assertUserError(r, `127.0.0.1:${port}`, "cluster token", "LAPSE_TOKEN");
     } finally {
@@ -215,12 +215,12 @@ Deno.test("serve: a node with the wrong token is refused; its peer names it", as
       `nodes: ["127.0.0.1:${p0}", "127.0.0.1:${p1}"]\nconnect_timeout_ms: 4000\n`,
     );
     // Node 0 (token A) waits for node 1; node 1 (token B) dials it and is turned away.
-    const node0 = startNode(cluster, 0, "token-A");
+    const node0 = startNode(cluster, 0, "token-A-0123456789abcdef");
     let log0 = "";
     try {
       await node0.listening;
       const r1 = await lapse(["serve", "--cluster", cluster, "--node", "1"], {
-        LAPSE_TOKEN: "token-B",
+        LAPSE_TOKEN: "token-B-0123456789abcdef",
       });
       assertUserError(r1, `node 0 (127.0.0.1:${p0})`, "rejected our cluster token");
       const status = await node0.child.status;
@@ -248,7 +248,7 @@ Deno.test("train --cluster: a node that is not running is named in one line", as
     );
     const t0 = Date.now();
     const r = await lapse(["train", "--config", PSCHECK_YAML, "--cluster", cluster], {
-      LAPSE_TOKEN: "secret",
+      LAPSE_TOKEN: "secret-0123456789abcdef",
     });
     assertUserError(r, `127.0.0.1:${port}`, "within 300 ms", "connection refused");
     assert.ok(Date.now() - t0 < 20_000, "it gave up after connect_timeout_ms");
