@@ -22,6 +22,10 @@ const COMMANDS: Record<
     summary: "write a shipped task config (mf, pscheck) to a file to edit",
     run: async () => (await import("./init.ts")).init,
   },
+  data: {
+    summary: "build a dataset from installed packages (wordnet)",
+    run: async () => (await import("./data.ts")).data,
+  },
   bench: {
     summary: "benchmark modes side by side (lapse, classic, plain)",
     run: async () => (await import("./bench/main.ts")).bench,

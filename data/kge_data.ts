@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { hash32, Rng } from "./mf_data.ts";
+import { hash32, Rng } from "../core/rng.ts";
+import { userError } from "../core/errors.ts";
 
 /** Triples as parallel arrays. */
 export interface Triples {
@@ -59,13 +60,6 @@ function exists(path: string): boolean {
   }
 }
 
-/** An error that is the user's fault (the CLI prints one line, exit status 2). */
-function userError(message: string): Error {
-  const e = new Error(message);
-  (e as unknown as Record<symbol, boolean>)[Symbol.for("lapse.userError")] = true;
-  return e;
-}
-
 /** Finds the split files of `dir` in the given or detected format. */
 export function findKgFiles(dir: string, format?: "names" | "ids"): KgFiles {
   let st: Deno.FileInfo;
@@ -77,8 +71,7 @@ export function findKgFiles(dir: string, format?: "names" | "ids"): KgFiles {
     );
   }
   if (!st.isDirectory) throw userError(`kge: data.dir "${dir}" is not a directory`);
-  const pick = (base: string, exts: string[]) =>
-    exts.map((e) => `${dir}/${base}${e}`).find(exists);
+  const pick = (base: string, exts: string[]) => exts.map((e) => `${dir}/${base}${e}`).find(exists);
   const fmt = format ?? (pick("train", [".del"]) ? "ids" : "names");
   const exts = fmt === "ids" ? [".del"] : [".txt", ".tsv"];
   const train = pick("train", exts);
@@ -180,7 +173,9 @@ function readNames(files: KgFiles): KgData {
   const ents = new Set<string>(), rels = new Set<string>();
   eachLine(trainText, (f, lineNo, line) => {
     threeFields(files.train, f, lineNo, line, "head<TAB>relation<TAB>tail");
-    for (const x of f) if (x.length === 0) throw lineError(files.train, lineNo, "an empty field", line);
+    for (const x of f) {
+      if (x.length === 0) throw lineError(files.train, lineNo, "an empty field", line);
+    }
     ents.add(f[0]);
     rels.add(f[1]);
     ents.add(f[2]);
@@ -198,7 +193,9 @@ function readNames(files: KgFiles): KgData {
         throw lineError(
           path,
           lineNo,
-          `unknown entity "${h === undefined ? f[0] : f[2]}": valid and test entities must occur in train`,
+          `unknown entity "${
+            h === undefined ? f[0] : f[2]
+          }": valid and test entities must occur in train`,
           line,
         );
       }
@@ -279,7 +276,11 @@ function readIds(files: KgFiles): KgData {
     });
     return b.finish();
   };
-  const train = parse(files.train, entityNames?.length ?? 2 ** 32, relationNames?.length ?? 2 ** 32);
+  const train = parse(
+    files.train,
+    entityNames?.length ?? 2 ** 32,
+    relationNames?.length ?? 2 ** 32,
+  );
   let maxE = 0, maxR = 0;
   for (let i = 0; i < train.heads.length; i++) {
     maxE = Math.max(maxE, train.heads[i] + 1, train.tails[i] + 1);
@@ -330,7 +331,9 @@ export function checkKgGenerate(g: KgGenerateConfig): void {
   const int = (k: keyof KgGenerateConfig, min: number, max: number) => {
     const v = g[k];
     if (!Number.isInteger(v) || v < min || v > max) {
-      throw new RangeError(`kge: data.generate.${k} must be an integer from ${min} to ${max}, got ${v}`);
+      throw new RangeError(
+        `kge: data.generate.${k} must be an integer from ${min} to ${max}, got ${v}`,
+      );
     }
   };
   int("entities", 2, 1 << 26);

