@@ -562,7 +562,8 @@ export class FilterIndex {
       this.tailGroup[q] = group((queries.heads[q] * relations + queries.rels[q]) * 2);
       this.headGroup[q] = group((queries.tails[q] * relations + queries.rels[q]) * 2 + 1);
     }
-    const count = new Int32Array(groups.size + 1);
+    const G = groups.size;
+    const count = new Int32Array(G + 1);
     const scan = (fn: (g: number, e: number) => void) => {
       for (const t of known) {
         for (let i = 0; i < t.heads.length; i++) {
@@ -575,13 +576,20 @@ export class FilterIndex {
       }
     };
     scan((g) => count[g + 1]++);
-    for (let g = 0; g < groups.size; g++) count[g + 1] += count[g];
-    this.start = count;
-    this.answers = new Uint32Array(count[groups.size]);
-    const fill = count.slice(0, groups.size);
-    scan((g, e) => (this.answers[fill[g]++] = e));
-    for (let g = 0; g < groups.size; g++) {
-      this.answers.subarray(count[g], count[g + 1]).sort();
+    for (let g = 0; g < G; g++) count[g + 1] += count[g];
+    const all = new Uint32Array(count[G]);
+    const fill = count.slice(0, G);
+    scan((g, e) => (all[fill[g]++] = e));
+    // Sorted, duplicates (a triple listed twice) removed: each answer is filtered once.
+    this.start = new Int32Array(G + 1);
+    let n = 0;
+    for (let g = 0; g < G; g++) {
+      const list = all.subarray(count[g], count[g + 1]).sort();
+      for (let i = 0; i < list.length; i++) {
+        if (i === 0 || list[i] !== list[i - 1]) all[n++] = list[i];
+      }
+      this.start[g + 1] = n;
     }
+    this.answers = all.slice(0, n);
   }
 }

@@ -56,6 +56,7 @@ import {
   shuffleTriples,
   type Triples,
 } from "../data/kge_data.ts";
+import { writeKgeEmbeddings } from "./kge_out.ts";
 import { dot, type KgeAlgorithm, type KgeModel, makeModel, TrainStep } from "./kge_model.ts";
 
 /** Model defaults (also in the schema). */
@@ -77,6 +78,8 @@ export const KGE_DEFAULTS = {
 export interface KgeSettings {
   dir?: string;
   format?: "names" | "ids";
+  /** Where worker 0 writes the embeddings after training (`data.out`). */
+  out?: string;
   generate?: KgGenerateConfig;
   algorithm: KgeAlgorithm;
   dim: number;
@@ -134,6 +137,7 @@ export function kgeSettings(config: JobConfig): KgeSettings {
   const s: KgeSettings = {
     dir: hasDir ? data.dir : undefined,
     format: data.format,
+    out: typeof data.out === "string" && data.out.length > 0 ? data.out : undefined,
     generate,
     algorithm: model.algorithm ?? KGE_DEFAULTS.algorithm,
     dim: num(model.dim, KGE_DEFAULTS.dim),
@@ -568,6 +572,7 @@ async function run(ctx: TaskContext): Promise<void> {
     return;
   }
 
+  const sec = (x: number) => (x / 1000).toFixed(2) + "s";
   let sinceProgress = 0, sinceClock = 0;
   for (let epoch = 0; epoch < s.epochs; epoch++) {
     const c0 = performance.now();
@@ -646,7 +651,26 @@ async function run(ctx: TaskContext): Promise<void> {
     await ps.barrier();
     time.barrier += performance.now() - e1;
   }
-  const sec = (x: number) => (x / 1000).toFixed(2) + "s";
+  if (s.out !== undefined && me === 0) {
+    const o0 = performance.now();
+    const chunk = Math.max(1, Math.min(4096, maxKeys));
+    const reader = (t: number) => (keys: Uint32Array, out: Float32Array) => ps.pull(t, keys, out);
+    await writeKgeEmbeddings(s.out, {
+      algorithm: s.algorithm,
+      dim: D,
+      entities: data.entities,
+      relations: data.relations,
+      relFloats: model.relFloats,
+      entityNames: data.entityNames,
+      relationNames: data.relationNames,
+      readEntities: reader(tE),
+      readRelations: reader(tR),
+      chunk,
+    });
+    ctx.log(`kge: embeddings written to ${s.out} in ${sec(performance.now() - o0)}`);
+  }
+  // Nobody leaves (and ends the job) before worker 0 has read the model.
+  if (s.out !== undefined) await ps.barrier();
   ctx.log(
     `kge worker ${me}/${N}: train ${sec(time.train)}, barriers ${sec(time.barrier)}, ` +
       `eval ${sec(time.eval)}`,
@@ -662,6 +686,10 @@ const schema: TaskSchema = {
       dir: {
         type: "string",
         doc: "Directory with train/valid/test triple files (see data/README.md).",
+      },
+      out: {
+        type: "string",
+        doc: "Directory for the trained embeddings (entities.npy, names; see README kge).",
       },
       format: {
         type: "string",

@@ -161,6 +161,46 @@ Deno.test("train: an unknown task names the task and the known ones", async () =
   });
 });
 
+// --- kge: data and model mistakes (one line, exit 2) ----------------------------------------
+
+const KGE_YAML = new URL("../../tasks/kge.yaml", import.meta.url).pathname;
+
+Deno.test("kge: an unknown algorithm, an odd ComplEx dim, a missing data dir", async () => {
+  const kge = (set: string) => lapse(["train", "--config", KGE_YAML, "--nodes", "1", "--set", set]);
+  const [alg, dim, dir] = await Promise.all([
+    kge("model.algorithm=transe"),
+    kge("model.dim=7"),
+    kge("data.dir=no/such/graph"),
+  ]);
+  assertUserError(alg, "model.algorithm", '"transe"', "complex, distmult, rescal");
+  assertUserError(dim, "model.dim 7 does not fit ComplEx");
+  assertUserError(dir, 'data directory "no/such/graph" not found', "lapse data wordnet");
+});
+
+Deno.test("kge: a malformed triple line and an unknown test entity name the file and line", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/a`);
+    await Deno.writeTextFile(`${dir}/a/train.txt`, "x\tr\ty\nx r y\n");
+    await Deno.mkdir(`${dir}/b`);
+    await Deno.writeTextFile(`${dir}/b/train.txt`, "x\tr\ty\n");
+    await Deno.writeTextFile(`${dir}/b/test.txt`, "x\tr\ty\ny\tr\tz\n");
+    const run = (d: string) =>
+      lapse(["train", "--config", KGE_YAML, "--nodes", "1", "--set", `data.dir=${d}`]);
+    const [a, b] = await Promise.all([run(`${dir}/a`), run(`${dir}/b`)]);
+    assertUserError(a, `${dir}/a/train.txt:2:`, "expected 3 tab-separated fields");
+    assertUserError(b, `${dir}/b/test.txt:2:`, 'unknown entity "z"');
+  });
+});
+
+Deno.test("data: a missing --out and an unknown dataset", async () => {
+  const [out, name] = await Promise.all([
+    lapse(["data", "wordnet"]),
+    lapse(["data", "wordnte"]),
+  ]);
+  assertUserError(out, "missing --out DIR");
+  assertUserError(name, 'unknown dataset "wordnte"', "wordnet");
+});
+
 // --- lapse serve and lapse train --cluster: the surroundings --------------------------------
 
 Deno.test("serve: a port already in use is one clear line", async () => {
