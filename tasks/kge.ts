@@ -685,10 +685,12 @@ const schema: TaskSchema = {
     fields: {
       dir: {
         type: "string",
+        path: true,
         doc: "Directory with train/valid/test triple files (see data/README.md).",
       },
       out: {
         type: "string",
+        path: true,
         doc: "Directory for the trained embeddings (entities.npy, names; see README kge).",
       },
       format: {
