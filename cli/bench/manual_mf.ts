@@ -3,10 +3,14 @@
  * management and no parameter server (cli/bench/manual_mf_worker.ts), run as one `deno run`
  * child process per node (1 worker each) on 127.0.0.1, started and timed from here.
  *
- * Timing is the same as for a cluster run (server/node.ts): an epoch is the wall time on this
- * process between two "every worker has ended epoch e" moments (the first from the "go" sent
- * once every worker has loaded its data and connected), minus the slowest worker's test
- * evaluation. Messages and bytes are the frames every worker sent to another during the epoch
+ * Timing: the workers have no barriers, so one worker may evaluate epoch e while another still
+ * trains it, and a cluster run's "wall time between epoch ends minus the evaluation" could go
+ * negative. Instead every worker times its own training phase of each epoch (from the end of
+ * its previous evaluation, or the "go" sent once every worker has loaded its data and
+ * connected, to the end of its last subepoch: waiting for blocks included, loading and
+ * evaluation not), and an epoch takes as long as its slowest worker's phase; eval_s is the
+ * slowest evaluation (which includes waiting for the blocks of the evaluation round). So the
+ * epochs add up to the slowest worker's wall time minus its evaluations. Messages and bytes are the frames every worker sent to another during the epoch
  * (evaluation included, as for the PS), summed. The per-epoch sums go through the mf task's
  * own `summarize`, so train_loss, test_rmse and lr mean exactly what they mean for the task.
  *
@@ -36,6 +40,7 @@ export interface ManualMfRun extends ClusterRun {
 }
 
 const WORKER_URL = new URL("./manual_mf_worker.ts", import.meta.url).href;
+const ROOT = new URL("../../", import.meta.url).pathname;
 // How long stopped workers get before SIGKILL.
 const STOP_GRACE_MS = 5_000;
 
@@ -122,6 +127,10 @@ export async function runManualMf(config: JobConfig, opts: ManualMfOptions): Pro
       args: [
         "run",
         "--quiet",
+        // The checkout's config and lock, whatever the working directory (as the nodes).
+        "--config",
+        `${ROOT}deno.json`,
+        `--lock=${ROOT}deno.lock`,
         "--allow-net=127.0.0.1",
         "--allow-read",
         ...(opts.denoArgs ?? []),
@@ -205,7 +214,6 @@ export async function runManualMf(config: JobConfig, opts: ManualMfOptions): Pro
     const ready = await fromAll("ready");
     const points = ready.reduce((a, m) => a + m.train_n, 0);
     await tellAll({ t: "go" });
-    let lastAt = performance.now();
     // Epoch reports of different epochs may interleave (no barriers): gather by epoch.
     const open = new Map<
       number,
@@ -228,12 +236,9 @@ export async function runManualMf(config: JobConfig, opts: ManualMfOptions): Pro
       e.bytes += msg.bytes;
       if (e.n < N) continue;
       open.delete(msg.epoch);
-      const now = performance.now();
-      const wall_s = (now - lastAt) / 1000;
-      lastAt = now;
-      const eval_s = Math.min(e.sums.eval_s_max ?? 0, wall_s);
+      const epoch_s = e.sums.epoch_s_max, eval_s = e.sums.eval_s_max;
+      delete e.sums.epoch_s_max;
       delete e.sums.eval_s_max;
-      const epoch_s = wall_s - eval_s;
       const m: Record<string, number> = {
         epoch: msg.epoch,
         ...mfTask.summarize(e.sums),

@@ -460,6 +460,9 @@ async function main(): Promise<void> {
   const left = mod(me - 1, N), right = mod(me + 1, N);
   const time = { train: 0, wait: 0, eval: 0 };
   let lr = s.lr, prevLoss = Infinity;
+  // This worker's training phase of the epoch: from the end of the last evaluation (or "go")
+  // to the end of its last subepoch, waiting for blocks included (see manual_mf.ts).
+  let phaseStart = performance.now();
   for (let epoch = 0; epoch < s.epochs; epoch++) {
     lr = lrForEpoch(s, epoch, lr);
     const perm = dsgdPermutation(seed, epoch, N);
@@ -493,6 +496,7 @@ async function main(): Promise<void> {
     // At step r I hold the block worker me+r trained last, p[me + r - 1]; at the end the one
     // of me-1, p[me - 2]: so block b ends at worker p^-1(b) + 2.
     const e0 = performance.now();
+    const epoch_s = (e0 - phaseStart) / 1000;
     let sse = 0;
     for (let r = 0; r < N; r++) {
       if (held === null) {
@@ -506,7 +510,8 @@ async function main(): Promise<void> {
       }
     }
     if (inFlight.size > 0) await Promise.all(inFlight);
-    const eval_s = (performance.now() - e0) / 1000;
+    phaseStart = performance.now();
+    const eval_s = (phaseStart - e0) / 1000;
     time.eval += eval_s * 1000;
     await say({
       t: "epoch",
@@ -518,6 +523,7 @@ async function main(): Promise<void> {
         test_n: test.length,
         lr_sum: lr,
         workers: 1,
+        epoch_s_max: epoch_s,
         eval_s_max: eval_s,
       },
       messages,

@@ -19,6 +19,7 @@ import {
 } from "../progress.ts";
 import { loadConfigFromArgs } from "../train.ts";
 import {
+  type ClusterRun,
   epochRange,
   fmt,
   percent,
@@ -33,6 +34,7 @@ import { BENCH_TASKS, type BenchTask, shippedConfigPath } from "./tasks.ts";
 /** The modes `lapse bench TASK` knows (`plain`: the task's in-process loop without a PS). */
 export const BENCH_MODES = [
   "plain",
+  "manual",
   "lapse",
   "lapse_nolocalize",
   "classic",
@@ -60,7 +62,8 @@ function specFor(name: string, entry: BenchTask) {
         type: "string",
         arg: "M,M",
         default: entry.plain ? "plain,classic,lapse" : "classic,lapse",
-        doc: `modes to run: ${BENCH_MODES.join(", ")} (lapse_nolocalize = lapse, localize=none)`,
+        doc: `modes to run: ${BENCH_MODES.join(", ")} (lapse_nolocalize = lapse, ` +
+          `localize=none; manual: no PS, hand-coded communication)`,
       },
       nodes: { type: "string", arg: "N,N", default: "1,2,4", doc: "node counts to run" },
       workers: { type: "string", short: "w", arg: "W", doc: "worker threads per node" },
@@ -104,7 +107,15 @@ function specFor(name: string, entry: BenchTask) {
     details: `Runs one job at a time: plain (the task's training loop without a PS, in this
 process; ${entry.plain ? "available" : `not available for ${name}`}), then each node count
 with each cluster mode. Every run uses the same config, data and seed; only ps.mode (and localize=none for lapse_nolocalize) and cluster.nodes differ.
-
+${
+      entry.manual
+        ? `
+manual: the same training with no PS at all, as one would write it by hand for this job
+(${entry.manual.describe}); one worker process per node, workers_per_node 1 only.
+vs_manual = this row's epoch_s / manual's on the same node count (1.25 = 25% slower).
+`
+        : ""
+    }
 Columns: epoch_s is the mean training time of the measured epochs, as every run reports it:
 from the first barrier after loading (or the previous epoch's end) to the epoch's end, minus
 the test evaluation; localize and barriers count, data loading and evaluation do not. For
@@ -142,6 +153,8 @@ export interface BenchRow {
   eval_s: number;
   speedup?: number;
   vs_remote?: number;
+  /** This row's epoch_s / the manual row's on the same node count. */
+  vs_manual?: number;
   status: string;
   wall_s: number;
   per_epoch_s: number[];
@@ -200,6 +213,15 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
   if (modes.includes("plain") && entry.plain === undefined) {
     throw new UsageError(`--modes: task ${name} has no plain mode (drop it from --modes)`);
   }
+  if (modes.includes("manual") && entry.manual === undefined) {
+    throw new UsageError(`--modes: task ${name} has no manual mode (drop it from --modes)`);
+  }
+  if (modes.includes("manual") && base.cluster.workers_per_node !== 1) {
+    throw new UsageError(
+      `--modes manual runs one worker per node process: workers_per_node must be 1, got ` +
+        `${base.cluster.workers_per_node} (--workers 1, or drop manual from --modes)`,
+    );
+  }
   const epochs = Number(base.model?.epochs ?? 0);
   if (!(epochs > skip)) {
     throw new UsageError(
@@ -235,7 +257,9 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
       common.length > 0 ? common.join(" ") : "none"
     }${defaults.length > 0 ? ` (bench default; --full for the config's epochs)` : ""}`,
     `data: ${data}; ${epochs} epoch(s), seed ${base.seed}`,
-    `per run: ps.mode=<mode> (lapse_nolocalize: ps.mode=lapse localize=none), ` +
+    `per run: ps.mode=<mode> (lapse_nolocalize: ps.mode=lapse localize=none${
+      modes.includes("manual") ? "; manual: no PS" : ""
+    }), ` +
     `cluster.nodes=<n>, workers_per_node ${base.cluster.workers_per_node}; one run at a time; ` +
     `timeout ${timeout_s}s per cluster run`,
     `epoch_s: training time (loading and test evaluation excluded), mean over epochs ${
@@ -255,6 +279,8 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
     say(`[${i + 1}/${plans.length}] ${label} ...`);
     const row = plan.mode === "plain"
       ? await entry.plain!(plan.config, measured)
+      : plan.mode === "manual"
+      ? await runManual(entry, plan.config, measured, timeout_s, v.verbose)
       : await runCluster(plan.mode, plan.config, measured, timeout_s, v.verbose);
     say(
       `[${i + 1}/${plans.length}] ${label}: ${row.status}, epoch_s ${fmt(seconds)(row.epoch_s)}, ${
@@ -272,6 +298,12 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
     const c = find("classic", r.nodes), cr = find("classic_remote", r.nodes);
     if (c && Number.isFinite(r.epoch_s)) r.speedup = c.epoch_s / r.epoch_s;
     if (cr && Number.isFinite(r.epoch_s)) r.vs_remote = cr.epoch_s / r.epoch_s;
+  }
+  // Against the hand-written baseline: how much slower each PS row is on the same node count.
+  for (const r of rows) {
+    if (r.mode === "plain" || r.mode === "manual" || !Number.isFinite(r.epoch_s)) continue;
+    const m = find("manual", r.nodes);
+    if (m) r.vs_manual = r.epoch_s / m.epoch_s;
   }
 
   if (v.json) {
@@ -308,6 +340,9 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
     ...(modes.includes("classic_remote")
       ? [{ key: "vs_remote", format: speedupFmt, align: "right" as const }]
       : []),
+    ...(modes.includes("manual")
+      ? [{ key: "vs_manual", format: speedupFmt, align: "right" as const }]
+      : []),
     "status",
   ] as Parameters<typeof formatTable>[1];
   console.log("");
@@ -326,6 +361,31 @@ async function runCluster(
     verbose,
     onEpoch: verbose ? (m) => console.error(formatMetrics(m.epoch, m)) : undefined,
   });
+  return rowOf(mode, config, run, measured, timeout_s);
+}
+
+async function runManual(
+  entry: BenchTask,
+  config: JobConfig,
+  measured: number[],
+  timeout_s: number,
+  verbose: boolean,
+): Promise<BenchRow> {
+  const run = await entry.manual!.run(config, timeout_s, {
+    verbose,
+    onEpoch: verbose ? (m) => console.error(formatMetrics(m.epoch, m)) : undefined,
+  });
+  return rowOf("manual", config, run, measured, timeout_s);
+}
+
+/** A table row from a run's per-epoch metrics (cluster and manual runs alike). */
+function rowOf(
+  mode: BenchMode,
+  config: JobConfig,
+  run: ClusterRun,
+  measured: number[],
+  timeout_s: number,
+): BenchRow {
   const want = new Set(measured);
   const got = run.epochs.filter((m) => want.has(m.epoch));
   const secs = got.map((m) => m.epoch_s);

@@ -11,7 +11,8 @@
 import type { JobConfig } from "../../core/types.ts";
 import { mean } from "../../core/stats.ts";
 import { runPlainMf } from "../../tasks/mf_plain.ts";
-import { epochRange } from "./harness.ts";
+import { type ClusterRun, epochRange } from "./harness.ts";
+import { runManualMf } from "./manual_mf.ts";
 import type { BenchRow } from "./task_bench.ts";
 
 /** What `lapse bench` needs to know of a task. */
@@ -26,6 +27,19 @@ export interface BenchTask {
   describe(config: JobConfig): string;
   /** Runs the task's loop without a PS in this process and returns its row. */
   plain?: (config: JobConfig, measured: number[]) => Promise<BenchRow>;
+  /**
+   * Optionally the task without any PS, communication written by hand (the `manual` mode):
+   * runs on `config.cluster.nodes` processes and reports epochs like a cluster run.
+   */
+  manual?: {
+    /** One line for `--help`. */
+    describe: string;
+    run(
+      config: JobConfig,
+      timeout_s: number,
+      opts: { verbose: boolean; onEpoch?: (m: Record<string, number>) => void },
+    ): Promise<ClusterRun>;
+  };
   /** Extra paragraphs for `--help`. */
   notes?: string;
 }
@@ -67,6 +81,27 @@ async function plainMf(config: JobConfig, measured: number[]): Promise<BenchRow>
   };
 }
 
+async function manualMf(
+  config: JobConfig,
+  timeout_s: number,
+  opts: { verbose: boolean; onEpoch?: (m: Record<string, number>) => void },
+): Promise<ClusterRun> {
+  const run = await runManualMf(config, {
+    timeout_s,
+    onEpoch: opts.onEpoch,
+    onLine: opts.verbose ? (w, l) => console.error(`worker ${w} | ${l}`) : undefined,
+  });
+  if (opts.verbose) {
+    for (const [w, t] of run.workers.entries()) {
+      console.error(
+        `manual worker ${w}: train ${t.train_s.toFixed(2)}s, waiting for blocks ` +
+          `${t.wait_s.toFixed(2)}s, test ${t.eval_s.toFixed(2)}s`,
+      );
+    }
+  }
+  return run;
+}
+
 /** The benchmarkable tasks by name. */
 export const BENCH_TASKS: Record<string, BenchTask> = {
   mf: {
@@ -81,6 +116,11 @@ export const BENCH_TASKS: Record<string, BenchTask> = {
       return `${data}; model.rank ${c.model?.rank}`;
     },
     plain: plainMf,
+    manual: {
+      describe: "cli/bench/manual_mf.ts: DSGD whose H blocks go from worker to worker as raw " +
+        "Float32 frames over TCP, W in a plain Float32Array, no barriers",
+      run: manualMf,
+    },
     notes: MF_NOTES,
   },
 };
