@@ -10,6 +10,7 @@ import { formatHostPort } from "../core/host_port.ts";
 import { loadClusterFile, readToken } from "../config/cluster_file.ts";
 import { HELP, parseCommandArgs, parseHostPort, parseIntArg } from "./args.ts";
 import { UsageError } from "../core/errors.ts";
+import { resolveDataDirs } from "../config/data_dirs.ts";
 
 const SPEC = {
   name: "serve",
@@ -41,6 +42,12 @@ const SPEC = {
       type: "boolean",
       doc: "log only errors (embedded clusters: the driver shows the rest)",
     },
+    "data-dir": {
+      type: "string",
+      multiple: true,
+      arg: "DIR",
+      doc: "jobs may read files only under DIR (repeatable; default: the working directory)",
+    },
   },
   details: `Example, a 2-node cluster on two machines:
   cluster.yaml:  nodes: ["10.0.0.1:7000", "10.0.0.2:7000"]
@@ -63,6 +70,7 @@ export async function serve(args: string[]): Promise<number> {
   const cluster = await loadClusterFile(v.cluster);
   const self = parseIntArg("--node", v.node, { min: 0, max: cluster.nodes.length - 1 });
   const token = await readToken({ tokenFile: v["token-file"] });
+  const dataDirs = resolveDataDirs(v["data-dir"].length > 0 ? v["data-dir"] : [Deno.cwd()]);
   const own = cluster.nodes[self];
   // Bind to loopback unless told otherwise: a node is not exposed by accident.
   const listen = v.listen !== undefined
@@ -126,6 +134,7 @@ export async function serve(args: string[]): Promise<number> {
     workerUrl: new URL("../client/worker_entry.ts", import.meta.url),
     loadTask,
     info: log,
+    dataDirs,
   });
   peers.listen();
   log(

@@ -106,6 +106,13 @@ export type InitSpec =
   | { kind: "uniform"; scale: number } // uniform in [-scale, scale]
   | { kind: "normal"; std: number };
 
+/** Most keys of one table (keys are 32-bit signed indices). */
+export const TABLE_KEYS_MAX = 0x7fffffff;
+/** Largest value length (floats per key) of a table. */
+export const TABLE_DIM_MAX = 65536;
+/** Largest table (keys x dim x 4 bytes); a node may hold all of it. */
+export const TABLE_BYTES_MAX = 8 * 1024 * 1024 * 1024;
+
 /** One table of parameters: `keys` keys of `dim` floats each. */
 export interface TableSpec {
   name: string;

@@ -10,6 +10,10 @@ import { loadClusterFile, readToken } from "../config/cluster_file.ts";
 import type { JobConfig } from "../core/types.ts";
 import { type JobEvents, type JobSummary, runJob } from "./driver.ts";
 import { startLocalCluster } from "./local_cluster.ts";
+import { checkJob } from "../config/job_check.ts";
+import { pathFields, realPathOf } from "../config/data_dirs.ts";
+import { loadTask } from "../tasks/registry.ts";
+import type { TaskDefinition } from "../core/task.ts";
 
 /** Options of {@linkcode launchJob}. */
 export interface LaunchOptions {
@@ -25,6 +29,9 @@ export interface LaunchOptions {
 
 /** Runs `config` to its end and returns its summary; a failed job throws a `JobError`. */
 export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Promise<JobSummary> {
+  // Sizes that cannot work are one line now, before any node starts (node 0 checks again).
+  const task = await loadTask(config.task);
+  checkJob(config, task);
   if (opts.clusterFile !== undefined) {
     const cluster = await loadClusterFile(opts.clusterFile);
     const token = await readToken({ tokenFile: opts.tokenFile });
@@ -41,6 +48,7 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
     nodes: config.cluster.nodes,
     workers_per_node: config.cluster.workers_per_node,
     onLine: opts.onNodeLine,
+    data_dirs: localDataDirs(config, task),
   });
   // Ctrl-C or a SIGTERM: stop the nodes and remove the temporary directory (with the token)
   // before exiting. (After a SIGKILL the next embedded cluster removes it.)
@@ -63,4 +71,23 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
     }
     await local.stop();
   }
+}
+
+/**
+ * The data directories of an embedded local cluster: the user who runs `lapse train` on this
+ * machine may read what they point at, so the nodes may read the working directory and the
+ * folder of every file the config names (a real cluster's nodes use their own --data-dir).
+ */
+export function localDataDirs(config: JobConfig, task: TaskDefinition): string[] {
+  const dirs = new Set<string>([Deno.cwd()]);
+  for (const { value } of pathFields(config, task.schema)) {
+    const real = realPathOf(value);
+    const dir = real.slice(0, Math.max(1, real.lastIndexOf("/")));
+    try {
+      if (Deno.statSync(dir).isDirectory) dirs.add(dir);
+    } catch {
+      // A missing folder: the task says "not found" for the file.
+    }
+  }
+  return [...dirs];
 }

@@ -85,6 +85,11 @@ export interface LocalClusterOptions {
   /** Receives every line a node prints (prefixed with its id). Default: stderr. */
   onLine?: (node: number, line: string) => void;
   connect_timeout_ms?: number;
+  /**
+   * The nodes' `--data-dir`s: the directories jobs may read files from (default: the nodes'
+   * working directory, which is ours).
+   */
+  data_dirs?: string[];
 }
 
 /** How to start this program again as a child: `deno run ... cli/main.ts` or the compiled binary. */
@@ -192,6 +197,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         "--exit-on-stdin-close",
         // The driver shows the workers' log lines; the nodes print only errors.
         "--quiet",
+        ...(opts.data_dirs ?? []).flatMap((d) => ["--data-dir", d]),
       ],
       stdin: "piped",
       stdout: "piped",

@@ -10,6 +10,9 @@ import type { TaskDefinition } from "../core/task.ts";
 import type { ToServer, ToWorker, WorkerInit } from "./worker_protocol.ts";
 import { Msg } from "./messages.ts";
 import { PsCore } from "./ps_core.ts";
+import { epochProblem } from "./epoch_check.ts";
+import { revalidateJob } from "../config/job_check.ts";
+import { checkDataPaths } from "../config/data_dirs.ts";
 
 /** How the node reaches the other nodes. */
 export interface NodeTransport {
@@ -138,6 +141,11 @@ export interface LapseNodeOptions {
   log?: (line: string) => void;
   /** Where informational lines go, e.g. the workers' log lines (default: like `log`). */
   info?: (line: string) => void;
+  /**
+   * Resolved data directories (`--data-dir`): a job whose file fields point elsewhere is
+   * refused. Undefined: no check (in-process tests).
+   */
+  dataDirs?: readonly string[];
 }
 
 /** The server thread of one node. */
@@ -149,6 +157,7 @@ export class LapseNode {
   readonly #info: (line: string) => void;
   readonly #workerUrl: string;
   readonly #loadTask: (name: string) => Promise<TaskDefinition>;
+  readonly #dataDirs: readonly string[] | undefined;
   #job: NodeJob | null = null;
   /** The job a PREPARE is being handled for (null once it is prepared or aborted). */
   #preparing: number | null = null;
@@ -163,6 +172,7 @@ export class LapseNode {
     this.#info = opts.info ?? this.#log;
     this.#workerUrl = String(opts.workerUrl);
     this.#loadTask = opts.loadTask;
+    this.#dataDirs = opts.dataDirs;
   }
 
   /** The running job's data plane (tests look at it); null between jobs. */
@@ -238,7 +248,15 @@ export class LapseNode {
   }
 
   async #submit(link: DriverLink, config: JobConfig): Promise<void> {
-    const task = await this.#loadTask(config.task);
+    // A driver is not trusted to have checked its config: the same checks as lapse train.
+    const name = (config as Partial<JobConfig> | null)?.task;
+    if (typeof name !== "string") throw new TypeError(`node 0 refused the job: it names no task`);
+    const task = await this.#loadTask(name);
+    try {
+      config = revalidateJob(config, task);
+    } catch (e) {
+      throw new Error(`node 0 refused the job config: ${(e as Error).message}`);
+    }
     const down = [];
     for (let n = 0; n < this.nodes; n++) if (!this.#transport.isConnected(n)) down.push(n);
     if (down.length > 0) {
@@ -367,6 +385,9 @@ export class LapseNode {
       bytes: e.bytes,
     };
     coord.driver.send({ t: Msg.JOB_EPOCH, epoch: msg.epoch, metrics });
+    const workers = this.nodes * coord.config.cluster.workers_per_node;
+    const problem = epochProblem(msg.epoch, points, workers, metrics);
+    if (problem !== null) this.#abort(problem);
   }
 
   // --- every node ------------------------------------------------------------------------
@@ -446,6 +467,9 @@ export class LapseNode {
     try {
       this.#transport.setPeerTimeout?.(config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS);
       const task = await this.#loadTask(config.task);
+      if (this.#dataDirs !== undefined) {
+        checkDataPaths(config, task.schema, this.#dataDirs, this.self);
+      }
       await this.#waitForPeers(config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS);
       // Aborted (or replaced by a newer job) while we waited: nothing to set up.
       if (this.#preparing !== jobId) return;

@@ -12,7 +12,13 @@
  *
  * @module
  */
-import type { InitSpec, TableSpec } from "../core/types.ts";
+import {
+  type InitSpec,
+  TABLE_BYTES_MAX,
+  TABLE_DIM_MAX,
+  TABLE_KEYS_MAX,
+  type TableSpec,
+} from "../core/types.ts";
 import { mix32 } from "../core/rng.ts";
 
 /** What crosses to a worker thread so that it can attach to the same memory. */
@@ -27,7 +33,7 @@ export interface SharedTable {
 }
 
 /** Bytes reserved (not committed) per table at most; a bigger table is a config error. */
-export const TABLE_BYTES_MAX = 8 * 1024 * 1024 * 1024;
+export { TABLE_BYTES_MAX };
 
 const SLOTS_GROW_MIN = 1024;
 
@@ -77,10 +83,10 @@ export class Table {
   /** Creates an empty table with room for `capacity` keys before it has to grow. */
   static create(id: number, spec: Pick<TableSpec, "name" | "keys" | "dim">, capacity: number) {
     const { name, keys, dim } = spec;
-    if (!Number.isInteger(keys) || keys < 1 || keys > 0x7fffffff) {
+    if (!Number.isInteger(keys) || keys < 1 || keys > TABLE_KEYS_MAX) {
       throw new RangeError(`Table "${name}" has ${keys} keys: expected 1 .. 2^31-1`);
     }
-    if (!Number.isInteger(dim) || dim < 1 || dim > 65536) {
+    if (!Number.isInteger(dim) || dim < 1 || dim > TABLE_DIM_MAX) {
       throw new RangeError(`Table "${name}" has dim ${dim}: expected 1 .. 65536`);
     }
     const bytes_max = keys * dim * 4;

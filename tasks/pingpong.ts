@@ -192,6 +192,9 @@ async function run(ctx: TaskContext): Promise<void> {
     sums.batch = s.batch;
     sums.dim = s.dim;
   }
+  // One "data point" per worker: a job with none counts as an empty training set.
+  ctx.epochPoints(1);
+  ctx.progress(1);
   ctx.epochEnd(0, sums);
   await ps.barrier();
 }
