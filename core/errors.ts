@@ -150,3 +150,23 @@ export function assert(condition: unknown, message: string | (() => string)): as
     throw new AssertionError(typeof message === "string" ? message : message());
   }
 }
+
+/** Longest excerpt of a data line that an error message quotes. */
+export const EXCERPT_CHARS_MAX = 40;
+
+/**
+ * A short, printable excerpt of untrusted text (a data line) for an error message: at most
+ * {@linkcode EXCERPT_CHARS_MAX} characters, anything but printable ASCII shown as `?`, quoted.
+ * Error messages travel to the driver, so a file's contents must not ride along in bulk.
+ *
+ * @example
+ * ```ts
+ * import { excerpt } from "./errors.ts";
+ * excerpt("1,2,\u00003"); // '"1,2,?3"'
+ * ```
+ */
+export function excerpt(text: string, max = EXCERPT_CHARS_MAX): string {
+  const cut = text.length > max ? text.slice(0, max - 3) : text;
+  const clean = cut.replace(/[^\x20-\x7e]/g, "?");
+  return JSON.stringify(text.length > max ? clean + "..." : clean);
+}

@@ -12,6 +12,7 @@
  */
 
 import { hash32, mix32, Rng, TWO_POW_32 } from "../core/rng.ts";
+import { excerpt } from "../core/errors.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Ratings containers
@@ -499,8 +500,7 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
   let base = opts.indexBase ?? 0;
 
   const fail = (lineNo: number, msg: string, line: string): never => {
-    const shown = line.length > 80 ? line.slice(0, 77) + "..." : line;
-    throw new Error(`${path}:${lineNo}: ${msg} (line: ${JSON.stringify(shown)})`);
+    throw new Error(`${path}:${lineNo}: ${msg} (line: ${excerpt(line)})`);
   };
 
   const add = (fields: string[], lineNo: number, line: string) => {
