@@ -103,8 +103,10 @@ export interface TaskSchema {
 export type InitSpec =
   | { kind: "zero" }
   | { kind: "constant"; value: number }
-  | { kind: "uniform"; scale: number } // uniform in [-scale, scale]
-  | { kind: "normal"; std: number };
+  | { kind: "uniform"; scale: number; floats?: number } // uniform in [-scale, scale]
+  | { kind: "normal"; std: number; floats?: number };
+// `floats` (random kinds): only the first `floats` floats of each key are random, the rest start
+// at zero (e.g. an optimizer state stored after the weights in the same key). Default: all.
 
 /** Most keys of one table (keys are 32-bit signed indices). */
 export const TABLE_KEYS_MAX = 0x7fffffff;

@@ -257,7 +257,9 @@ export function initValue(
     return;
   }
   let state = mix32(mix32(seed ^ 0x9e3779b9) ^ mix32(tableId + 0x632be5ab) ^ mix32(key + 1));
-  for (let i = 0; i < dim; i++) {
+  const random = Math.min(dim, init.floats ?? dim);
+  if (random < dim) out.fill(0, offset + random, offset + dim);
+  for (let i = 0; i < random; i++) {
     state = (state + 0x6d2b79f5) >>> 0;
     const u1 = (mix32(state) + 0.5) / 4294967296;
     if (init.kind === "uniform") {

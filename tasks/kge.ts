@@ -68,6 +68,7 @@ export const KGE_DEFAULTS = {
   lr: 0.1,
   lambda: 0,
   init_scale: 0.1,
+  adagrad_eps: 1e-6,
   clock_every: 1000,
   eval_every: 1,
   eval_max_triples: 1000,
@@ -88,6 +89,7 @@ export interface KgeSettings {
   lr: number;
   lambda: number;
   initScale: number;
+  adagradEps: number;
   clockEvery: number;
   evalEvery: number;
   evalMaxTriples: number;
@@ -146,6 +148,7 @@ export function kgeSettings(config: JobConfig): KgeSettings {
     lr: num(model.lr, KGE_DEFAULTS.lr),
     lambda: num(model.lambda, KGE_DEFAULTS.lambda),
     initScale: num(model.init_scale, KGE_DEFAULTS.init_scale),
+    adagradEps: num(model.adagrad_eps, KGE_DEFAULTS.adagrad_eps),
     clockEvery: num(model.clock_every, KGE_DEFAULTS.clock_every),
     evalEvery: num(model.eval_every, KGE_DEFAULTS.eval_every),
     evalMaxTriples: num(model.eval_max_triples, KGE_DEFAULTS.eval_max_triples),
@@ -520,7 +523,7 @@ async function run(ctx: TaskContext): Promise<void> {
     negatives: s.negatives,
     lr: s.lr,
     lambda: s.lambda,
-    accOffset: s.initScale + 1e-8,
+    accOffset: s.adagradEps,
   };
   const relKey = new Uint32Array(1);
   const PROGRESS_EVERY = 1024;
@@ -758,6 +761,12 @@ const schema: TaskSchema = {
         default: KGE_DEFAULTS.init_scale,
         doc: "Values start uniform in [-init_scale, init_scale].",
       },
+      adagrad_eps: {
+        type: "number",
+        min: 0,
+        default: KGE_DEFAULTS.adagrad_eps,
+        doc: "Added to the AdaGrad accumulator under the square root (its start value).",
+      },
       clock_every: {
         type: "integer",
         min: 1,
@@ -797,12 +806,11 @@ function tables(config: JobConfig): TableSpec[] {
   const s = kgeSettings(config);
   const { entities, relations } = graphSize(s);
   const model = makeModel(s.algorithm, s.dim);
-  // The accumulator starts uniform in [-init_scale, init_scale] like the embedding (a table
-  // has one init); the step adds init_scale to it, so it acts as a start in [0, 2*init_scale].
-  const init = { kind: "uniform" as const, scale: s.initScale };
+  // Embeddings uniform in [-init_scale, init_scale], the AdaGrad accumulators after them zero.
+  const init = (floats: number) => ({ kind: "uniform" as const, scale: s.initScale, floats });
   return [
-    { name: "entities", keys: entities, dim: 2 * s.dim, init },
-    { name: "relations", keys: relations, dim: 2 * model.relFloats, init },
+    { name: "entities", keys: entities, dim: 2 * s.dim, init: init(s.dim) },
+    { name: "relations", keys: relations, dim: 2 * model.relFloats, init: init(model.relFloats) },
   ];
 }
 

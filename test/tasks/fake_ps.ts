@@ -47,7 +47,11 @@ export class FakeCluster {
       const values = new Float32Array(s.keys * s.dim);
       const rng = new Rng(hash32(seed, id));
       const init = s.init;
+      const random = init.kind === "uniform" || init.kind === "normal"
+        ? Math.min(s.dim, init.floats ?? s.dim)
+        : s.dim;
       for (let i = 0; i < values.length; i++) {
+        if (i % s.dim >= random) continue; // zero
         if (init.kind === "uniform") values[i] = (2 * rng.nextFloat() - 1) * init.scale;
         else if (init.kind === "normal") values[i] = init.std * rng.nextGaussian();
         else if (init.kind === "constant") values[i] = init.value;
