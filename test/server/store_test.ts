@@ -107,3 +107,12 @@ Deno.test("table: worker threads update shared values while the server thread mo
     for (let i = 0; i < dim; i++) assert.equal(out[i], a.applied[k] + b.applied[k], `key ${k}`);
   }
 });
+
+Deno.test("initValue: floats limits the random part of a key, the rest starts at zero", () => {
+  const all = new Float32Array(6), part = new Float32Array(6);
+  initValue({ kind: "uniform", scale: 1 }, 3, 0, 9, 6, all, 0);
+  initValue({ kind: "uniform", scale: 1, floats: 4 }, 3, 0, 9, 6, part.fill(7), 0);
+  assert.deepEqual([...part.subarray(0, 4)], [...all.subarray(0, 4)]);
+  assert.deepEqual([...part.subarray(4)], [0, 0]);
+  assert.ok(all.subarray(4).some((x) => x !== 0));
+});
