@@ -9,6 +9,7 @@ import type { PsMode } from "../core/types.ts";
 import { type SharedTable, Table } from "../server/store.ts";
 import type { AccessCounters, Keys, ParameterServer, TableInfo } from "../core/parameter_server.ts";
 import type { ToServer, ToWorker } from "../server/worker_protocol.ts";
+import { CacheTable } from "./stale_cache.ts";
 
 export type { ToServer, ToWorker };
 
@@ -19,6 +20,20 @@ interface Pending {
   out: Float32Array | null;
   pos: Uint32Array | null;
   dim: number;
+  /** Stale mode, pulls: the table and keys asked for (their answers go into the cache). */
+  staleTable?: number;
+  staleKeys?: Uint32Array;
+}
+
+/** A worker's clock once it holds back nobody's pull (see PsCore's CLOCK_IDLE). */
+const CLOCK_IDLE = 0x3fffffff;
+
+/** Settings of the bounded-staleness mode (`ps.mode: stale`). */
+export interface StaleOptions {
+  /** `ps.staleness`: clocks a cached value may be old. */
+  staleness: number;
+  /** The node's Int32Array `[least clock every worker has flushed up to]`. */
+  clocks: SharedArrayBuffer;
 }
 
 /** Most keys in one call; a larger batch is a RangeError (split it). */
@@ -51,12 +66,21 @@ export class WorkerPs implements ParameterServer {
   #sparesBytes = 0;
   #local = 0;
   #remote = 0;
+  // Stale mode: this worker's clock, the caches (one per table), the node's flushed clock.
+  readonly #caches: CacheTable[] | null = null;
+  readonly #staleness: number = 0;
+  readonly #clocks: Int32Array | null = null;
+  #clock = 0;
+  /** The request id of the running barrier and the clock of its answer (stale mode). */
+  #barrierId = -1;
+  #barrierClock = 0;
 
   constructor(
     tables: SharedTable[],
     mode: PsMode,
     post: (msg: ToServer, transfer?: Transferable[]) => void,
     batch_keys_max = BATCH_KEYS_MAX_DEFAULT,
+    stale?: StaleOptions,
   ) {
     this.#tables = tables.map((t) => Table.attach(t));
     this.#infos = new Map(
@@ -66,6 +90,17 @@ export class WorkerPs implements ParameterServer {
     this.#localAccess = mode !== "classic_remote";
     this.#localize = mode === "lapse";
     this.#batchMax = batch_keys_max;
+    if (mode === "stale") {
+      if (stale === undefined) throw new TypeError("ps.mode stale needs the staleness settings");
+      this.#caches = this.#tables.map((t) => new CacheTable(t.keys, t.dim));
+      this.#staleness = stale.staleness;
+      this.#clocks = new Int32Array(stale.clocks);
+    }
+  }
+
+  /** This worker's clock: how often it called `clock()` (stale mode; 0 otherwise). */
+  get currentClock(): number {
+    return this.#clock;
   }
 
   /** Handles a message of the server thread; wire it to the worker's `onmessage`. */
@@ -77,7 +112,12 @@ export class WorkerPs implements ParameterServer {
       p.reject(new Error(msg.message));
       return;
     }
-    if (p.out !== null) {
+    if (p.staleKeys !== undefined) {
+      this.#staleReply(p, msg.vals!, msg.clock ?? 0);
+      this.#keepSpare(msg.vals!.buffer);
+    } else if (msg.id === this.#barrierId) {
+      this.#barrierClock = msg.clock ?? 0;
+    } else if (p.out !== null) {
       // One bulk copy per run of consecutive positions (a remote-only call is one run).
       const vals = msg.vals!, out = p.out, pos = p.pos!, dim = p.dim, n = pos.length;
       let j = 0;
@@ -182,6 +222,7 @@ export class WorkerPs implements ParameterServer {
   pull(table: number, keys: Keys, out: Float32Array): Promise<void> | undefined {
     const t = this.#t(table), dim = t.dim, n = keys.length;
     this.#checkBatch(keys, t, Math.min(out.length, n * dim), "Pull");
+    if (this.#caches !== null) return this.#stalePull(table, t, keys, out);
     let missing = 0;
     if (this.#localAccess) {
       const miss = this.#missing(n);
@@ -213,6 +254,13 @@ export class WorkerPs implements ParameterServer {
   push(table: number, keys: Keys, deltas: Float32Array): Promise<void> | undefined {
     const t = this.#t(table), dim = t.dim, n = keys.length;
     this.#checkBatch(keys, t, deltas.length, "Push");
+    if (this.#caches !== null) {
+      // Into this worker's cache and buffer; clock() sends them.
+      const c = this.#caches[table];
+      for (let i = 0; i < n; i++) c.addDelta(c.slot(keys[i]), deltas, i * dim);
+      this.#local += n;
+      return undefined;
+    }
     let missing = 0;
     const miss = this.#missing(n);
     if (this.#localAccess) {
@@ -269,22 +317,25 @@ export class WorkerPs implements ParameterServer {
     ]);
   }
 
+  // Stale mode: every access goes through the worker's cache, so the shared-memory fast paths
+  // say "not local" and callers take pull/push.
+
   pullIfLocal(table: number, key: number, out: Float32Array, offset = 0): boolean {
-    if (!this.#localAccess) return false;
+    if (!this.#localAccess || this.#caches !== null) return false;
     const ok = this.#t(table).pullLocal(key, out, offset);
     if (ok) this.#local++;
     return ok;
   }
 
   pushIfLocal(table: number, key: number, delta: Float32Array, offset = 0): boolean {
-    if (!this.#localAccess) return false;
+    if (!this.#localAccess || this.#caches !== null) return false;
     const ok = this.#t(table).pushLocal(key, delta, offset);
     if (ok) this.#local++;
     return ok;
   }
 
   acquire(table: number, key: number): number {
-    if (!this.#localAccess) return -1;
+    if (!this.#localAccess || this.#caches !== null) return -1;
     const t = this.#tables[table];
     t.lock(key);
     const slot = t.index[key];
@@ -315,13 +366,158 @@ export class WorkerPs implements ParameterServer {
     // Everything this worker issued is complete before it counts as arrived, so that after
     // the barrier every worker sees every other worker's pushes.
     await this.wait();
-    const id = this.#nextId++;
-    await this.#request({ op: "barrier", id }, null, null, 0);
+    if (this.#caches === null) {
+      const id = this.#nextId++;
+      await this.#request({ op: "barrier", id }, null, null, 0);
+      return;
+    }
+    // Stale mode: the buffered pushes go out (and are applied) first. While in the barrier
+    // this worker holds back nobody's pull (it pushes nothing), so that a worker with more
+    // clocks before the barrier cannot wait for it forever; afterwards every worker continues
+    // from the largest clock of all, so nothing pushed later belongs to a clock that others
+    // were told is complete. The cache is dropped: after a barrier every value is fresh.
+    this.#flush();
+    await this.wait();
+    this.#post({ op: "clock", clock: CLOCK_IDLE });
+    const id = this.#barrierId = this.#nextId++;
+    await this.#request({ op: "barrier", id, clock: this.#clock }, null, null, 0);
+    this.#clock = Math.max(this.#clock, this.#barrierClock);
+    this.#post({ op: "clock", clock: this.#clock });
+    for (const c of this.#caches) c.invalidate();
   }
 
-  /** A no-op outside the bounded-staleness mode (see ParameterServer.clock). */
+  /**
+   * Stale mode: flushes the buffered pushes and ends this worker's clock (after its
+   * outstanding pulls, whose answers must not miss the flushed pushes). A no-op otherwise.
+   */
   clock(): Promise<void> | undefined {
+    if (this.#caches === null) return undefined;
+    if (this.#pending.size > 0) return this.wait().then(() => this.#tick());
+    this.#tick();
     return undefined;
+  }
+
+  /**
+   * The worker's training loop is over: stale mode flushes what is buffered and stops holding
+   * back anybody's pulls; then everything outstanding is awaited.
+   */
+  async finish(): Promise<void> {
+    await this.wait();
+    if (this.#caches === null) return;
+    this.#flush();
+    await this.wait();
+    this.#post({ op: "clock", clock: CLOCK_IDLE });
+  }
+
+  #tick(): void {
+    this.#flush();
+    this.#clock++;
+    // Posted after the pushes: the node tells the others after it has sent them.
+    this.#post({ op: "clock", clock: this.#clock });
+  }
+
+  /** Sends the buffered pushes: local keys straight into shared memory, others batched. */
+  #flush(): void {
+    const caches = this.#caches!;
+    for (let tb = 0; tb < caches.length; tb++) {
+      const c = caches[tb], t = this.#tables[tb], dim = t.dim, n = c.dirtyCount;
+      if (n === 0) continue;
+      let keys = new Uint32Array(Math.min(n, this.#batchMax));
+      let vals = new Float32Array(keys.length * dim);
+      let m = 0;
+      const send = () => {
+        const id = this.#nextId++;
+        const k = keys.subarray(0, m), v = vals.subarray(0, m * dim);
+        this.#request({ op: "push", id, tb, keys: k, vals: v }, null, null, dim, [
+          keys.buffer,
+          vals.buffer,
+        ]).catch(() => {}); // failures surface in wait()
+        keys = new Uint32Array(Math.min(n, this.#batchMax));
+        vals = new Float32Array(keys.length * dim);
+        m = 0;
+      };
+      for (let i = 0; i < n; i++) {
+        const s = c.dirtyList[i], key = c.keyOf[s];
+        if (this.#localAccess && t.pushLocal(key, c.delta, s * dim)) continue;
+        keys[m] = key;
+        vals.set(c.delta.subarray(s * dim, s * dim + dim), m * dim);
+        if (++m === keys.length) send();
+      }
+      if (m > 0) send();
+      c.clearDirty();
+    }
+  }
+
+  /**
+   * Stale mode pull: from the cache while the value is fresh to at least `clock - staleness`;
+   * a local key straight from shared memory when every worker has flushed that far; the rest
+   * from the server thread, which holds it back at the key's owner until they have.
+   */
+  #stalePull(
+    table: number,
+    t: Table,
+    keys: Keys,
+    out: Float32Array,
+  ): Promise<void> | undefined {
+    const c = this.#caches![table], dim = t.dim, n = keys.length, clock = this.#clock;
+    const need = clock - this.#staleness;
+    const miss = this.#missing(n);
+    let missing = 0;
+    for (let i = 0; i < n; i++) {
+      const key = keys[i];
+      let s = c.slotOf[key];
+      if (s < 0 || c.tag[s] < need) {
+        const flushed = Atomics.load(this.#clocks!, 0);
+        if (!this.#localAccess || flushed < need || !t.isLocal(key)) {
+          miss[missing++] = i;
+          continue;
+        }
+        // Shared memory into out, out plus the buffered delta into the cache, and back.
+        if (s < 0) s = c.slot(key);
+        if (!t.pullLocal(key, out, i * dim)) {
+          miss[missing++] = i;
+          continue;
+        }
+        c.fill(s, out, i * dim, Math.min(flushed, clock));
+      }
+      const at = s * dim, o = i * dim, v = c.vals;
+      for (let f = 0; f < dim; f++) out[o + f] = v[at + f];
+    }
+    this.#local += n - missing;
+    if (missing === 0) return undefined;
+    this.#remote += missing;
+    const pos = miss.slice(0, missing);
+    const spare = this.#spareFor(missing * dim * 4);
+    const remoteKeys = spare === null
+      ? new Uint32Array(missing)
+      : new Uint32Array(spare, 0, missing);
+    const staleKeys = new Uint32Array(missing);
+    for (let j = 0; j < missing; j++) staleKeys[j] = remoteKeys[j] = keys[pos[j]];
+    const id = this.#nextId++;
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.set(id, {
+        resolve,
+        reject,
+        out,
+        pos,
+        dim,
+        staleTable: table,
+        staleKeys,
+      });
+      this.#post({ op: "pull", id, tb: table, keys: remoteKeys, need }, [remoteKeys.buffer]);
+    });
+  }
+
+  /** A stale-mode pull's answer: into the cache (plus the buffered deltas) and `out`. */
+  #staleReply(p: Pending, vals: Float32Array, clock: number): void {
+    const c = this.#caches![p.staleTable!], keys = p.staleKeys!, pos = p.pos!, out = p.out!;
+    const dim = p.dim, tag = Math.min(clock, this.#clock);
+    for (let j = 0; j < keys.length; j++) {
+      const s = c.slot(keys[j]);
+      c.fill(s, vals, j * dim, tag);
+      const at = s * dim, o = pos[j] * dim, v = c.vals;
+      for (let f = 0; f < dim; f++) out[o + f] = v[at + f];
+    }
   }
 
   async wait(): Promise<void> {

@@ -34,7 +34,10 @@ self.onmessage = (e: MessageEvent) => {
 
 async function start(init: WorkerInit): Promise<void> {
   const { config } = init;
-  ps = new WorkerPs(init.tables, config.ps.mode, post, config.ps.batch_keys_max);
+  ps = new WorkerPs(init.tables, config.ps.mode, post, config.ps.batch_keys_max, {
+    staleness: config.ps.staleness ?? 0,
+    clocks: init.clocks,
+  });
   const progress = new Float64Array(init.progress);
   const task = await loadTask(config.task);
   const ctx: TaskContext = {
@@ -60,6 +63,6 @@ async function start(init: WorkerInit): Promise<void> {
     },
   };
   await task.run(ctx);
-  await ps.wait();
+  await ps.finish();
   post({ op: "done" });
 }

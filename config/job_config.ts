@@ -38,10 +38,19 @@ export const GENERIC_FIELDS: Readonly<Record<string, FieldSchema>> = {
     fields: {
       mode: {
         type: "string",
-        enum: ["lapse", "classic", "classic_remote"],
+        enum: ["lapse", "classic", "classic_remote", "stale"],
         default: "lapse",
-        doc: "lapse (dynamic allocation), classic (static, fast local access) or " +
-          "classic_remote (static, all accesses through the server thread)",
+        doc: "lapse (dynamic allocation), classic (static, fast local access), " +
+          "classic_remote (static, all accesses through the server thread) or stale " +
+          "(static, bounded staleness: per-worker caches flushed at ps.clock())",
+      },
+      staleness: {
+        type: "integer",
+        default: 1,
+        min: 0,
+        max: 1_000_000,
+        doc: "stale mode: how many clocks old a cached value may be (0 = every earlier clock's " +
+          "updates are always seen)",
       },
       location_caches: {
         type: "boolean",
@@ -166,6 +175,7 @@ export function validateJobConfig(
       max_frame_bytes: ps.max_frame_bytes,
       batch_keys_max: ps.batch_keys_max,
       peer_timeout_ms: ps.peer_timeout_ms,
+      staleness: ps.staleness,
     },
     localize,
   };

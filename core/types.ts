@@ -4,8 +4,8 @@
  * @module
  */
 
-/** The three ways the PS places and moves parameters (DESIGN.md section 7). */
-export type PsMode = "lapse" | "classic" | "classic_remote";
+/** The ways the PS places, moves and caches parameters (DESIGN.md section 7). */
+export type PsMode = "lapse" | "classic" | "classic_remote" | "stale";
 
 /** One `localize:` entry of a task config. */
 export interface LocalizeDirective {
@@ -50,6 +50,11 @@ export interface JobConfig {
      * job (default 30000). Optional for configs built by hand.
      */
     peer_timeout_ms?: number;
+    /**
+     * Stale mode: a worker at clock c may read a cached value that misses updates of clocks
+     * c - staleness and later, never older ones (0 = every earlier clock's updates are seen).
+     */
+    staleness: number;
   };
   /** The directives in force (the task's defaults if the config has no `localize:`). */
   localize: LocalizeDirective[];

@@ -3,25 +3,28 @@
  * numeric `t`; keys and values travel as typed arrays (see wire.ts).
  *
  * Data plane (one table `tb` per message; `r` request ids, `k` keys, `p` positions in the
- * requester's batch, `v` values, `o` the origin node, `d` the destination node, `h` holder):
+ * requester's batch, `v` values, `o` the origin node, `d` the destination node, `h` holder).
+ * Stale mode adds `c`: on PULL the clock the value must be fresh to (every worker's pushes of
+ * earlier clocks included), on PULL_R the clock the served values are fresh to:
  *
  * @module
  */
 export const Msg = {
   // data plane
-  PULL: 1, // { tb, o, r, k, p }              -> served or forwarded
+  PULL: 1, // { tb, o, r, k, p, c }           -> served or forwarded
   PUSH: 2, // { tb, o, r, k, p, v }
-  PULL_R: 3, // { tb, h, r, k, p, v }          holder -> origin
+  PULL_R: 3, // { tb, h, r, k, p, v, c }       holder -> origin
   PUSH_R: 4, // { tb, h, r, k }                holder -> origin
   LOCALIZE: 5, // { tb, d, k }                 requester -> home
   HANDOVER: 6, // { tb, d, k }                 home -> old owner
   TRANSFER: 7, // { tb, k, v }                 holder -> new owner
+  CLOCK: 8, // { w, c }                        stale mode: worker w flushed its pushes of clocks < c
   // control plane between nodes (node 0 coordinates)
   PREPARE: 20, // { job, config }              0 -> all: create tables, init home keys
   PREPARED: 21, // { job }                     all -> 0
   RUN: 22, // { job }                          0 -> all: start worker threads
-  BARRIER: 23, // { job, gen }                 all -> 0 when every local worker arrived
-  BARRIER_GO: 24, // { job, gen }              0 -> all
+  BARRIER: 23, // { job, gen, c }              all -> 0 when every local worker arrived (c: stale clock)
+  BARRIER_GO: 24, // { job, gen, c }           0 -> all (c: the largest worker clock)
   PROGRESS: 25, // { job, points, epoch_points }
   EPOCH: 26, // { job, epoch, sums, local, remote, messages, bytes }
   WORKERS_DONE: 27, // { job }                 all -> 0

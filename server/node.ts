@@ -50,6 +50,8 @@ class NodeJob {
   readonly workers: Worker[] = [];
   readonly progress: Float64Array;
   readonly barrierWaiting: { worker: number; id: number }[] = [];
+  /** Stale mode: the largest clock of this node's workers in the current barrier. */
+  barrierClock = 0;
   readonly epochSums = new Map<
     number,
     { n: number; sums: Record<string, number>; local: number; remote: number }
@@ -79,6 +81,8 @@ class Coordination {
   prepared = 0;
   barrierCount = 0;
   barrierGen = 0;
+  /** Stale mode: the largest worker clock reported for the current barrier. */
+  barrierClock = 0;
   workersDone = 0;
   finished = 0;
   readonly points: number[];
@@ -300,14 +304,17 @@ export class LapseNode {
         }
         break;
       case Msg.BARRIER:
+        coord.barrierClock = Math.max(coord.barrierClock, msg.c ?? 0);
         if (++coord.barrierCount === this.nodes) {
           coord.barrierCount = 0;
+          const c = coord.barrierClock;
+          coord.barrierClock = 0;
           if (coord.barrierGen === 0 && coord.epochsReported === 0) {
             // The first barrier ends loading: epoch 0 is timed from here.
             coord.load_s = (performance.now() - coord.startedAt) / 1000;
             coord.lastEpochAt = performance.now();
           }
-          this.#toAll({ t: Msg.BARRIER_GO, job: coord.job, gen: coord.barrierGen++ });
+          this.#toAll({ t: Msg.BARRIER_GO, job: coord.job, gen: coord.barrierGen++, c });
         }
         break;
       case Msg.PROGRESS: {
@@ -423,7 +430,7 @@ export class LapseNode {
         if (job !== null && job.id === msg.job) this.#run(job);
         return;
       case Msg.BARRIER_GO:
-        if (job !== null && job.id === msg.job) this.#barrierGo(job);
+        if (job !== null && job.id === msg.job) this.#barrierGo(job, msg.c ?? 0);
         return;
       case Msg.FINISH:
         if (job !== null && job.id === msg.job) this.#finish(job);
@@ -447,7 +454,7 @@ export class LapseNode {
         if (this.self === 0) this.#onCoordinatorMessage(from, msg);
         return;
       default:
-        if (msg.t >= Msg.PULL && msg.t <= Msg.TRANSFER) {
+        if (msg.t >= Msg.PULL && msg.t <= Msg.CLOCK) {
           // A data-plane message with no job here: a late straggler or a peer's bug.
           this.#log(
             `node ${this.self}: dropped data message ${msg.t} from node ${from}: no job running`,
@@ -482,7 +489,9 @@ export class LapseNode {
         placement: config.ps.placement,
         seed: config.seed,
         send: (n, m) => this.#transport.send(n, m),
-        reply: (worker, id, vals) => this.#replyWorker(worker, { op: "reply", id, vals }),
+        reply: (worker, id, vals, clock) =>
+          this.#replyWorker(worker, { op: "reply", id, vals, clock }),
+        workers: this.nodes * config.cluster.workers_per_node,
       });
       core.createTables(task.tables(config));
       this.#job = new NodeJob(jobId, config, task, core);
@@ -548,6 +557,7 @@ export class LapseNode {
         nodes: this.nodes,
         progress: job.progress.buffer as SharedArrayBuffer,
         localIndex: i,
+        clocks: job.core.clockShared.buffer as SharedArrayBuffer,
       };
       w.postMessage(init);
       job.workers.push(w);
@@ -581,7 +591,10 @@ export class LapseNode {
     try {
       switch (msg.op) {
         case "pull":
-          job.core.workerPull(worker, msg.id, msg.tb, msg.keys);
+          job.core.workerPull(worker, msg.id, msg.tb, msg.keys, msg.need);
+          return;
+        case "clock":
+          job.core.workerClock(this.self * job.config.cluster.workers_per_node + worker, msg.clock);
           return;
         case "push":
           job.core.workerPush(worker, msg.id, msg.tb, msg.keys, msg.vals);
@@ -591,8 +604,11 @@ export class LapseNode {
           return;
         case "barrier":
           job.barrierWaiting.push({ worker, id: msg.id });
+          job.barrierClock = Math.max(job.barrierClock, msg.clock ?? 0);
           if (job.barrierWaiting.length === job.workers.length) {
-            this.#toCoordinator({ t: Msg.BARRIER, job: job.id });
+            const c = job.barrierClock;
+            job.barrierClock = 0;
+            this.#toCoordinator({ t: Msg.BARRIER, job: job.id, c });
           }
           return;
         case "points":
@@ -652,10 +668,10 @@ export class LapseNode {
     job.sentAtLastEpoch = sent;
   }
 
-  #barrierGo(job: NodeJob): void {
+  #barrierGo(job: NodeJob, clock: number): void {
     const waiting = job.barrierWaiting.splice(0);
     for (const { worker, id } of waiting) {
-      this.#replyWorker(worker, { op: "reply", id, vals: null });
+      this.#replyWorker(worker, { op: "reply", id, vals: null, clock });
     }
   }
 

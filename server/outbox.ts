@@ -24,6 +24,8 @@ class Bucket {
   tb = -1;
   origin = -1;
   node = -1;
+  /** PULL only: the clock the values must be fresh to (stale mode; 0 otherwise). */
+  need = 0;
   readonly r = new U32List();
   readonly k = new U32List();
   readonly p = new U32List();
@@ -59,11 +61,12 @@ export class Outbox {
     this.#buckets = TYPES.map(() => Array.from({ length: nodes }, () => new Bucket()));
   }
 
-  #bucket(type: number, node: number, tb: number, origin: number): Bucket {
+  #bucket(type: number, node: number, tb: number, origin: number, need = 0): Bucket {
     if (node === this.#self) throw new Error(`Invariant: message ${type} to self (${node})`);
     const b = this.#buckets[type - 1][node];
     if (
-      b.count > 0 && (b.tb !== tb || b.origin !== origin || b.bytes >= MESSAGE_BYTES_SPLIT)
+      b.count > 0 &&
+      (b.tb !== tb || b.origin !== origin || b.need !== need || b.bytes >= MESSAGE_BYTES_SPLIT)
     ) {
       this.#flushBucket(type, b);
     }
@@ -72,15 +75,27 @@ export class Outbox {
       b.origin = origin;
       b.node = node;
       b.type = type;
+      b.need = need;
       this.#dirty.push(b);
     }
     b.count++;
     return b;
   }
 
-  /** A pull entry for `node` (request or forward), on behalf of `origin`. */
-  pull(node: number, tb: number, origin: number, rid: number, key: number, pos: number): void {
-    const b = this.#bucket(Msg.PULL, node, tb, origin);
+  /**
+   * A pull entry for `node` (request or forward), on behalf of `origin`; `need` is the clock
+   * the value must be fresh to (stale mode, else 0).
+   */
+  pull(
+    node: number,
+    tb: number,
+    origin: number,
+    rid: number,
+    key: number,
+    pos: number,
+    need = 0,
+  ): void {
+    const b = this.#bucket(Msg.PULL, node, tb, origin, need);
     b.r.push(rid);
     b.k.push(key);
     b.p.push(pos);
@@ -109,6 +124,13 @@ export class Outbox {
    * at the offset that call returned, before the next call.
    */
   buf: Float32Array = new Float32Array(0);
+
+  /**
+   * Stale mode: the clock the values served now are fresh to (every worker's pushes of earlier
+   * clocks are in them), sent as `c` with pull replies. Change it only with nothing batched
+   * (right after a flush): replies batched before would otherwise claim too much.
+   */
+  stamp = 0;
 
   /** Reserves a pull reply entry; returns the offset in {@linkcode Outbox.buf} to write at. */
   pullReply(node: number, tb: number, rid: number, key: number, pos: number, dim: number): number {
@@ -161,7 +183,15 @@ export class Outbox {
     let msg: Record<string, unknown>;
     switch (type) {
       case Msg.PULL:
-        msg = { t: type, tb: b.tb, o: b.origin, r: b.r.view(), k: b.k.view(), p: b.p.view() };
+        msg = {
+          t: type,
+          tb: b.tb,
+          o: b.origin,
+          r: b.r.view(),
+          k: b.k.view(),
+          p: b.p.view(),
+          c: b.need,
+        };
         break;
       case Msg.PUSH:
         msg = {
@@ -183,6 +213,7 @@ export class Outbox {
           k: b.k.view(),
           p: b.p.view(),
           v: b.v.view(),
+          c: this.stamp,
         };
         break;
       case Msg.PUSH_R:

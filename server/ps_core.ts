@@ -12,7 +12,7 @@
  */
 import type { PsMode } from "../core/types.ts";
 import type { TableSpec } from "../core/types.ts";
-import { F32Rows } from "./grow.ts";
+import { F32Rows, U32List } from "./grow.ts";
 import { Msg } from "./messages.ts";
 import { Outbox, type SendFn } from "./outbox.ts";
 import { Placement } from "./placement.ts";
@@ -35,7 +35,15 @@ interface Request {
   /** Pulled values (pull only), `dim` floats per key of the request. */
   vals: Float32Array | null;
   dim: number;
+  /** Stale mode: the least clock the answers are fresh to (see Outbox.stamp). */
+  clock: number;
 }
+
+/**
+ * A worker's clock once it will push nothing more until it says otherwise (it finished, or it
+ * waits in a barrier): it holds back no pull.
+ */
+export const CLOCK_IDLE = 0x3fffffff;
 
 /** Per key in transfer to this node: what waits for the value. Recycled, not reallocated. */
 class Transfer {
@@ -88,9 +96,12 @@ export interface PsCoreOptions {
   send: SendFn;
   /**
    * Completes a worker's request: `vals` for a pull, null otherwise. `vals` (and the rest of
-   * its buffer, which may be larger) is the worker's from now on: transfer its buffer.
+   * its buffer, which may be larger) is the worker's from now on: transfer its buffer. `clock`
+   * (stale mode, pulls) is the clock the values are fresh to.
    */
-  reply(worker: number, id: number, vals: Float32Array | null): void;
+  reply(worker: number, id: number, vals: Float32Array | null, clock: number): void;
+  /** Stale mode: the number of workers of the job (all nodes); default 1. */
+  workers?: number;
 }
 
 /** Counters of the data plane of one node. */
@@ -118,6 +129,21 @@ export class PsCore {
   readonly #buffers: ArrayBuffer[] = [];
   #buffersBytes = 0;
   #nextRid = 1;
+  // Stale mode (bounded staleness). Every node keeps the clock up to which each worker of the
+  // job has flushed its pushes (a CLOCK message from the worker's node, sent after the pushes:
+  // TCP keeps each pair of nodes FIFO, so the pushes are applied here first). A pull that must
+  // be fresh to clock c waits here until every worker has flushed up to c.
+  readonly #flushed: Int32Array;
+  #minFlushed = 0;
+  /** `[min flushed clock]`, shared with the worker threads for their reads of local keys. */
+  readonly clockShared = new Int32Array(new SharedArrayBuffer(4));
+  // Pulls held back until #minFlushed reaches their need (parallel lists, compacted in place).
+  readonly #parkTb = new U32List();
+  readonly #parkOrigin = new U32List();
+  readonly #parkRid = new U32List();
+  readonly #parkKey = new U32List();
+  readonly #parkPos = new U32List();
+  readonly #parkNeed = new U32List();
 
   constructor(opts: PsCoreOptions) {
     this.#opts = opts;
@@ -125,6 +151,7 @@ export class PsCore {
     this.nodes = opts.nodes;
     this.mode = opts.mode;
     this.#outbox = new Outbox(opts.self, opts.nodes, opts.send);
+    this.#flushed = new Int32Array(Math.max(1, opts.workers ?? 1));
   }
 
   /** Creates the job's tables and initialises the keys this node is home of. */
@@ -182,6 +209,7 @@ export class PsCore {
       id,
       vals: kind === PULL ? this.#answerArray(n * dim) : null,
       dim,
+      clock: CLOCK_IDLE,
     });
     return rid;
   }
@@ -234,7 +262,7 @@ export class PsCore {
     req.remaining -= n;
     if (req.remaining > 0) return;
     this.#requests.delete(rid);
-    this.#opts.reply(req.worker, req.id, req.vals);
+    this.#opts.reply(req.worker, req.id, req.vals, req.clock);
   }
 
   #deliverPull(rid: number, pos: number, src: Float32Array, offset: number): void {
@@ -281,13 +309,116 @@ export class PsCore {
    * A worker's pull of keys that were not local when it looked. Takes ownership of `keys` (see
    * above); the answer is a view of a recycled buffer when one is large enough.
    */
-  workerPull(worker: number, id: number, tb: number, keys: Uint32Array): void {
+  workerPull(worker: number, id: number, tb: number, keys: Uint32Array, need = 0): void {
     const ts = this.#table(tb);
     const rid = this.#newRequest(PULL, worker, id, keys.length, ts.table.dim);
     if (keys.length === 0) return this.#done(rid, 0);
-    for (let i = 0; i < keys.length; i++) this.#pull(ts, tb, this.self, rid, keys[i], i, true);
+    if (this.mode === "stale") {
+      for (let i = 0; i < keys.length; i++) {
+        this.#stalePull(ts, tb, this.self, rid, keys[i], i, need);
+      }
+    } else {
+      for (let i = 0; i < keys.length; i++) this.#pull(ts, tb, this.self, rid, keys[i], i, true);
+    }
     this.#outbox.flush();
     this.#recycle(keys);
+  }
+
+  /**
+   * Stale mode: worker `worker` (of the job, 0-based over all nodes) flushed its pushes of the
+   * clocks before `clock` (its pushes, sent before, are on their way ahead of this). Tells every
+   * node, this one included. {@linkcode CLOCK_IDLE} marks a worker that holds back no pull.
+   */
+  workerClock(worker: number, clock: number): void {
+    if (this.mode !== "stale") throw new Error(`Invariant: clock message in mode ${this.mode}`);
+    this.#outbox.flush();
+    for (let n = 0; n < this.nodes; n++) {
+      if (n !== this.self) this.#opts.send(n, { t: Msg.CLOCK, w: worker, c: clock });
+    }
+    this.#onClock(worker, clock);
+  }
+
+  /** Stale mode: the least clock every worker has flushed up to, as known here. */
+  get minFlushed(): number {
+    return this.#minFlushed;
+  }
+
+  /** Stale mode: pulls held back for slower workers' clocks. */
+  get parkedPulls(): number {
+    return this.#parkKey.length;
+  }
+
+  #onClock(worker: number, clock: number): void {
+    if (!(worker >= 0 && worker < this.#flushed.length) || !(clock >= 0 && clock <= CLOCK_IDLE)) {
+      throw new RangeError(
+        `CLOCK for worker ${worker} at clock ${clock}: expected worker 0 .. ${
+          this.#flushed.length - 1
+        }, clock 0 .. ${CLOCK_IDLE}`,
+      );
+    }
+    this.#flushed[worker] = clock;
+    let min = CLOCK_IDLE;
+    for (let w = 0; w < this.#flushed.length; w++) min = Math.min(min, this.#flushed[w]);
+    if (min === this.#minFlushed) return;
+    // Replies batched so far were read before this clock: send them with the old stamp.
+    this.#outbox.flush();
+    this.#minFlushed = min;
+    this.#outbox.stamp = min;
+    Atomics.store(this.clockShared, 0, min);
+    this.#serveParked();
+  }
+
+  /** Serves the held-back pulls whose clock has come; keeps the rest in order. */
+  #serveParked(): void {
+    const n = this.#parkKey.length, min = this.#minFlushed;
+    const tb = this.#parkTb.data, origin = this.#parkOrigin.data, rid = this.#parkRid.data;
+    const key = this.#parkKey.data, pos = this.#parkPos.data, need = this.#parkNeed.data;
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      if (need[i] <= min) {
+        this.#pull(this.#table(tb[i]), tb[i], origin[i], rid[i], key[i], pos[i], false);
+        continue;
+      }
+      tb[kept] = tb[i];
+      origin[kept] = origin[i];
+      rid[kept] = rid[i];
+      key[kept] = key[i];
+      pos[kept] = pos[i];
+      need[kept] = need[i];
+      kept++;
+    }
+    this.#parkTb.length = this.#parkOrigin.length = this.#parkRid.length = kept;
+    this.#parkKey.length = this.#parkPos.length = this.#parkNeed.length = kept;
+  }
+
+  /**
+   * Stale mode: a pull that must see every worker's pushes of the clocks before `need`. Keys
+   * never move in this mode: a key not held here goes to its home, which holds it and serves
+   * the pull once every worker has flushed up to `need`.
+   */
+  #stalePull(
+    ts: TableState,
+    tb: number,
+    origin: number,
+    rid: number,
+    key: number,
+    pos: number,
+    need: number,
+  ): void {
+    if (!ts.table.isLocal(key)) {
+      this.#outbox.pull(ts.placement.home(key), tb, origin, rid, key, pos, need);
+      return;
+    }
+    if (need <= this.#minFlushed) {
+      this.#pull(ts, tb, origin, rid, key, pos, false);
+      return;
+    }
+    this.#parkTb.push(tb);
+    this.#parkOrigin.push(origin);
+    this.#parkRid.push(rid);
+    this.#parkKey.push(key);
+    this.#parkPos.push(pos);
+    this.#parkNeed.push(need);
   }
 
   /** A worker's push of keys that were not local when it looked; takes ownership of both arrays. */
@@ -359,6 +490,7 @@ export class PsCore {
       if (origin === this.self) {
         const req = this.#requests.get(rid)!;
         table.pullLocal(key, req.vals!, pos * table.dim);
+        if (this.#minFlushed < req.clock) req.clock = this.#minFlushed;
         this.#done(rid, 1);
       } else {
         const at = this.#outbox.pullReply(origin, tb, rid, key, pos, table.dim);
@@ -481,6 +613,10 @@ export class PsCore {
       case Msg.TRANSFER:
         this.#onTransfer(msg);
         break;
+      case Msg.CLOCK:
+        if (this.mode !== "stale") throw new Error(`CLOCK message in mode ${this.mode}`);
+        this.#onClock(msg.w, msg.c);
+        break;
       default:
         return false;
     }
@@ -492,6 +628,11 @@ export class PsCore {
   #onPull(msg: Record<string, any>): void {
     const tb: number = msg.tb, ts = this.#table(tb), o: number = msg.o;
     const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
+    if (this.mode === "stale") {
+      const need: number = msg.c ?? 0;
+      for (let i = 0; i < k.length; i++) this.#stalePull(ts, tb, o, r[i], k[i], p[i], need);
+      return;
+    }
     for (let i = 0; i < k.length; i++) this.#pull(ts, tb, o, r[i], k[i], p[i], false);
   }
 
@@ -529,6 +670,8 @@ export class PsCore {
         throw new Error(`Invariant: pull answer for unknown request ${rid}`);
       }
       const vals = req.vals;
+      const c: number = msg.c ?? 0;
+      if (c < req.clock) req.clock = c;
       let end = i + 1;
       while (end < n && r[end] === rid) end++;
       let j = i;

@@ -1,6 +1,11 @@
 /**
  * Messages between a node's server thread and its worker threads (postMessage).
  *
+ * Stale mode adds clocks: a pull's `need` (the clock its values must be fresh to), the clock a
+ * reply's values are fresh to, `clock` messages (the worker flushed its pushes of the clocks
+ * before it, posted after those pushes), and the worker's clock at a barrier, answered with the
+ * largest clock of all workers (every worker continues from there).
+ *
  * @module
  */
 import type { JobConfig } from "../core/types.ts";
@@ -8,10 +13,11 @@ import type { SharedTable } from "./store.ts";
 
 /** Messages from a worker thread to its server thread. */
 export type ToServer =
-  | { op: "pull"; id: number; tb: number; keys: Uint32Array }
+  | { op: "pull"; id: number; tb: number; keys: Uint32Array; need?: number }
   | { op: "push"; id: number; tb: number; keys: Uint32Array; vals: Float32Array }
   | { op: "localize"; id: number; tb: number; keys: Uint32Array }
-  | { op: "barrier"; id: number }
+  | { op: "barrier"; id: number; clock?: number }
+  | { op: "clock"; clock: number }
   | { op: "epoch"; epoch: number; sums: Record<string, number>; local: number; remote: number }
   | { op: "points"; points: number }
   | { op: "log"; message: string }
@@ -20,7 +26,7 @@ export type ToServer =
 
 /** Messages from the server thread to a worker thread. */
 export type ToWorker =
-  | { op: "reply"; id: number; vals: Float32Array | null }
+  | { op: "reply"; id: number; vals: Float32Array | null; clock?: number }
   | { op: "error"; id: number; message: string };
 
 /** The first message a worker thread gets. */
@@ -34,4 +40,6 @@ export interface WorkerInit {
   /** Float64Array over it, one slot per worker of the node: points done (progress). */
   progress: SharedArrayBuffer;
   localIndex: number;
+  /** Stale mode: Int32Array `[least clock every worker has flushed up to]`, kept by the node. */
+  clocks: SharedArrayBuffer;
 }

@@ -674,6 +674,9 @@ async function run(ctx: TaskContext): Promise<void> {
       }
       c0 = performance.now();
       time.train += c0 - c1;
+      // A subepoch is one clock of the bounded-staleness mode (a no-op in the others).
+      const ck = ps.clock();
+      if (ck) await ck;
       await ps.wait();
       await ps.barrier();
       c1 = performance.now();

@@ -10,6 +10,7 @@ const TASKS: Record<string, () => Promise<TaskDefinition>> = {
   mf: async () => (await import("./mf.ts")).task,
   kge: async () => (await import("./kge.ts")).task,
   pscheck: async () => (await import("./pscheck.ts")).task,
+  sspcheck: async () => (await import("./sspcheck.ts")).task,
   pingpong: async () => (await import("./pingpong.ts")).task,
 };
 
