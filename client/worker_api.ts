@@ -25,7 +25,7 @@ interface Pending {
   staleKeys?: Uint32Array;
 }
 
-/** A worker's clock once it holds back nobody's pull (see PsCore's CLOCK_IDLE). */
+/** The clock of a worker that finished (see PsCore's CLOCK_IDLE). */
 const CLOCK_IDLE = 0x3fffffff;
 
 /** Settings of the bounded-staleness mode (`ps.mode: stale`). */
@@ -71,6 +71,8 @@ export class WorkerPs implements ParameterServer {
   readonly #staleness: number = 0;
   readonly #clocks: Int32Array | null = null;
   #clock = 0;
+  /** Barriers completed (stale mode: tells a worker's idleness in a barrier from old news). */
+  #barriers = 0;
   /** The request id of the running barrier and the clock of its answer (stale mode). */
   #barrierId = -1;
   #barrierClock = 0;
@@ -372,16 +374,19 @@ export class WorkerPs implements ParameterServer {
       return;
     }
     // Stale mode: the buffered pushes go out (and are applied) first. While in the barrier
-    // this worker holds back nobody's pull (it pushes nothing), so that a worker with more
-    // clocks before the barrier cannot wait for it forever; afterwards every worker continues
-    // from the largest clock of all, so nothing pushed later belongs to a clock that others
-    // were told is complete. The cache is dropped: after a barrier every value is fresh.
+    // this worker is idle: it holds back no pull of a worker that has not passed this barrier
+    // (it pushes nothing), so that a worker with more clocks before the barrier cannot wait
+    // for it forever (see PsCore's #canServe). Afterwards every worker
+    // continues from the largest clock of all: it pushes nothing for the clocks it skips, so
+    // values read meanwhile, fresh to its clock at the barrier, miss none of its updates. The
+    // cache is dropped: after a barrier every value is fresh.
     this.#flush();
     await this.wait();
-    this.#post({ op: "clock", clock: CLOCK_IDLE });
+    this.#post({ op: "clock", clock: this.#clock, idleAt: this.#barriers });
     const id = this.#barrierId = this.#nextId++;
     await this.#request({ op: "barrier", id, clock: this.#clock }, null, null, 0);
     this.#clock = Math.max(this.#clock, this.#barrierClock);
+    this.#barriers++;
     this.#post({ op: "clock", clock: this.#clock });
     for (const c of this.#caches) c.invalidate();
   }
@@ -406,7 +411,7 @@ export class WorkerPs implements ParameterServer {
     if (this.#caches === null) return;
     this.#flush();
     await this.wait();
-    this.#post({ op: "clock", clock: CLOCK_IDLE });
+    this.#post({ op: "clock", clock: CLOCK_IDLE, idleAt: CLOCK_IDLE });
   }
 
   #tick(): void {
@@ -460,7 +465,7 @@ export class WorkerPs implements ParameterServer {
     out: Float32Array,
   ): Promise<void> | undefined {
     const c = this.#caches![table], dim = t.dim, n = keys.length, clock = this.#clock;
-    const need = clock - this.#staleness;
+    const need = Math.max(0, clock - this.#staleness);
     const miss = this.#missing(n);
     let missing = 0;
     for (let i = 0; i < n; i++) {
@@ -504,7 +509,9 @@ export class WorkerPs implements ParameterServer {
         staleTable: table,
         staleKeys,
       });
-      this.#post({ op: "pull", id, tb: table, keys: remoteKeys, need }, [remoteKeys.buffer]);
+      this.#post({ op: "pull", id, tb: table, keys: remoteKeys, need, barriers: this.#barriers }, [
+        remoteKeys.buffer,
+      ]);
     });
   }
 

@@ -35,7 +35,7 @@ self.onmessage = (e: MessageEvent) => {
 async function start(init: WorkerInit): Promise<void> {
   const { config } = init;
   ps = new WorkerPs(init.tables, config.ps.mode, post, config.ps.batch_keys_max, {
-    staleness: config.ps.staleness ?? 0,
+    staleness: config.ps.staleness ?? 1,
     clocks: init.clocks,
   });
   const progress = new Float64Array(init.progress);

@@ -44,14 +44,6 @@ export const GENERIC_FIELDS: Readonly<Record<string, FieldSchema>> = {
           "classic_remote (static, all accesses through the server thread) or stale " +
           "(static, bounded staleness: per-worker caches flushed at ps.clock())",
       },
-      staleness: {
-        type: "integer",
-        default: 1,
-        min: 0,
-        max: 1_000_000,
-        doc: "stale mode: how many clocks old a cached value may be (0 = every earlier clock's " +
-          "updates are always seen)",
-      },
       location_caches: {
         type: "boolean",
         default: true,
@@ -81,6 +73,14 @@ export const GENERIC_FIELDS: Readonly<Record<string, FieldSchema>> = {
         min: 200,
         max: 3_600_000,
         doc: "a node that sends nothing (not even a heartbeat) for this long fails the job",
+      },
+      staleness: {
+        type: "integer",
+        default: 1,
+        min: 0,
+        max: 1_000_000,
+        doc: "stale mode: how many clocks old a cached value may be (0 = every earlier clock's " +
+          "updates are always seen)",
       },
     },
   },

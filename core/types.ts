@@ -53,8 +53,9 @@ export interface JobConfig {
     /**
      * Stale mode: a worker at clock c may read a cached value that misses updates of clocks
      * c - staleness and later, never older ones (0 = every earlier clock's updates are seen).
+     * Always set by validation (default 1); optional for configs built by hand.
      */
-    staleness: number;
+    staleness?: number;
   };
   /** The directives in force (the task's defaults if the config has no `localize:`). */
   localize: LocalizeDirective[];

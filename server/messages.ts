@@ -5,20 +5,21 @@
  * Data plane (one table `tb` per message; `r` request ids, `k` keys, `p` positions in the
  * requester's batch, `v` values, `o` the origin node, `d` the destination node, `h` holder).
  * Stale mode adds `c`: on PULL the clock the value must be fresh to (every worker's pushes of
- * earlier clocks included), on PULL_R the clock the served values are fresh to:
+ * earlier clocks included) and `b` the barriers the reader completed, on PULL_R the clock the
+ * served values are fresh to:
  *
  * @module
  */
 export const Msg = {
   // data plane
-  PULL: 1, // { tb, o, r, k, p, c }           -> served or forwarded
+  PULL: 1, // { tb, o, r, k, p, c, b }        -> served or forwarded
   PUSH: 2, // { tb, o, r, k, p, v }
   PULL_R: 3, // { tb, h, r, k, p, v, c }       holder -> origin
   PUSH_R: 4, // { tb, h, r, k }                holder -> origin
   LOCALIZE: 5, // { tb, d, k }                 requester -> home
   HANDOVER: 6, // { tb, d, k }                 home -> old owner
   TRANSFER: 7, // { tb, k, v }                 holder -> new owner
-  CLOCK: 8, // { w, c }                        stale mode: worker w flushed its pushes of clocks < c
+  CLOCK: 8, // { w, c, i }                     stale: worker w flushed clocks < c (i >= 0: idle)
   // control plane between nodes (node 0 coordinates)
   PREPARE: 20, // { job, config }              0 -> all: create tables, init home keys
   PREPARED: 21, // { job }                     all -> 0

@@ -591,10 +591,14 @@ export class LapseNode {
     try {
       switch (msg.op) {
         case "pull":
-          job.core.workerPull(worker, msg.id, msg.tb, msg.keys, msg.need);
+          job.core.workerPull(worker, msg.id, msg.tb, msg.keys, msg.need, msg.barriers);
           return;
         case "clock":
-          job.core.workerClock(this.self * job.config.cluster.workers_per_node + worker, msg.clock);
+          job.core.workerClock(
+            this.self * job.config.cluster.workers_per_node + worker,
+            msg.clock,
+            msg.idleAt ?? -1,
+          );
           return;
         case "push":
           job.core.workerPush(worker, msg.id, msg.tb, msg.keys, msg.vals);

@@ -26,6 +26,8 @@ class Bucket {
   node = -1;
   /** PULL only: the clock the values must be fresh to (stale mode; 0 otherwise). */
   need = 0;
+  /** PULL only: the barriers the reading worker has completed (stale mode; 0 otherwise). */
+  barriers = 0;
   readonly r = new U32List();
   readonly k = new U32List();
   readonly p = new U32List();
@@ -61,12 +63,13 @@ export class Outbox {
     this.#buckets = TYPES.map(() => Array.from({ length: nodes }, () => new Bucket()));
   }
 
-  #bucket(type: number, node: number, tb: number, origin: number, need = 0): Bucket {
+  #bucket(type: number, node: number, tb: number, origin: number, need = 0, bar = 0): Bucket {
     if (node === this.#self) throw new Error(`Invariant: message ${type} to self (${node})`);
     const b = this.#buckets[type - 1][node];
     if (
       b.count > 0 &&
-      (b.tb !== tb || b.origin !== origin || b.need !== need || b.bytes >= MESSAGE_BYTES_SPLIT)
+      (b.tb !== tb || b.origin !== origin || b.need !== need || b.barriers !== bar ||
+        b.bytes >= MESSAGE_BYTES_SPLIT)
     ) {
       this.#flushBucket(type, b);
     }
@@ -76,6 +79,7 @@ export class Outbox {
       b.node = node;
       b.type = type;
       b.need = need;
+      b.barriers = bar;
       this.#dirty.push(b);
     }
     b.count++;
@@ -84,7 +88,8 @@ export class Outbox {
 
   /**
    * A pull entry for `node` (request or forward), on behalf of `origin`; `need` is the clock
-   * the value must be fresh to (stale mode, else 0).
+   * the value must be fresh to and `barriers` the reading worker's completed barriers (stale
+   * mode, else 0).
    */
   pull(
     node: number,
@@ -94,8 +99,9 @@ export class Outbox {
     key: number,
     pos: number,
     need = 0,
+    barriers = 0,
   ): void {
-    const b = this.#bucket(Msg.PULL, node, tb, origin, need);
+    const b = this.#bucket(Msg.PULL, node, tb, origin, need, barriers);
     b.r.push(rid);
     b.k.push(key);
     b.p.push(pos);
@@ -191,6 +197,7 @@ export class Outbox {
           k: b.k.view(),
           p: b.p.view(),
           c: b.need,
+          b: b.barriers,
         };
         break;
       case Msg.PUSH:

@@ -39,10 +39,7 @@ interface Request {
   clock: number;
 }
 
-/**
- * A worker's clock once it will push nothing more until it says otherwise (it finished, or it
- * waits in a barrier): it holds back no pull.
- */
+/** The clock of a worker that finished: it will push nothing more. */
 export const CLOCK_IDLE = 0x3fffffff;
 
 /** Per key in transfer to this node: what waits for the value. Recycled, not reallocated. */
@@ -134,6 +131,9 @@ export class PsCore {
   // TCP keeps each pair of nodes FIFO, so the pushes are applied here first). A pull that must
   // be fresh to clock c waits here until every worker has flushed up to c.
   readonly #flushed: Int32Array;
+  readonly #idle: Uint8Array;
+  /** For an idle worker: the barriers it had completed when it went idle. */
+  readonly #idleAt: Int32Array;
   #minFlushed = 0;
   /** `[min flushed clock]`, shared with the worker threads for their reads of local keys. */
   readonly clockShared = new Int32Array(new SharedArrayBuffer(4));
@@ -144,6 +144,7 @@ export class PsCore {
   readonly #parkKey = new U32List();
   readonly #parkPos = new U32List();
   readonly #parkNeed = new U32List();
+  readonly #parkBarriers = new U32List();
 
   constructor(opts: PsCoreOptions) {
     this.#opts = opts;
@@ -152,6 +153,8 @@ export class PsCore {
     this.mode = opts.mode;
     this.#outbox = new Outbox(opts.self, opts.nodes, opts.send);
     this.#flushed = new Int32Array(Math.max(1, opts.workers ?? 1));
+    this.#idle = new Uint8Array(this.#flushed.length);
+    this.#idleAt = new Int32Array(this.#flushed.length);
   }
 
   /** Creates the job's tables and initialises the keys this node is home of. */
@@ -309,13 +312,20 @@ export class PsCore {
    * A worker's pull of keys that were not local when it looked. Takes ownership of `keys` (see
    * above); the answer is a view of a recycled buffer when one is large enough.
    */
-  workerPull(worker: number, id: number, tb: number, keys: Uint32Array, need = 0): void {
+  workerPull(
+    worker: number,
+    id: number,
+    tb: number,
+    keys: Uint32Array,
+    need = 0,
+    barriers = 0,
+  ): void {
     const ts = this.#table(tb);
     const rid = this.#newRequest(PULL, worker, id, keys.length, ts.table.dim);
     if (keys.length === 0) return this.#done(rid, 0);
     if (this.mode === "stale") {
       for (let i = 0; i < keys.length; i++) {
-        this.#stalePull(ts, tb, this.self, rid, keys[i], i, need);
+        this.#stalePull(ts, tb, this.self, rid, keys[i], i, need, barriers);
       }
     } else {
       for (let i = 0; i < keys.length; i++) this.#pull(ts, tb, this.self, rid, keys[i], i, true);
@@ -326,16 +336,17 @@ export class PsCore {
 
   /**
    * Stale mode: worker `worker` (of the job, 0-based over all nodes) flushed its pushes of the
-   * clocks before `clock` (its pushes, sent before, are on their way ahead of this). Tells every
-   * node, this one included. {@linkcode CLOCK_IDLE} marks a worker that holds back no pull.
+   * clocks before `clock` (its pushes, sent before, are on their way ahead of this). `idleAt`
+   * >= 0: the worker pushes nothing until its next clock message: it waits in the barrier that
+   * follows its `idleAt` completed barriers (or, with CLOCK_IDLE, it finished). Tells every
+   * node, this one included.
    */
-  workerClock(worker: number, clock: number): void {
+  workerClock(worker: number, clock: number, idleAt = -1): void {
     if (this.mode !== "stale") throw new Error(`Invariant: clock message in mode ${this.mode}`);
     this.#outbox.flush();
-    for (let n = 0; n < this.nodes; n++) {
-      if (n !== this.self) this.#opts.send(n, { t: Msg.CLOCK, w: worker, c: clock });
-    }
-    this.#onClock(worker, clock);
+    const msg = { t: Msg.CLOCK, w: worker, c: clock, i: idleAt };
+    for (let n = 0; n < this.nodes; n++) if (n !== this.self) this.#opts.send(n, msg);
+    this.#onClock(worker, clock, idleAt);
   }
 
   /** Stale mode: the least clock every worker has flushed up to, as known here. */
@@ -348,34 +359,62 @@ export class PsCore {
     return this.#parkKey.length;
   }
 
-  #onClock(worker: number, clock: number): void {
-    if (!(worker >= 0 && worker < this.#flushed.length) || !(clock >= 0 && clock <= CLOCK_IDLE)) {
+  #onClock(worker: number, clock: number, idleAt: number): void {
+    const workers = this.#flushed.length;
+    if (
+      !(worker >= 0 && worker < workers) || !(clock >= 0 && clock <= CLOCK_IDLE) ||
+      !(idleAt >= -1 && idleAt <= CLOCK_IDLE)
+    ) {
       throw new RangeError(
-        `CLOCK for worker ${worker} at clock ${clock}: expected worker 0 .. ${
-          this.#flushed.length - 1
-        }, clock 0 .. ${CLOCK_IDLE}`,
+        `CLOCK for worker ${worker} at clock ${clock} (idle at ${idleAt}): expected worker ` +
+          `0 .. ${workers - 1}, clock 0 .. ${CLOCK_IDLE}`,
       );
     }
     this.#flushed[worker] = clock;
+    this.#idle[worker] = idleAt >= 0 ? 1 : 0;
+    this.#idleAt[worker] = idleAt;
+    // What served values are fresh to: an idle worker counts with the clock it flushed (its
+    // later pushes belong to that clock or later ones).
     let min = CLOCK_IDLE;
-    for (let w = 0; w < this.#flushed.length; w++) min = Math.min(min, this.#flushed[w]);
-    if (min === this.#minFlushed) return;
-    // Replies batched so far were read before this clock: send them with the old stamp.
-    this.#outbox.flush();
-    this.#minFlushed = min;
-    this.#outbox.stamp = min;
-    Atomics.store(this.clockShared, 0, min);
-    this.#serveParked();
+    for (let w = 0; w < workers; w++) if (this.#flushed[w] < min) min = this.#flushed[w];
+    if (min !== this.#minFlushed) {
+      // Replies batched so far were read before this clock: send them with the old stamp.
+      this.#outbox.flush();
+      this.#minFlushed = min;
+      this.#outbox.stamp = min;
+      Atomics.store(this.clockShared, 0, min);
+    }
+    if (this.#parkKey.length > 0) this.#serveParked();
+  }
+
+  /**
+   * Whether a pull that needs every worker's pushes of the clocks before `need`, of a worker
+   * that completed `barriers` barriers, may be served now. A worker idle in a barrier that the
+   * reader has not passed yet holds it back no longer: its later pushes all belong to clocks
+   * after the reader's (every worker leaves a barrier at the largest clock of all), and waiting
+   * for it could wait forever (it waits for the reader at the barrier). Once the reader has
+   * passed that barrier, the idle mark is old news and the worker's clock counts again.
+   */
+  #canServe(need: number, barriers: number): boolean {
+    if (need <= this.#minFlushed) return true;
+    const flushed = this.#flushed, idle = this.#idle, idleAt = this.#idleAt;
+    for (let w = 0; w < flushed.length; w++) {
+      if (flushed[w] >= need) continue;
+      if (idle[w] === 1 && barriers <= idleAt[w]) continue;
+      return false;
+    }
+    return true;
   }
 
   /** Serves the held-back pulls whose clock has come; keeps the rest in order. */
   #serveParked(): void {
-    const n = this.#parkKey.length, min = this.#minFlushed;
+    const n = this.#parkKey.length;
     const tb = this.#parkTb.data, origin = this.#parkOrigin.data, rid = this.#parkRid.data;
     const key = this.#parkKey.data, pos = this.#parkPos.data, need = this.#parkNeed.data;
+    const bar = this.#parkBarriers.data;
     let kept = 0;
     for (let i = 0; i < n; i++) {
-      if (need[i] <= min) {
+      if (this.#canServe(need[i], bar[i])) {
         this.#pull(this.#table(tb[i]), tb[i], origin[i], rid[i], key[i], pos[i], false);
         continue;
       }
@@ -385,10 +424,12 @@ export class PsCore {
       key[kept] = key[i];
       pos[kept] = pos[i];
       need[kept] = need[i];
+      bar[kept] = bar[i];
       kept++;
     }
     this.#parkTb.length = this.#parkOrigin.length = this.#parkRid.length = kept;
     this.#parkKey.length = this.#parkPos.length = this.#parkNeed.length = kept;
+    this.#parkBarriers.length = kept;
   }
 
   /**
@@ -404,12 +445,13 @@ export class PsCore {
     key: number,
     pos: number,
     need: number,
+    barriers: number,
   ): void {
     if (!ts.table.isLocal(key)) {
-      this.#outbox.pull(ts.placement.home(key), tb, origin, rid, key, pos, need);
+      this.#outbox.pull(ts.placement.home(key), tb, origin, rid, key, pos, need, barriers);
       return;
     }
-    if (need <= this.#minFlushed) {
+    if (this.#canServe(need, barriers)) {
       this.#pull(ts, tb, origin, rid, key, pos, false);
       return;
     }
@@ -419,6 +461,7 @@ export class PsCore {
     this.#parkKey.push(key);
     this.#parkPos.push(pos);
     this.#parkNeed.push(need);
+    this.#parkBarriers.push(barriers);
   }
 
   /** A worker's push of keys that were not local when it looked; takes ownership of both arrays. */
@@ -615,7 +658,7 @@ export class PsCore {
         break;
       case Msg.CLOCK:
         if (this.mode !== "stale") throw new Error(`CLOCK message in mode ${this.mode}`);
-        this.#onClock(msg.w, msg.c);
+        this.#onClock(msg.w, msg.c, msg.i ?? -1);
         break;
       default:
         return false;
@@ -629,8 +672,10 @@ export class PsCore {
     const tb: number = msg.tb, ts = this.#table(tb), o: number = msg.o;
     const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
     if (this.mode === "stale") {
-      const need: number = msg.c ?? 0;
-      for (let i = 0; i < k.length; i++) this.#stalePull(ts, tb, o, r[i], k[i], p[i], need);
+      const need: number = msg.c ?? 0, barriers: number = msg.b ?? 0;
+      for (let i = 0; i < k.length; i++) {
+        this.#stalePull(ts, tb, o, r[i], k[i], p[i], need, barriers);
+      }
       return;
     }
     for (let i = 0; i < k.length; i++) this.#pull(ts, tb, o, r[i], k[i], p[i], false);

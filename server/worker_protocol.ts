@@ -3,8 +3,10 @@
  *
  * Stale mode adds clocks: a pull's `need` (the clock its values must be fresh to), the clock a
  * reply's values are fresh to, `clock` messages (the worker flushed its pushes of the clocks
- * before it, posted after those pushes), and the worker's clock at a barrier, answered with the
- * largest clock of all workers (every worker continues from there).
+ * before it, posted after those pushes; `idleAt`: the barriers completed before the one it now
+ * waits in, or CLOCK_IDLE once it finished),
+ * and the worker's clock at a barrier, answered with the largest clock of all workers (every
+ * worker continues from there).
  *
  * @module
  */
@@ -13,11 +15,19 @@ import type { SharedTable } from "./store.ts";
 
 /** Messages from a worker thread to its server thread. */
 export type ToServer =
-  | { op: "pull"; id: number; tb: number; keys: Uint32Array; need?: number }
+  | {
+    op: "pull";
+    id: number;
+    tb: number;
+    keys: Uint32Array;
+    /** Stale mode: the clock the values must be fresh to, the barriers the worker completed. */
+    need?: number;
+    barriers?: number;
+  }
   | { op: "push"; id: number; tb: number; keys: Uint32Array; vals: Float32Array }
   | { op: "localize"; id: number; tb: number; keys: Uint32Array }
   | { op: "barrier"; id: number; clock?: number }
-  | { op: "clock"; clock: number }
+  | { op: "clock"; clock: number; idleAt?: number }
   | { op: "epoch"; epoch: number; sums: Record<string, number>; local: number; remote: number }
   | { op: "points"; points: number }
   | { op: "log"; message: string }

@@ -13,7 +13,8 @@
  * Then it sleeps now and then (odd workers, `jitter_ms`, so that workers drift apart and the
  * cache really serves old values) and calls `ps.clock()`. Every `barrier_every` clocks, and at
  * the end, all workers meet at a barrier and every value must be exact: every float equals the
- * clocks done. Reported: `violations` (failed checks), `reads`, `stale_reads` (reads missing
+ * clocks done. At the end the odd workers run `extra_clocks` clocks more (with pulls) while
+ * the even ones wait in the last barrier: uneven clocks must not deadlock. Reported: `violations` (failed checks), `reads`, `stale_reads` (reads missing
  * some other worker's update of an earlier clock: proof the check was not vacuous),
  * `lag_max` (the most clocks a read was behind), `final_error`.
  *
@@ -32,6 +33,7 @@ function settings(config: JobConfig) {
     pullBatch: Math.min(m.pull_batch as number, m.keys as number),
     jitterMs: m.jitter_ms as number,
     barrierEvery: m.barrier_every as number,
+    extraClocks: m.extra_clocks as number,
     seed: m.seed as number,
   };
 }
@@ -41,7 +43,7 @@ async function run(ctx: TaskContext): Promise<void> {
   const s = settings(config);
   const W = ctx.workers, me = ctx.worker;
   // Only the stale mode bounds how far workers drift apart (-1: not checked, only reported).
-  const staleness = config.ps.mode === "stale" ? config.ps.staleness : -1;
+  const staleness = config.ps.mode === "stale" ? (config.ps.staleness ?? 1) : -1;
   const tC = ps.table("C").id;
   const rng = new Rng(s.seed * 1000 + me);
   const allKeys = new Uint32Array(s.keys).map((_, i) => i);
@@ -103,6 +105,18 @@ async function run(ctx: TaskContext): Promise<void> {
       await ps.barrier();
     }
   }
+  // Odd workers run ahead by extra clocks (pulling, so they wait for the others' clocks)
+  // while the even ones already wait in the last barrier: it must not deadlock.
+  if (me % 2 === 1) {
+    for (let x = 0; x < s.extraClocks; x++) {
+      keys[0] = rng.nextInt(s.keys);
+      const p = ps.pull(tC, keys.subarray(0, 1), out.subarray(0, W));
+      if (p) await p;
+      const ck = ps.clock();
+      if (ck) await ck;
+    }
+  }
+  await ps.barrier();
   ctx.epochEnd(0, {
     violations,
     reads,
@@ -158,6 +172,13 @@ const schema: TaskSchema = {
         min: 0,
         default: 15,
         doc: "clocks between barriers with exact checks (0: only at the end)",
+      },
+      extra_clocks: {
+        type: "integer",
+        min: 0,
+        max: 100_000,
+        default: 4,
+        doc: "clocks odd workers add at the end while the even ones wait in a barrier",
       },
       seed: { type: "integer", min: 0, default: 1, doc: "seed of the random keys" },
     },

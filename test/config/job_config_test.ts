@@ -103,6 +103,7 @@ Deno.test("defaults are filled for every generic section and nested task fields"
     max_frame_bytes: 64 * 1024 * 1024,
     batch_keys_max: 1_000_000,
     peer_timeout_ms: 30_000,
+    staleness: 1,
   });
   assert.deepEqual(c.model, { rank: 10, lr: 0.05, loss: "l2", optim: { decay: 0.9 } });
   assert.deepEqual(c.data, { generate: { rows: 10, nnz: 50, noise: 0.1 } });
@@ -195,7 +196,7 @@ Deno.test("missing required keys name where to add them", () => {
 Deno.test("enum values are checked with a suggestion", () => {
   fails(
     () => validateJobConfig({ ...MINIMAL, ps: { mode: "clasic" } }, SCHEMA),
-    /ps\.mode: expected one of lapse, classic, classic_remote, got "clasic" \(did you mean classic\?\)/,
+    /ps\.mode: expected one of lapse, classic, classic_remote, stale, got "clasic" \(did you mean classic\?\)/,
   );
   fails(
     () => validateJobConfig({ ...MINIMAL, model: { loss: "huber" } }, SCHEMA),
