@@ -80,6 +80,7 @@ async function run(ctx: TaskContext): Promise<void> {
     if (behind > 0) staleReads++;
     lagMax = Math.max(lagMax, behind);
   };
+  ctx.epochPoints(s.clocks); // a data point = one clock of one worker
   await ps.barrier();
   for (let c = 0; c < s.clocks; c++) {
     const q = ps.push(tC, allKeys, mine);
