@@ -111,7 +111,7 @@ export async function runOnLocalCluster(
 export function quality(
   m: Record<string, number> | undefined,
 ): { quality: number; quality_metric: string } {
-  for (const k of ["test_rmse", "mrr", "test_loss", "loss", "train_loss"]) {
+  for (const k of ["test_rmse", "test_mrr", "mrr", "test_loss", "loss", "train_loss"]) {
     if (m !== undefined && typeof m[k] === "number") return { quality: m[k], quality_metric: k };
   }
   return { quality: NaN, quality_metric: "none" };
