@@ -337,3 +337,12 @@ Deno.test("--out writer: .npy files numpy can read (header, shape, rows without 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("plain loop (bench baseline): the same step without a PS learns the shipped graph", async () => {
+  const { runPlainKge } = await import("../../tasks/kge_plain.ts");
+  const r = await runPlainKge(config({ model: { epochs: 4, eval_max_triples: 100 } }));
+  assert.equal(r.train_n, 5078);
+  assert.equal(r.epoch_s.length, 4);
+  assert.ok(r.points_per_s > 0);
+  assert.ok(r.test_mrr > 0.4, `plain MRR ${r.test_mrr}`);
+});
