@@ -138,6 +138,14 @@ export class Admission {
    */
   refused(host: string, line: string): void {
     this.failed++;
+    this.limited(host, line);
+  }
+
+  /**
+   * Logs a line about a connection of `host` at the same rate limit as refusals (e.g. a
+   * driver's connection closed for a malformed frame: a token holder must not flood the log).
+   */
+  limited(host: string, line: string): void {
     if (this.#closed) return;
     if (this.#timer === undefined) {
       this.#o.log(line);

@@ -472,6 +472,8 @@ export class Peers {
       ...this.#connectionOptions(`the driver (${remote})`),
       frame_bytes_max: Math.min(DRIVER_FRAME_BYTES_MAX, this.#frame_bytes_max),
       queue_bytes_max: DRIVER_QUEUE_BYTES_MAX,
+      // A token holder's broken connections are logged at the refusals' rate.
+      log: (line) => this.admission.limited(host, line),
       decoder: result.decoder,
     });
     this.#drivers.add(driver);
