@@ -39,8 +39,12 @@ function makeNode(
 }
 
 /** Starts `n` nodes on free ports and connects the mesh. */
-async function makeMesh(n: number, token = "tok"): Promise<TestNode[]> {
-  const nodes = Array.from({ length: n }, (_, i) => makeNode(i, token));
+async function makeMesh(
+  n: number,
+  token = "tok",
+  overrides: Partial<PeersOptions> = {},
+): Promise<TestNode[]> {
+  const nodes = Array.from({ length: n }, (_, i) => makeNode(i, token, overrides));
   const addresses = nodes.map((node) => {
     const { host, port } = node.peers.listen();
     return `${host}:${port}`;
@@ -216,7 +220,9 @@ async function rawDriverSocket(port: number): Promise<Deno.TcpConn> {
 }
 
 Deno.test("a node survives bad frames on one connection and keeps serving the others", async () => {
-  const nodes = await makeMesh(2);
+  // Lines about bad connections are rate-limited (one per interval, then a summary): with a
+  // 1 ms interval each of these, coming one after another, gets its own line.
+  const nodes = await makeMesh(2, "tok", { admission: { log_interval_ms: 1 } });
   try {
     const { port } = nodes[0].peers.listen_address!;
 
