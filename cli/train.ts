@@ -56,6 +56,17 @@ const SPEC = {
       doc: "override a config key, e.g. ps.mode=classic, localize=none",
     },
     metrics: { type: "string", arg: "FILE", doc: "append per-epoch metrics as JSON lines" },
+    checkpoint: {
+      type: "string",
+      arg: "DIR",
+      doc: "write checkpoints to DIR (sets checkpoint.dir; every checkpoint.every_epochs epochs)",
+    },
+    resume: {
+      type: "string",
+      arg: "DIR",
+      doc: "resume from the last complete checkpoint in DIR (same cluster size); goes on " +
+        "checkpointing there unless --checkpoint says otherwise",
+    },
     "token-file": {
       type: "string",
       arg: "FILE",
@@ -67,7 +78,9 @@ const SPEC = {
   lapse train --config mf                       # the shipped tasks/mf.yaml
   lapse train --config tasks/mf.yaml --epochs 3
   lapse train --config tasks/mf.yaml --nodes 4 --set ps.mode=classic
-  lapse train --config tasks/mf.yaml --set localize=none --metrics out/run.jsonl`,
+  lapse train --config tasks/mf.yaml --set localize=none --metrics out/run.jsonl
+  lapse train --config mf --checkpoint ckpt/     # then, after a crash:
+  lapse train --config mf --resume ckpt/`,
 } as const;
 
 /**
@@ -158,10 +171,16 @@ export async function train(args: string[]): Promise<number> {
     );
   }
   const cluster = v.cluster !== undefined ? await loadClusterFile(v.cluster) : undefined;
-  const config = await loadConfigFromArgs(v.config, v.set, v.nodes, v.workers, {
+  const sets = [...v.set];
+  if (v.checkpoint !== undefined) sets.push(`checkpoint.dir=${JSON.stringify(v.checkpoint)}`);
+  if (v.resume !== undefined) sets.push(`resume.dir=${JSON.stringify(v.resume)}`);
+  const config = await loadConfigFromArgs(v.config, sets, v.nodes, v.workers, {
     epochs: v.epochs,
     cluster,
   });
+  if (config.resume !== undefined && config.checkpoint === undefined) {
+    config.checkpoint = { dir: config.resume.dir, every_epochs: 1 };
+  }
   const metrics = v.metrics !== undefined ? await MetricsWriter.open(v.metrics) : null;
   const progress = new EpochProgress(v.quiet ? { terminal: false, plainEveryMs: Infinity } : {});
   let epoch = 0;

@@ -392,6 +392,16 @@ export class WorkerPs implements ParameterServer {
   }
 
   /**
+   * Waits in a checkpoint (see TaskContext.checkpoint): everything this worker issued is
+   * complete first, then the node writes its part once every worker of the cluster is here.
+   */
+  async checkpointBarrier(epoch: number, state: unknown): Promise<void> {
+    await this.wait();
+    const id = this.#nextId++;
+    await this.#request({ op: "checkpoint", id, epoch, state }, null, null, 0);
+  }
+
+  /**
    * Stale mode: flushes the buffered pushes and ends this worker's clock (after its
    * outstanding pulls, whose answers must not miss the flushed pushes). A no-op otherwise.
    */

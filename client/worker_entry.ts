@@ -61,6 +61,12 @@ async function start(init: WorkerInit): Promise<void> {
     log(message: string) {
       post({ op: "log", message });
     },
+    checkpoint(epoch: number, state: Record<string, unknown>): Promise<void> {
+      const every = config.checkpoint?.every_epochs ?? 0;
+      if (every === 0 || (epoch + 1) % every !== 0) return Promise.resolve();
+      return ps!.checkpointBarrier(epoch, state);
+    },
+    resumeState: (init.resume?.state ?? null) as Record<string, unknown> | null,
   };
   await task.run(ctx);
   await ps.finish();

@@ -15,7 +15,17 @@ export interface PathField {
   value: string;
 }
 
-/** The values of the `path: true` fields of `data:` and `model:` (non-empty strings). */
+/** The `dir` of the `checkpoint:` and `resume:` sections (nodes write and read there). */
+const DIR_SECTION: FieldSchema = {
+  type: "object",
+  doc: "checkpoint folder",
+  fields: { dir: { type: "string", path: true, doc: "folder" } },
+};
+
+/**
+ * The values of the `path: true` fields of `data:` and `model:` (non-empty strings), and the
+ * checkpoint folders (`checkpoint.dir`, `resume.dir`).
+ */
 export function pathFields(config: JobConfig, schema: TaskSchema): PathField[] {
   const out: PathField[] = [];
   const walk = (value: unknown, field: FieldSchema | undefined, at: string) => {
@@ -29,6 +39,8 @@ export function pathFields(config: JobConfig, schema: TaskSchema): PathField[] {
   };
   walk(config.data, schema.data, "data");
   walk(config.model, schema.model, "model");
+  walk(config.checkpoint, DIR_SECTION, "checkpoint");
+  walk(config.resume, DIR_SECTION, "resume");
   return out;
 }
 

@@ -88,6 +88,36 @@ export const GENERIC_FIELDS: Readonly<Record<string, FieldSchema>> = {
     type: "array",
     doc: 'localize directives ({table, when, keys?, schedule?, steps?}), or "none"',
   },
+  checkpoint: {
+    type: "object",
+    doc: "checkpoints of the model and the workers' state (lapse train --checkpoint DIR)",
+    fields: {
+      dir: {
+        type: "string",
+        required: true,
+        path: true,
+        doc: "folder of the checkpoints (on every node's own disk)",
+      },
+      every_epochs: {
+        type: "integer",
+        default: 1,
+        min: 1,
+        doc: "write a checkpoint after every N-th epoch",
+      },
+    },
+  },
+  resume: {
+    type: "object",
+    doc: "resume from the last complete checkpoint (lapse train --resume DIR)",
+    fields: {
+      dir: {
+        type: "string",
+        required: true,
+        path: true,
+        doc: "folder of the checkpoints to resume from",
+      },
+    },
+  },
 };
 
 /**
@@ -130,6 +160,8 @@ export function validateJobConfig(
     cluster: GENERIC_FIELDS.cluster,
     ps: GENERIC_FIELDS.ps,
     localize: GENERIC_FIELDS.localize,
+    checkpoint: GENERIC_FIELDS.checkpoint,
+    resume: GENERIC_FIELDS.resume,
   };
   const known = Object.keys(sections);
   for (const k of Object.keys(raw)) {
@@ -162,6 +194,8 @@ export function validateJobConfig(
   const ps = get("ps", sections.ps) as JobConfig["ps"];
   ps.placement ??= ps.mode === "lapse" ? "range" : "random";
   const localize = c.localize(raw.localize, schema, task);
+  const checkpoint = get("checkpoint", sections.checkpoint) as JobConfig["checkpoint"];
+  const resume = get("resume", sections.resume) as JobConfig["resume"];
   return {
     task,
     seed,
@@ -178,6 +212,8 @@ export function validateJobConfig(
       staleness: ps.staleness,
     },
     localize,
+    ...(checkpoint ? { checkpoint } : {}),
+    ...(resume ? { resume } : {}),
   };
 }
 
@@ -293,6 +329,8 @@ function resolvePaths(
   };
   walk(config.data, schema.data, "data");
   walk(config.model, schema.model, "model");
+  walk(config.checkpoint, GENERIC_FIELDS.checkpoint, "checkpoint");
+  walk(config.resume, GENERIC_FIELDS.resume, "resume");
 }
 
 function isAbsolute(p: string): boolean {

@@ -44,6 +44,22 @@ export interface TaskContext {
   epochPoints(points: number): void;
   /** A log line on the node's stderr and the driver. */
   log(message: string): void;
+  /**
+   * Checkpoint hook (optional for a task; the system always provides it). Call it at the end of
+   * every epoch, from every worker, once the epoch's updates are done, with what this worker
+   * needs to go on from the next epoch (a structured-clonable, JSON-able object, e.g. the next
+   * epoch, the learning-rate state, the data order seed). When the job checkpoints after this
+   * epoch (`checkpoint.every_epochs`), it waits until every node has written the keys it owns
+   * and the states of its workers and the checkpoint is complete; otherwise it resolves at once.
+   * A task that never calls it has no checkpoints.
+   */
+  checkpoint?(epoch: number, state: Record<string, unknown>): Promise<void>;
+  /**
+   * When the job resumes (`lapse train --resume DIR`): the state this worker gave to
+   * `checkpoint` in the checkpoint it resumes from; the tables already hold that checkpoint's
+   * values. Absent or null for a fresh start.
+   */
+  resumeState?: Record<string, unknown> | null;
 }
 
 /** A task module's export. */

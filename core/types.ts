@@ -59,6 +59,16 @@ export interface JobConfig {
   };
   /** The directives in force (the task's defaults if the config has no `localize:`). */
   localize: LocalizeDirective[];
+  /**
+   * Checkpoints: after every `every_epochs`-th epoch each node writes its keys and its
+   * workers' state under `dir` (on its own disk; see server/checkpoint.ts). Absent: none.
+   */
+  checkpoint?: { dir: string; every_epochs: number };
+  /**
+   * Resume from the last complete checkpoint in this folder (`lapse train --resume DIR`), on a
+   * cluster of the same size. Node 0 fills in the manifest it found.
+   */
+  resume?: { dir: string; manifest?: unknown };
 }
 
 /** One field of a task's config schema. */

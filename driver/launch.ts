@@ -80,7 +80,17 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
  */
 export function localDataDirs(config: JobConfig, task: TaskDefinition): string[] {
   const dirs = new Set<string>([Deno.cwd()]);
-  for (const { value } of pathFields(config, task.schema)) {
+  for (const { key, value } of pathFields(config, task.schema)) {
+    if (key === "checkpoint.dir" || key === "resume.dir") {
+      // A folder the nodes write in (checkpoints) or read (resume): itself.
+      try {
+        if (key === "checkpoint.dir") Deno.mkdirSync(value, { recursive: true });
+        dirs.add(Deno.realPathSync(value));
+      } catch {
+        // Missing (resume) or not creatable: the node says so, naming the folder.
+      }
+      continue;
+    }
     const real = realPathOf(value);
     const dir = real.slice(0, Math.max(1, real.lastIndexOf("/")));
     try {

@@ -34,6 +34,11 @@ export const Msg = {
   ABORT: 30, // { job, reason }                0 -> all
   FAILED: 31, // { job, node, message }        any -> 0: a worker failed
   LOG: 32, // { job, node, message }
+  // checkpoints (see server/checkpoint.ts)
+  CHECKPOINT_READY: 33, // { job, epoch }     all -> 0: every local worker waits in checkpoint()
+  CHECKPOINT_WRITE: 34, // { job, epoch }     0 -> all: write your file
+  CHECKPOINT_DONE: 35, // { job, epoch, file, write_s } all -> 0
+  CHECKPOINT_GO: 36, // { job, epoch }        0 -> all: the manifest is written; workers go on
   // driver <-> node 0
   SUBMIT: 40, // { config }                    driver -> 0
   JOB_INFO: 41, // { job, nodes, workers }     0 -> driver

@@ -13,6 +13,18 @@ import { PsCore } from "./ps_core.ts";
 import { epochProblem } from "./epoch_check.ts";
 import { revalidateJob } from "../config/job_check.ts";
 import { checkDataPaths } from "../config/data_dirs.ts";
+import {
+  CHECKPOINT_FORMAT,
+  type CheckpointFile,
+  type CheckpointManifest,
+  type NodeFile,
+  readManifest,
+  readNodeFile,
+  removeOlderNodeFiles,
+  restoreTables,
+  writeManifest,
+  writeNodeFile,
+} from "./checkpoint.ts";
 
 /** How the node reaches the other nodes. */
 export interface NodeTransport {
@@ -63,6 +75,10 @@ class NodeJob {
   lastDeclaredSent = -1;
   timer: ReturnType<typeof setInterval> | undefined;
   sentAtLastEpoch = { messages_sent: 0, bytes_sent: 0 };
+  /** Local workers waiting in checkpoint() (local index, request id, their state). */
+  readonly checkpointWaiting: { worker: number; id: number; state: unknown }[] = [];
+  /** Resumed job: the checkpoint's epoch and its state per global worker rank. */
+  resume: { epoch: number; states: Map<number, unknown> } | null = null;
   constructor(id: number, config: JobConfig, task: TaskDefinition, core: PsCore) {
     this.id = id;
     this.config = config;
@@ -105,6 +121,11 @@ class Coordination {
   load_s = 0;
   lastProgressAt = 0;
   readonly stats: Record<string, number>[] = [];
+  /** Checkpoint in progress: nodes ready, files written, start time. */
+  checkpointReady = 0;
+  readonly checkpointFiles: CheckpointFile[] = [];
+  checkpointStartedAt = 0;
+  checkpointsWritten = 0;
   constructor(
     job: number,
     driver: DriverLink,
@@ -271,6 +292,12 @@ export class LapseNode {
     }
     // The job runs on the cluster that exists; its node count is the cluster's.
     config = { ...config, cluster: { ...config.cluster, nodes: this.nodes } };
+    if (config.resume !== undefined) {
+      if (this.#dataDirs !== undefined) checkDataPaths(config, task.schema, this.#dataDirs, 0);
+      const manifest = await readManifest(config.resume.dir);
+      checkResumable(manifest, config, config.resume.dir);
+      config = { ...config, resume: { dir: config.resume.dir, manifest } };
+    }
     const job = this.#nextJob++;
     const coord = new Coordination(job, link, config, task, this.nodes);
     this.#coord = coord;
@@ -343,9 +370,33 @@ export class LapseNode {
       case Msg.WORKERS_DONE:
         if (++coord.workersDone === this.nodes) this.#toAll({ t: Msg.FINISH, job: coord.job });
         break;
+      case Msg.CHECKPOINT_READY:
+        if (++coord.checkpointReady === this.nodes) {
+          coord.checkpointReady = 0;
+          coord.checkpointFiles.length = 0;
+          coord.checkpointStartedAt = performance.now();
+          this.#toAll({ t: Msg.CHECKPOINT_WRITE, job: coord.job, epoch: msg.epoch });
+        }
+        break;
+      case Msg.CHECKPOINT_DONE:
+        coord.checkpointFiles.push(msg.file as CheckpointFile);
+        if (coord.checkpointFiles.length === this.nodes) {
+          this.#checkpointComplete(coord, msg.epoch).catch((e) =>
+            this.#abort(`cannot write the checkpoint manifest: ${(e as Error).message}`)
+          );
+        }
+        break;
       case Msg.FINISHED:
         coord.stats[from] = msg.stats;
         if (++coord.finished === this.nodes) {
+          if (coord.config.checkpoint && coord.checkpointsWritten === 0) {
+            coord.driver.send({
+              t: Msg.JOB_LOG,
+              node: 0,
+              message: `no checkpoint was written: task ${coord.config.task} does not call ` +
+                `ctx.checkpoint, or the job had fewer than checkpoint.every_epochs epochs`,
+            });
+          }
           const wall_s = (performance.now() - coord.startedAt) / 1000;
           coord.driver.send({
             t: Msg.JOB_DONE,
@@ -355,6 +406,37 @@ export class LapseNode {
         }
         break;
     }
+  }
+
+  /** Every node wrote its file: the manifest makes the checkpoint complete; workers go on. */
+  async #checkpointComplete(coord: Coordination, epoch: number): Promise<void> {
+    const config = coord.config;
+    const dir = config.checkpoint!.dir;
+    const files = [...coord.checkpointFiles].sort((a, b) => a.node - b.node);
+    const manifest: CheckpointManifest & { mode: string; placement: string } = {
+      format: CHECKPOINT_FORMAT,
+      task: config.task,
+      nodes: this.nodes,
+      workers_per_node: config.cluster.workers_per_node,
+      seed: config.seed,
+      mode: config.ps.mode,
+      placement: config.ps.placement,
+      epoch,
+      files,
+      written: new Date().toISOString(),
+    };
+    await writeManifest(dir, manifest);
+    if (this.#coord !== coord) return;
+    coord.checkpointsWritten++;
+    const s = (performance.now() - coord.checkpointStartedAt) / 1000;
+    const mb = files.reduce((a, f) => a + f.bytes, 0) / 1e6;
+    coord.driver.send({
+      t: Msg.JOB_LOG,
+      node: 0,
+      message: `checkpoint after epoch ${epoch}: ${mb.toFixed(1)} MB on ${this.nodes} node(s) ` +
+        `in ${s.toFixed(2)} s (${(mb / Math.max(s, 1e-6)).toFixed(0)} MB/s) -> ${dir}`,
+    });
+    this.#toAll({ t: Msg.CHECKPOINT_GO, job: coord.job, epoch });
   }
 
   #coordEpoch(coord: Coordination, msg: Record<string, any>): void {
@@ -432,6 +514,12 @@ export class LapseNode {
       case Msg.BARRIER_GO:
         if (job !== null && job.id === msg.job) this.#barrierGo(job, msg.c ?? 0);
         return;
+      case Msg.CHECKPOINT_WRITE:
+        if (job !== null && job.id === msg.job) await this.#checkpointWrite(job, msg.epoch);
+        return;
+      case Msg.CHECKPOINT_GO:
+        if (job !== null && job.id === msg.job) this.#checkpointGo(job, msg.epoch);
+        return;
       case Msg.FINISH:
         if (job !== null && job.id === msg.job) this.#finish(job);
         return;
@@ -451,6 +539,8 @@ export class LapseNode {
       case Msg.FAILED:
       case Msg.WORKERS_DONE:
       case Msg.FINISHED:
+      case Msg.CHECKPOINT_READY:
+      case Msg.CHECKPOINT_DONE:
         if (this.self === 0) this.#onCoordinatorMessage(from, msg);
         return;
       default:
@@ -478,6 +568,16 @@ export class LapseNode {
         checkDataPaths(config, task.schema, this.#dataDirs, this.self);
       }
       await this.#waitForPeers(config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS);
+      const manifest = config.resume?.manifest as CheckpointManifest | undefined;
+      let restored: NodeFile | null = null;
+      const t0 = performance.now();
+      if (manifest !== undefined) {
+        const entry = manifest.files.find((f) => f.node === this.self);
+        if (entry === undefined) {
+          throw new Error(`the checkpoint in "${config.resume!.dir}" has no file of this node`);
+        }
+        restored = await readNodeFile(config.resume!.dir, entry);
+      }
       // Aborted (or replaced by a newer job) while we waited: nothing to set up.
       if (this.#preparing !== jobId) return;
       this.#preparing = null;
@@ -494,7 +594,26 @@ export class LapseNode {
         workers: this.nodes * config.cluster.workers_per_node,
       });
       core.createTables(task.tables(config));
-      this.#job = new NodeJob(jobId, config, task, core);
+      const job = new NodeJob(jobId, config, task, core);
+      if (restored !== null) {
+        restoreTables(core.tables, restored);
+        job.resume = {
+          epoch: restored.header.epoch,
+          states: new Map(restored.header.workers.map((w) => [w.worker, w.state])),
+        };
+        const s = (performance.now() - t0) / 1000;
+        const mb = restored.bytes / 1e6;
+        this.#toCoordinator({
+          t: Msg.LOG,
+          job: jobId,
+          node: this.self,
+          message: `restored ${mb.toFixed(1)} MB of the checkpoint after epoch ` +
+            `${restored.header.epoch} in ${s.toFixed(2)} s (${
+              (mb / Math.max(s, 1e-6)).toFixed(0)
+            } MB/s)`,
+        });
+      }
+      this.#job = job;
       this.#toCoordinator({ t: Msg.PREPARED, job: jobId });
     } catch (e) {
       if (this.#preparing === jobId) this.#preparing = null;
@@ -558,6 +677,10 @@ export class LapseNode {
         progress: job.progress.buffer as SharedArrayBuffer,
         localIndex: i,
         clocks: job.core.clockShared.buffer as SharedArrayBuffer,
+        resume: job.resume === null ? undefined : {
+          epoch: job.resume.epoch,
+          state: job.resume.states.get(this.self * wpn + i) ?? null,
+        },
       };
       w.postMessage(init);
       job.workers.push(w);
@@ -605,6 +728,17 @@ export class LapseNode {
           return;
         case "localize":
           job.core.workerLocalize(worker, msg.id, msg.tb, msg.keys);
+          return;
+        case "checkpoint":
+          if (job.config.checkpoint === undefined) {
+            throw new Error("Invariant: checkpoint() without checkpoint settings");
+          }
+          job.checkpointWaiting.push({ worker, id: msg.id, state: msg.state });
+          if (job.checkpointWaiting.length === job.workers.length) {
+            this.#checkpointReady(job, msg.epoch).catch((e) =>
+              this.#workerFailed(job, worker, (e as Error).message)
+            );
+          }
           return;
         case "barrier":
           job.barrierWaiting.push({ worker, id: msg.id });
@@ -672,6 +806,62 @@ export class LapseNode {
     job.sentAtLastEpoch = sent;
   }
 
+  /**
+   * Every local worker waits in checkpoint(): once this node's data plane is quiet (no request
+   * or transfer in flight), it tells node 0.
+   */
+  async #checkpointReady(job: NodeJob, epoch: number): Promise<void> {
+    const limit_ms = job.config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS;
+    const deadline = performance.now() + limit_ms;
+    while (job.core.pendingRequests > 0 || job.core.pendingTransfers > 0) {
+      if (this.#job !== job) return;
+      if (performance.now() > deadline) {
+        throw new Error(
+          `checkpoint after epoch ${epoch}: node ${this.self} still has ` +
+            `${job.core.pendingRequests} requests and ${job.core.pendingTransfers} transfers ` +
+            `in flight after ${limit_ms} ms`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    if (this.#job === job) this.#toCoordinator({ t: Msg.CHECKPOINT_READY, job: job.id, epoch });
+  }
+
+  /** Writes this node's file of the checkpoint and tells node 0. */
+  async #checkpointWrite(job: NodeJob, epoch: number): Promise<void> {
+    const wpn = job.config.cluster.workers_per_node;
+    const t0 = performance.now();
+    try {
+      const file = await writeNodeFile(
+        job.config.checkpoint!.dir,
+        this.self,
+        this.nodes,
+        epoch,
+        job.core.tables,
+        job.checkpointWaiting.map((w) => ({ worker: this.self * wpn + w.worker, state: w.state })),
+      );
+      if (this.#job !== job) return;
+      const write_s = (performance.now() - t0) / 1000;
+      this.#toCoordinator({ t: Msg.CHECKPOINT_DONE, job: job.id, epoch, file, write_s });
+    } catch (e) {
+      this.#toCoordinator({
+        t: Msg.FAILED,
+        job: job.id,
+        node: this.self,
+        message: `cannot write the checkpoint after epoch ${epoch} to ` +
+          `"${job.config.checkpoint!.dir}": ${(e as Error).message}`,
+      });
+    }
+  }
+
+  /** The checkpoint is complete: the workers go on; this node's older files are removed. */
+  #checkpointGo(job: NodeJob, epoch: number): void {
+    for (const { worker, id } of job.checkpointWaiting.splice(0)) {
+      this.#replyWorker(worker, { op: "reply", id, vals: null });
+    }
+    removeOlderNodeFiles(job.config.checkpoint!.dir, this.self, epoch).catch(() => {});
+  }
+
   #barrierGo(job: NodeJob, clock: number): void {
     const waiting = job.barrierWaiting.splice(0);
     for (const { worker, id } of waiting) {
@@ -734,5 +924,33 @@ export class LapseNode {
   /** Stops the running job, if any (node shutdown). */
   close(): void {
     if (this.#job !== null) this.#teardown(this.#job);
+  }
+}
+
+/** Checks that a checkpoint's manifest fits the job that resumes from it (same cluster shape). */
+function checkResumable(m: CheckpointManifest, config: JobConfig, dir: string): void {
+  const saved = m as CheckpointManifest & { mode?: string; placement?: string };
+  const problems: string[] = [];
+  if (m.task !== config.task) problems.push(`task ${m.task}, not ${config.task}`);
+  if (m.nodes !== config.cluster.nodes) {
+    problems.push(`${m.nodes} nodes, this cluster has ${config.cluster.nodes}`);
+  }
+  if (m.workers_per_node !== config.cluster.workers_per_node) {
+    problems.push(
+      `workers_per_node ${m.workers_per_node}, the job has ${config.cluster.workers_per_node}`,
+    );
+  }
+  if (m.seed !== config.seed) problems.push(`seed ${m.seed}, the job has ${config.seed}`);
+  if (saved.mode !== undefined && saved.mode !== config.ps.mode) {
+    problems.push(`ps.mode ${saved.mode}, the job has ${config.ps.mode}`);
+  }
+  if (saved.placement !== undefined && saved.placement !== config.ps.placement) {
+    problems.push(`ps.placement ${saved.placement}, the job has ${config.ps.placement}`);
+  }
+  if (problems.length > 0) {
+    throw new Error(
+      `cannot resume from the checkpoint in "${dir}" (after epoch ${m.epoch}): it was written ` +
+        `with ${problems.join("; ")}. Resume with the same config on a cluster of the same size`,
+    );
   }
 }

@@ -28,6 +28,7 @@ export type ToServer =
   | { op: "localize"; id: number; tb: number; keys: Uint32Array }
   | { op: "barrier"; id: number; clock?: number }
   | { op: "clock"; clock: number; idleAt?: number }
+  | { op: "checkpoint"; id: number; epoch: number; state: unknown }
   | { op: "epoch"; epoch: number; sums: Record<string, number>; local: number; remote: number }
   | { op: "points"; points: number }
   | { op: "log"; message: string }
@@ -52,4 +53,6 @@ export interface WorkerInit {
   localIndex: number;
   /** Stale mode: Int32Array `[least clock every worker has flushed up to]`, kept by the node. */
   clocks: SharedArrayBuffer;
+  /** The state this worker gave to checkpoint() in the checkpoint the job resumes from. */
+  resume?: { epoch: number; state: unknown };
 }

@@ -634,8 +634,24 @@ async function run(ctx: TaskContext): Promise<void> {
   let lr = s.lr;
   let prevLoss = Infinity;
   const time = { train: 0, localize: 0, barrier: 0, eval: 0 };
+  let firstEpoch = 0;
+  const resume = ctx.resumeState;
+  if (resume) {
+    // The tables hold the checkpoint's model; this worker's state and data order come back
+    // (see mfResumeState).
+    ({ firstEpoch, lr, prevLoss } = mfResumeState(resume, ctx.seed));
+    for (let epoch = 0; epoch < firstEpoch; epoch++) {
+      const perm = dsgdPermutation(ctx.seed, epoch, N);
+      for (let sub = 0; sub < N; sub++) {
+        const b = dsgdColBlock(perm, me, sub);
+        rng.reseed(hash32(ctx.seed, epoch, me * N + b));
+        shuffleRange(train, train.offsets[b], train.offsets[b + 1], rng);
+      }
+    }
+    ctx.log(`mf worker ${me}/${N}: resumed at epoch ${firstEpoch} (lr ${lr})`);
+  }
 
-  for (let epoch = 0; epoch < s.epochs; epoch++) {
+  for (let epoch = firstEpoch; epoch < s.epochs; epoch++) {
     lr = lrForEpoch(s, epoch, lr);
     const perm = dsgdPermutation(ctx.seed, epoch, N);
     let lossSum = 0;
@@ -706,12 +722,42 @@ async function run(ctx: TaskContext): Promise<void> {
     // Everybody has evaluated before anybody trains on: the metrics are of this epoch's model.
     await ps.barrier();
     time.barrier += performance.now() - e1;
+    await ctx.checkpoint?.(epoch, {
+      epoch: epoch + 1,
+      lr,
+      prev_loss: Number.isFinite(prevLoss) ? prevLoss : null,
+      seed: ctx.seed,
+    });
   }
   const sec = (x: number) => (x / 1000).toFixed(2) + "s";
   ctx.log(
     `mf worker ${me}/${N}: train ${sec(time.train)}, localize ${sec(time.localize)}, ` +
       `barriers ${sec(time.barrier)}, test ${sec(time.eval)}`,
   );
+}
+
+/**
+ * An mf worker's checkpoint state: the next epoch, the learning rate the last epoch ended with
+ * and the loss it had (bold driver), and the data order seed. The order of each rating block is
+ * a chain of seeded shuffles, one per epoch, so resuming replays the shuffles of the epochs
+ * before instead of storing the order: the resumed run trains on exactly the same sequence.
+ */
+export function mfResumeState(
+  state: Record<string, unknown>,
+  seed: number,
+): { firstEpoch: number; lr: number; prevLoss: number } {
+  const { epoch, lr, prev_loss } = state;
+  if (state.seed !== seed || !Number.isInteger(epoch) || typeof lr !== "number") {
+    throw new RangeError(
+      `mf: the checkpoint's worker state ${JSON.stringify(state)} does not fit this job ` +
+        `(seed ${seed}): resume with the config that wrote the checkpoint`,
+    );
+  }
+  return {
+    firstEpoch: epoch as number,
+    lr,
+    prevLoss: typeof prev_loss === "number" ? prev_loss : Infinity,
+  };
 }
 
 const schema: TaskSchema = {

@@ -65,12 +65,12 @@ export class FaultCluster {
     return c;
   }
 
-  /** Starts node `i` (again). */
-  start(i: number): void {
+  /** Starts node `i` (again), with extra environment variables (e.g. LAPSE_FAILPOINT). */
+  start(i: number, env: Record<string, string> = {}): void {
     assert.equal(this.procs[i], null, `node ${i} is running`);
     const p = new Deno.Command(Deno.execPath(), {
       args: serveArgs(this.clusterFile, i),
-      env: { LAPSE_TOKEN: TOKEN },
+      env: { LAPSE_TOKEN: TOKEN, ...env },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -84,7 +84,9 @@ export class FaultCluster {
   /** kill -9 of node `i`; resolves once it is gone. */
   async kill(i: number): Promise<void> {
     const p = this.procs[i]!;
-    p.kill("SIGKILL");
+    try {
+      p.kill("SIGKILL");
+    } catch { /* it is gone already (killed by a test, or by itself) */ }
     await p.status;
     this.procs[i] = null;
   }
