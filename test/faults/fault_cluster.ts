@@ -69,7 +69,7 @@ export class FaultCluster {
   start(i: number, env: Record<string, string> = {}): void {
     assert.equal(this.procs[i], null, `node ${i} is running`);
     const p = new Deno.Command(Deno.execPath(), {
-      args: serveArgs(this.clusterFile, i),
+      args: serveArgs(this.clusterFile, i, "--data-dir", this.dir),
       env: { LAPSE_TOKEN: TOKEN, ...env },
       stdin: "null",
       stdout: "null",
