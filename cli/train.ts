@@ -67,6 +67,11 @@ const SPEC = {
       doc: "resume from the last complete checkpoint in DIR (same cluster size); goes on " +
         "checkpointing there unless --checkpoint says otherwise",
     },
+    out: {
+      type: "string",
+      arg: "FILE",
+      doc: "write the trained model (w2v: word vectors; .bin binary, else text)",
+    },
     "token-file": {
       type: "string",
       arg: "FILE",
@@ -160,6 +165,25 @@ export async function loadConfigFromArgs(
   }, { fallbacks });
 }
 
+/**
+ * `--out FILE`: tasks that can write their model declare `model.out` in their schema; the path
+ * is made absolute here (node 0 writes it; on a local cluster, that is this machine).
+ */
+async function setOutput(config: JobConfig, out: string): Promise<void> {
+  const schema = (await loadTask(config.task)).schema;
+  if (schema.model.fields?.out === undefined) {
+    throw new UsageError(`--out: task ${config.task} cannot write its model yet`);
+  }
+  const abs = out.startsWith("/") ? out : `${Deno.cwd()}/${out}`;
+  const dir = abs.slice(0, abs.lastIndexOf("/")) || "/";
+  try {
+    if (!(await Deno.stat(dir)).isDirectory) throw new Error("not a folder");
+  } catch (e) {
+    throw new UsageError(`--out: cannot write "${out}": folder "${dir}": ${(e as Error).message}`);
+  }
+  config.model.out = abs;
+}
+
 /** Runs `lapse train`: 0 when the job ends (and passes the task's verdict, if it has one). */
 export async function train(args: string[]): Promise<number> {
   const parsed = parseCommandArgs(SPEC, args);
@@ -181,6 +205,7 @@ export async function train(args: string[]): Promise<number> {
   if (config.resume !== undefined && config.checkpoint === undefined) {
     config.checkpoint = { dir: config.resume.dir, every_epochs: 1 };
   }
+  if (v.out !== undefined) await setOutput(config, v.out);
   const metrics = v.metrics !== undefined ? await MetricsWriter.open(v.metrics) : null;
   const progress = new EpochProgress(v.quiet ? { terminal: false, plainEveryMs: Infinity } : {});
   let epoch = 0;

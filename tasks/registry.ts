@@ -11,6 +11,7 @@ const TASKS: Record<string, () => Promise<TaskDefinition>> = {
   kge: async () => (await import("./kge.ts")).task,
   pscheck: async () => (await import("./pscheck.ts")).task,
   sspcheck: async () => (await import("./sspcheck.ts")).task,
+  w2v: async () => (await import("./w2v.ts")).task,
   pingpong: async () => (await import("./pingpong.ts")).task,
 };
 

@@ -1,0 +1,613 @@
+/**
+ * Word vectors: skip-gram with negative sampling, as the original word2vec (task `w2v`).
+ *
+ * Tables: `words_in` (the input vectors, the ones users keep; uniform in +-0.5/dim, as word2vec)
+ * and `words_out` (the output vectors of negative sampling; zero), one key per vocabulary word.
+ * Each worker trains on its own slice of the corpus (`data/text_corpus.ts`: the vocabulary is
+ * counted by every thread that needs it, deterministically, and checked to be the same).
+ *
+ * Training, per sentence, exactly as word2vec's skip-gram: frequent words are subsampled
+ * (`model.sample`); each position draws a window `1..window`; for each context word c around
+ * the word w, the input vector of c is trained against the output vector of w (label 1) and of
+ * `negatives` words drawn from the unigram^0.75 table (label 0); c's input vector gets the
+ * summed gradient after its targets.
+ *
+ * Learning rate: linear from `alpha` to `alpha * 1e-4` over the whole run, like word2vec's
+ * shared word counter over all threads. The counter here is estimated without communication:
+ * run progress = (epoch + words done in this epoch / words of my slice) / epochs. Every worker
+ * starts an epoch together (a barrier ends each epoch) and the slices are cut to equal bytes,
+ * so at the same moment all workers compute about the same fraction: the estimate is exact at
+ * every epoch boundary and within an epoch off only by how much workers' speeds differ.
+ *
+ * Allocation, as directives (the defaults):
+ *
+ * - `{ table: words_in, when: ahead, steps: S }`, `{ table: words_out, when: ahead, steps: S }`:
+ *   while sentence i is trained, the words of sentence i + S are localized (latency hiding).
+ * - Negatives: with `model.negative_pool: P`, negatives are drawn uniformly from a pool of P
+ *   words sampled from the unigram table; the next pool is drawn and localized (`words_out`)
+ *   ahead, and becomes current every `model.pool_refresh` sentences. With
+ *   `model.local_negatives: true`, a negative is drawn from the pool (or the table) until one is
+ *   local now (up to 8 draws, else that negative is skipped and counted as `skipped_neg`).
+ *
+ * One code path for every mode: keys that are local are trained in place in the node's slab
+ * (`ps.acquire`/`values`/`release`: no copy, no allocation, no Promise). A key that will not be
+ * local (classic modes, a directive off, a negative outside the pool) is prefetched when its
+ * sentence is prepared, S sentences ahead, by an asynchronous pull into a per-sentence copy,
+ * trained on the copy, and written back by one push per table at the sentence's end. A key that
+ * was expected local but is not (it moved away meanwhile) defers its pair to the end of the
+ * sentence, where such pairs are trained on copies fetched by one awaited pull.
+ *
+ * Per epoch each worker reports the loss (negative log-likelihood per (word, context) pair,
+ * positive and negatives together), the words trained, the learning rate; `ps.clock()` is
+ * called every `model.clock_every` words (bounded staleness; a no-op in the other modes).
+ * With `model.out` set, worker 0 writes the input vectors at the end (`data/word_vectors.ts`).
+ *
+ * @module
+ */
+import type {
+  JobConfig,
+  Keys,
+  ParameterServer,
+  TableSpec,
+  TaskContext,
+  TaskDefinition,
+} from "../mod.ts";
+import { hash32, Rng } from "../core/rng.ts";
+import { sharedF32, sharedI32, sharedU32 } from "../data/shared_arrays.ts";
+import {
+  countVocab,
+  keepProbabilities,
+  listCorpusFiles,
+  readSlice,
+  type Sentences,
+  unigramTable,
+  unigramTableSize,
+  type Vocab,
+} from "../data/text_corpus.ts";
+import { formatForPath, writeWordVectors } from "../data/word_vectors.ts";
+import {
+  addTo,
+  alphaAt,
+  NegativePool,
+  PreparedSentence,
+  prepareSentence,
+  sgnsStep,
+  W2V_SCHEMA,
+  type W2vSettings,
+  w2vSettings,
+} from "./w2v_model.ts";
+
+/** Draws of a local negative before giving up on it (`model.local_negatives`). */
+const LOCAL_NEGATIVE_TRIES = 8;
+/** Sentences between two yields to the event loop (replies to un-awaited requests). */
+const YIELD_EVERY = 256;
+const PROGRESS_EVERY = 4096;
+
+/** The vocabulary of a config (memoised per thread by text_corpus). */
+export function w2vVocab(s: W2vSettings): Vocab {
+  return countVocab(listCorpusFiles(s.file), { minCount: s.minCount, maxVocab: s.maxVocab });
+}
+
+/** The data a worker trains on. */
+export interface W2vData {
+  vocab: Vocab;
+  sentences: Sentences;
+}
+
+/** Counts the vocabulary and reads worker `worker`'s slice. */
+export function loadW2vData(s: W2vSettings, worker: number, workers: number): W2vData {
+  const corpus = listCorpusFiles(s.file);
+  const vocab = countVocab(corpus, { minCount: s.minCount, maxVocab: s.maxVocab });
+  return { vocab, sentences: readSlice(corpus, vocab, worker, workers, s.maxSentence) };
+}
+
+/** Growable Float32Array pair (values and their originals, for deltas). */
+class Copies {
+  vals = sharedF32(0);
+  orig = sharedF32(0);
+  keys = sharedU32(16);
+  n = 0;
+  /** The pull filling `vals`, if not done. */
+  pending: Promise<void> | undefined = undefined;
+
+  constructor(private readonly dim: number) {}
+
+  reset(): void {
+    this.n = 0;
+    this.pending = undefined;
+  }
+
+  /** Adds a key (the caller deduplicates); returns its slot. */
+  add(key: number): number {
+    if (this.n === this.keys.length) {
+      const k = sharedU32(this.keys.length * 2);
+      k.set(this.keys);
+      this.keys = k;
+    }
+    this.keys[this.n] = key;
+    return this.n++;
+  }
+
+  /** Makes room for the values of all keys (before the pull). */
+  ensure(): void {
+    const need = this.n * this.dim;
+    if (this.vals.length < need) {
+      const cap = Math.max(need, this.vals.length * 2);
+      this.vals = sharedF32(cap);
+      this.orig = sharedF32(cap);
+    }
+  }
+}
+
+/** One entry of the ring of prepared sentences. */
+class Slot {
+  readonly s: PreparedSentence;
+  readonly cin: Copies;
+  readonly cout: Copies;
+  /** Per position: copy slot of the word in words_in / words_out, or -1 (in place). */
+  inSlot: Int32Array;
+  outSlot: Int32Array;
+  /** Per negative: copy slot in words_out, or -1. */
+  negSlot = sharedI32(256);
+
+  constructor(maxSentence: number, dim: number) {
+    this.s = new PreparedSentence(maxSentence);
+    this.cin = new Copies(dim);
+    this.cout = new Copies(dim);
+    this.inSlot = sharedI32(maxSentence);
+    this.outSlot = sharedI32(maxSentence);
+  }
+}
+
+/** Per-key "seen in this batch" stamps and slots: dedup without hashing or allocation. */
+class Stamps {
+  readonly stamp: Int32Array;
+  readonly slot: Int32Array;
+  serial = 0;
+  constructor(keys: number) {
+    this.stamp = sharedI32(keys);
+    this.slot = sharedI32(keys);
+  }
+  next(): void {
+    this.serial++;
+  }
+}
+
+function ignore(p: Promise<void> | undefined): void {
+  if (p) p.catch(() => {});
+}
+
+/** Localizes `keys[0..n)` in chunks of at most `max` keys, not awaited. */
+function localizeAll(ps: ParameterServer, t: number, keys: Keys, n: number, max: number): void {
+  for (let i = 0; i < n; i += max) {
+    ignore(ps.localize(t, keys.subarray(i, Math.min(n, i + max))));
+  }
+}
+
+/** The training loop of one worker. */
+async function run(ctx: TaskContext): Promise<void> {
+  const { ps, config } = ctx;
+  const s = w2vSettings(config);
+  const t0 = performance.now();
+  const { vocab, sentences } = loadW2vData(s, ctx.worker, ctx.workers);
+  const tIn = ps.table("words_in").id, tOut = ps.table("words_out").id;
+  const V = vocab.words.length;
+  if (ps.table("words_in").keys !== V) {
+    throw new Error(
+      `w2v worker ${ctx.worker}: vocabulary of ${V} words, but the tables have ` +
+        `${ps.table("words_in").keys} keys: the corpus changed while the job started?`,
+    );
+  }
+  const dim = s.dim, window = s.window, neg = s.negatives;
+  let sliceWords = 0;
+  for (let i = 0; i < sentences.count; i++) {
+    sliceWords += sentences.starts[i + 1] - sentences.starts[i];
+  }
+  ctx.log(
+    `w2v worker ${ctx.worker}/${ctx.workers}: vocabulary ${V} words (of ${vocab.distinct}), ` +
+      `${vocab.trainWords} training words in the corpus, ${sentences.count} sentences and ` +
+      `${sliceWords} words in my slice, loaded in ${((performance.now() - t0) / 1000).toFixed(2)}s`,
+  );
+  ctx.epochPoints(sliceWords);
+
+  const keep = keepProbabilities(vocab, s.sample);
+  const table = unigramTable(vocab, unigramTableSize(V));
+  const rng = new Rng(hash32(ctx.seed, 0x77327673, ctx.worker));
+  const pool = s.negativePool > 0 ? new NegativePool(s.negativePool, table, rng) : null;
+  const tableLen = table.length;
+  const drawNegative = pool !== null
+    ? (r: Rng) => pool.draw(r)
+    : (r: Rng) => table[r.nextInt(tableLen)];
+  const lapse = config.ps.mode === "lapse";
+  const remoteOnly = config.ps.mode === "classic_remote";
+  const maxKeys = Math.max(1, Math.floor(config.ps?.batch_keys_max ?? 1 << 20));
+  const ahead = Math.max(s.aheadIn, s.aheadOut);
+  // The words of a sentence are localized (not prefetched) when a directive covers the table.
+  const locIn = lapse && s.aheadIn > 0, locOut = lapse && s.aheadOut > 0;
+  // Negatives from a localized pool are expected local; others are prefetched if not local.
+  const poolLocal = lapse && pool !== null;
+  const R = ahead + 1;
+  const ring: Slot[] = [];
+  for (let i = 0; i < R; i++) ring.push(new Slot(s.maxSentence, dim));
+  const stIn = new Stamps(V), stOut = new Stamps(V);
+  const locKeys = sharedU32(s.maxSentence);
+  const neu1e = sharedF32(dim);
+  let deltaBuf = sharedF32(0);
+
+  if (pool !== null && lapse) {
+    localizeAll(ps, tOut, pool.current, pool.size, maxKeys);
+    localizeAll(ps, tOut, pool.next, pool.size, maxKeys);
+  }
+  let prepared = 0; // sentences prepared so far in this run (for the pool refresh)
+
+  /** True if key `k` of table `t` can be acquired here now (classic_remote: never). */
+  const localNow = (t: number, k: number) => !remoteOnly && ps.isLocal(t, k);
+
+  /** Prepares sentence `i` of my slice into slot `slot`: sample, localize, prefetch. */
+  const prepare = (slot: Slot, i: number) => {
+    const p = slot.s;
+    prepareSentence(
+      p,
+      sentences.words,
+      sentences.starts[i],
+      sentences.starts[i + 1],
+      keep,
+      window,
+      neg,
+      rng,
+      s.localNegatives ? null : drawNegative,
+    );
+    if (pool !== null && ++prepared % s.poolRefresh === 0) {
+      const next = pool.refresh(rng);
+      if (lapse) localizeAll(ps, tOut, next, pool.size, maxKeys);
+    }
+    const n = p.n;
+    slot.cin.reset();
+    slot.cout.reset();
+    // words_in: the sentence's words.
+    stIn.next();
+    let nl = 0;
+    for (let pos = 0; pos < n; pos++) {
+      const w = p.words[pos];
+      if (stIn.stamp[w] !== stIn.serial) {
+        stIn.stamp[w] = stIn.serial;
+        if (locIn) {
+          stIn.slot[w] = -1;
+          if (!ps.isLocal(tIn, w)) locKeys[nl++] = w;
+        } else stIn.slot[w] = localNow(tIn, w) ? -1 : slot.cin.add(w);
+      }
+      slot.inSlot[pos] = stIn.slot[w];
+    }
+    if (nl > 0) localizeAll(ps, tIn, locKeys, nl, maxKeys);
+    // words_out: the sentence's words and the negatives.
+    stOut.next();
+    nl = 0;
+    for (let pos = 0; pos < n; pos++) {
+      const w = p.words[pos];
+      if (stOut.stamp[w] !== stOut.serial) {
+        stOut.stamp[w] = stOut.serial;
+        if (locOut) {
+          stOut.slot[w] = -1;
+          if (!ps.isLocal(tOut, w)) locKeys[nl++] = w;
+        } else stOut.slot[w] = localNow(tOut, w) ? -1 : slot.cout.add(w);
+      }
+      slot.outSlot[pos] = stOut.slot[w];
+    }
+    if (nl > 0) localizeAll(ps, tOut, locKeys, nl, maxKeys);
+    if (slot.negSlot.length < p.nNeg) slot.negSlot = sharedI32(p.negs.length);
+    for (let q = 0; q < p.nNeg; q++) {
+      const w = p.negs[q];
+      if (stOut.stamp[w] !== stOut.serial) {
+        stOut.stamp[w] = stOut.serial;
+        stOut.slot[w] = poolLocal || localNow(tOut, w) ? -1 : slot.cout.add(w);
+      }
+      slot.negSlot[q] = stOut.slot[w];
+    }
+    // Prefetch: asynchronous pulls of the copies (awaited when the sentence is trained).
+    const pulls: Promise<void>[] = [];
+    for (const [c, t] of [[slot.cin, tIn], [slot.cout, tOut]] as const) {
+      if (c.n === 0) continue;
+      c.ensure();
+      for (let i0 = 0; i0 < c.n; i0 += maxKeys) {
+        const i1 = Math.min(c.n, i0 + maxKeys);
+        const pr = ps.pull(t, c.keys.subarray(i0, i1), c.vals.subarray(i0 * dim, i1 * dim));
+        if (pr) pulls.push(pr);
+      }
+    }
+    const pending = pulls.length === 0
+      ? undefined
+      : pulls.length === 1
+      ? pulls[0]
+      : Promise.all(pulls).then(() => {});
+    slot.cin.pending = pending;
+  };
+
+  // Deferred pairs (a key expected local was not): triples (context, target, label).
+  let deferred = sharedI32(3 * 1024);
+  let nDeferred = 0;
+  const defer = (c: number, t: number, label: number) => {
+    if (3 * nDeferred + 3 > deferred.length) {
+      const d = sharedI32(deferred.length * 2);
+      d.set(deferred);
+      deferred = d;
+    }
+    deferred[3 * nDeferred] = c;
+    deferred[3 * nDeferred + 1] = t;
+    deferred[3 * nDeferred + 2] = label;
+    nDeferred++;
+  };
+  const retryIn = new Copies(dim), retryOut = new Copies(dim);
+
+  let lossSum = 0, pairs = 0, skippedNeg = 0, deferredPairs = 0;
+
+  /** Trains the prepared sentence of `slot` with learning rate `alpha`. */
+  const train = (slot: Slot, alpha: number) => {
+    const p = slot.s, n = p.n, words = p.words, shrink = p.shrink, negs = p.negs;
+    const inSlot = slot.inSlot, outSlot = slot.outSlot, negSlot = slot.negSlot;
+    const cinV = slot.cin.vals, coutV = slot.cout.vals;
+    let q = 0;
+    for (let pos = 0; pos < n; pos++) {
+      const w = words[pos], b = shrink[pos], ow = outSlot[pos];
+      const lo = Math.max(0, pos - window + b), hi = Math.min(n - 1, pos + window - b);
+      for (let cpos = lo; cpos <= hi; cpos++) {
+        if (cpos === pos) continue;
+        const c = words[cpos];
+        pairs++;
+        let inA: Float32Array, io: number, inHeld = false;
+        const ic = inSlot[cpos];
+        if (ic >= 0) {
+          inA = cinV;
+          io = ic * dim;
+        } else {
+          io = ps.acquire(tIn, c);
+          if (io < 0) {
+            // Moved away since it was prepared: train this context's pairs at the end.
+            defer(c, w, 1);
+            if (!s.localNegatives) {
+              for (let d = 0; d < neg; d++) if (negs[q + d] !== w) defer(c, negs[q + d], 0);
+              q += neg;
+            }
+            continue;
+          }
+          inA = ps.values(tIn);
+          inHeld = true;
+        }
+        neu1e.fill(0);
+        // The positive target.
+        if (ow >= 0) lossSum += sgnsStep(inA, io, coutV, ow * dim, 1, alpha, dim, neu1e);
+        else {
+          const oo = ps.acquire(tOut, w);
+          if (oo < 0) defer(c, w, 1);
+          else {
+            lossSum += sgnsStep(inA, io, ps.values(tOut), oo, 1, alpha, dim, neu1e);
+            ps.release(tOut, w);
+          }
+        }
+        // The negatives.
+        if (s.localNegatives) {
+          for (let d = 0; d < neg; d++) {
+            let found = false;
+            for (let tries = 0; tries < LOCAL_NEGATIVE_TRIES; tries++) {
+              const t = drawNegative(rng);
+              if (t === w) continue;
+              const oo = ps.acquire(tOut, t);
+              if (oo < 0) continue;
+              lossSum += sgnsStep(inA, io, ps.values(tOut), oo, 0, alpha, dim, neu1e);
+              ps.release(tOut, t);
+              found = true;
+              break;
+            }
+            if (!found) skippedNeg++;
+          }
+        } else {
+          for (let d = 0; d < neg; d++, q++) {
+            const t = negs[q];
+            if (t === w) continue;
+            const ot = negSlot[q];
+            if (ot >= 0) lossSum += sgnsStep(inA, io, coutV, ot * dim, 0, alpha, dim, neu1e);
+            else {
+              const oo = ps.acquire(tOut, t);
+              if (oo < 0) defer(c, t, 0);
+              else {
+                lossSum += sgnsStep(inA, io, ps.values(tOut), oo, 0, alpha, dim, neu1e);
+                ps.release(tOut, t);
+              }
+            }
+          }
+        }
+        if (inHeld) {
+          // values() again: the slab may have grown while output keys were acquired.
+          addTo(ps.values(tIn), io, neu1e, dim);
+          ps.release(tIn, c);
+        } else addTo(inA, io, neu1e, dim);
+      }
+    }
+  };
+
+  /** Pushes the differences of a sentence's copies (not awaited: push copies what it sends). */
+  const pushCopies = (c: Copies, t: number) => {
+    if (c.n === 0) return;
+    const len = c.n * dim;
+    if (deltaBuf.length < len) deltaBuf = sharedF32(Math.max(len, deltaBuf.length * 2));
+    for (let x = 0; x < len; x++) deltaBuf[x] = c.vals[x] - c.orig[x];
+    for (let i0 = 0; i0 < c.n; i0 += maxKeys) {
+      const i1 = Math.min(c.n, i0 + maxKeys);
+      ignore(ps.push(t, c.keys.subarray(i0, i1), deltaBuf.subarray(i0 * dim, i1 * dim)));
+    }
+  };
+
+  /** Trains the deferred pairs on copies fetched by one awaited pull per table. */
+  const trainDeferred = async (alpha: number) => {
+    retryIn.reset();
+    retryOut.reset();
+    stIn.next();
+    stOut.next();
+    for (let x = 0; x < nDeferred; x++) {
+      const c = deferred[3 * x], t = deferred[3 * x + 1];
+      if (stIn.stamp[c] !== stIn.serial) {
+        stIn.stamp[c] = stIn.serial;
+        stIn.slot[c] = retryIn.add(c);
+      }
+      if (stOut.stamp[t] !== stOut.serial) {
+        stOut.stamp[t] = stOut.serial;
+        stOut.slot[t] = retryOut.add(t);
+      }
+    }
+    const pulls: Promise<void>[] = [];
+    for (const [c, t] of [[retryIn, tIn], [retryOut, tOut]] as const) {
+      c.ensure();
+      for (let i0 = 0; i0 < c.n; i0 += maxKeys) {
+        const i1 = Math.min(c.n, i0 + maxKeys);
+        const pr = ps.pull(t, c.keys.subarray(i0, i1), c.vals.subarray(i0 * dim, i1 * dim));
+        if (pr) pulls.push(pr);
+      }
+    }
+    if (pulls.length > 0) await Promise.all(pulls);
+    retryIn.orig.set(retryIn.vals.subarray(0, retryIn.n * dim));
+    retryOut.orig.set(retryOut.vals.subarray(0, retryOut.n * dim));
+    for (let x = 0; x < nDeferred; x++) {
+      const io = stIn.slot[deferred[3 * x]] * dim, oo = stOut.slot[deferred[3 * x + 1]] * dim;
+      neu1e.fill(0);
+      lossSum += sgnsStep(
+        retryIn.vals,
+        io,
+        retryOut.vals,
+        oo,
+        deferred[3 * x + 2],
+        alpha,
+        dim,
+        neu1e,
+      );
+      addTo(retryIn.vals, io, neu1e, dim);
+    }
+    deferredPairs += nDeferred;
+    nDeferred = 0;
+    pushCopies(retryIn, tIn);
+    pushCopies(retryOut, tOut);
+  };
+
+  // Everybody has loaded its data: epoch times are measured from here (see TaskContext).
+  await ps.barrier();
+
+  const runWords = Math.max(1, s.epochs * sliceWords);
+  let sinceProgress = 0, sinceClock = 0;
+  let alpha = s.alpha;
+  for (let epoch = 0; epoch < s.epochs; epoch++) {
+    lossSum = 0;
+    pairs = 0;
+    skippedNeg = 0;
+    deferredPairs = 0;
+    let done = 0;
+    const count = sentences.count;
+    for (let i = 0; i < Math.min(R, count); i++) prepare(ring[i % R], i);
+    for (let i = 0; i < count; i++) {
+      const slot = ring[i % R];
+      if (slot.cin.pending !== undefined) {
+        await slot.cin.pending;
+        slot.cin.pending = undefined;
+      }
+      if (slot.cin.n > 0) slot.cin.orig.set(slot.cin.vals.subarray(0, slot.cin.n * dim));
+      if (slot.cout.n > 0) slot.cout.orig.set(slot.cout.vals.subarray(0, slot.cout.n * dim));
+      alpha = s.alpha > 0 ? alphaAt(s.alpha, (epoch * sliceWords + done) / runWords) : 0;
+      train(slot, alpha);
+      if (nDeferred > 0) await trainDeferred(alpha);
+      pushCopies(slot.cin, tIn);
+      pushCopies(slot.cout, tOut);
+      const raw = slot.s.raw;
+      done += raw;
+      sinceProgress += raw;
+      sinceClock += raw;
+      if (i + R < count) prepare(slot, i + R);
+      if (sinceProgress >= PROGRESS_EVERY) {
+        ctx.progress(sinceProgress);
+        sinceProgress = 0;
+      }
+      if (s.clockEvery > 0 && sinceClock >= s.clockEvery) {
+        sinceClock = 0;
+        const cp = ps.clock();
+        if (cp) await cp;
+      }
+      if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((r) => setTimeout(r, 0));
+    }
+    if (sinceProgress > 0) {
+      ctx.progress(sinceProgress);
+      sinceProgress = 0;
+    }
+    await ps.wait();
+    ctx.epochEnd(epoch, {
+      loss_sum: lossSum,
+      pairs,
+      words: done,
+      lr_sum: alpha,
+      workers: 1,
+      skipped_neg: skippedNeg,
+      deferred: deferredPairs,
+      vocab_max: V,
+      vocab_hash_max: vocab.fingerprint,
+      vocab_hash_neg_max: -vocab.fingerprint,
+    });
+    await ps.barrier();
+  }
+
+  if (s.out !== "" && ctx.worker === 0) {
+    const keys = sharedU32(Math.min(4096, maxKeys));
+    const w0 = performance.now();
+    await writeWordVectors(
+      s.out,
+      vocab.words,
+      dim,
+      async (start, count, out) => {
+        for (let i = 0; i < count; i++) keys[i] = start + i;
+        const p = ps.pull(tIn, keys.subarray(0, count), out);
+        if (p) await p;
+      },
+      formatForPath(s.out),
+      keys.length,
+    );
+    ctx.log(
+      `w2v: wrote ${V} vectors of ${dim} floats to ${s.out} (${formatForPath(s.out)}) in ${
+        ((performance.now() - w0) / 1000).toFixed(2)
+      }s`,
+    );
+  }
+}
+
+/** The tables: one key per vocabulary word (the vocabulary is counted here, once per thread). */
+function tables(config: JobConfig): TableSpec[] {
+  const s = w2vSettings(config);
+  const V = w2vVocab(s).words.length;
+  return [
+    { name: "words_in", keys: V, dim: s.dim, init: { kind: "uniform", scale: 0.5 / s.dim } },
+    { name: "words_out", keys: V, dim: s.dim, init: { kind: "zero" } },
+  ];
+}
+
+function summarize(sums: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (sums.pairs > 0) out.loss = sums.loss_sum / sums.pairs;
+  if (sums.workers > 0) out.lr = sums.lr_sum / sums.workers;
+  if (sums.words !== undefined) out.words = sums.words;
+  if (sums.vocab_max !== undefined) out.vocab = sums.vocab_max;
+  if (sums.skipped_neg > 0) out.skipped_neg = sums.skipped_neg;
+  if (sums.deferred > 0) out.deferred = sums.deferred;
+  if (
+    sums.vocab_hash_max !== undefined && sums.vocab_hash_max !== -sums.vocab_hash_neg_max
+  ) out.vocab_mismatch = 1;
+  return out;
+}
+
+function verdict(metrics: Record<string, number>): string | null {
+  return metrics.vocab_mismatch
+    ? "w2v: the workers counted different vocabularies (was the corpus changed during the job?)"
+    : null;
+}
+
+/** The w2v task. */
+export const task: TaskDefinition = {
+  name: "w2v",
+  schema: W2V_SCHEMA,
+  tables,
+  run,
+  summarize,
+  verdict,
+};

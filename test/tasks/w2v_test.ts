@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import type { JobConfig, LocalizeDirective } from "../../core/types.ts";
+import { loadW2vData, task } from "../../tasks/w2v.ts";
+import { w2vSettings } from "../../tasks/w2v_model.ts";
+import { runPlainW2v } from "../../tasks/w2v_plain.ts";
+import { Rng } from "../../core/rng.ts";
+import { runFakeJob } from "./fake_ps.ts";
+
+const SAMPLE = new URL("../../data/brown_sample.txt", import.meta.url).pathname;
+const AHEAD: LocalizeDirective[] = [
+  { table: "words_in", when: "ahead", keys: "next", steps: 4 },
+  { table: "words_out", when: "ahead", keys: "next", steps: 4 },
+];
+
+function config(over: {
+  nodes?: number;
+  mode?: "lapse" | "classic" | "classic_remote";
+  localize?: LocalizeDirective[];
+  model?: Record<string, any>;
+  file?: string;
+} = {}): JobConfig {
+  return {
+    task: "w2v",
+    seed: 3,
+    cluster: { nodes: over.nodes ?? 2, workers_per_node: 1 },
+    ps: {
+      mode: over.mode ?? "lapse",
+      location_caches: true,
+      placement: over.mode === "classic" ? "random" : "range",
+      max_frame_bytes: 1 << 26,
+      batch_keys_max: 1e6,
+    },
+    localize: over.localize ?? AHEAD,
+    data: { file: over.file ?? SAMPLE, max_sentence: 1000 },
+    model: {
+      dim: 32,
+      window: 5,
+      negatives: 5,
+      sample: 1e-3,
+      alpha: 0.025,
+      min_count: 5,
+      epochs: 3,
+      ...over.model,
+    },
+  };
+}
+
+/**
+ * The similarity check: mean cosine (after removing the mean vector, which dominates vectors
+ * trained on little text) of word pairs that co-occur within 2 positions in the corpus, minus
+ * that of random pairs of the same words. Random vectors score about 0 (+- 0.01 for these
+ * thousands of pairs); trained vectors put words that share contexts closer together.
+ */
+function cooccurrenceMargin(vectors: Float32Array, dim: number, cfg: JobConfig): number {
+  const { vocab, sentences } = loadW2vData(w2vSettings(cfg), 0, 1);
+  const V = vocab.words.length;
+  const mean = new Float64Array(dim);
+  for (let i = 0; i < V; i++) for (let d = 0; d < dim; d++) mean[d] += vectors[i * dim + d] / V;
+  const unit = new Float64Array(V * dim);
+  for (let i = 0; i < V; i++) {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += (vectors[i * dim + d] - mean[d]) ** 2;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let d = 0; d < dim; d++) unit[i * dim + d] = (vectors[i * dim + d] - mean[d]) * inv;
+  }
+  const cos = (a: number, b: number) => {
+    let c = 0;
+    for (let d = 0; d < dim; d++) c += unit[a * dim + d] * unit[b * dim + d];
+    return c;
+  };
+  const rng = new Rng(5);
+  let co = 0, rnd = 0, n = 0;
+  for (let s = 0; s < sentences.count; s++) {
+    const a = sentences.starts[s], b = sentences.starts[s + 1];
+    for (let i = a; i < b; i++) {
+      for (let j = i + 1; j < Math.min(b, i + 3); j++) {
+        const x = sentences.words[i], y = sentences.words[j];
+        // Skip the most frequent words (function words co-occur with everything).
+        if (x < 50 || y < 50 || x === y) continue;
+        co += cos(x, y);
+        rnd += cos(x, 50 + rng.nextInt(V - 50));
+        n++;
+      }
+    }
+  }
+  assert.ok(n > 1000, `only ${n} pairs`);
+  return (co - rnd) / n;
+}
+
+Deno.test("w2v on the shipped Brown sample (2 nodes, lapse): loss goes down, vectors beat random ones", async () => {
+  const cfg = config();
+  const r = await runFakeJob(task, cfg);
+  const losses = r.metrics.map((m) => m.loss);
+  assert.equal(losses.length, 3);
+  assert.ok(losses[2] < losses[0] - 0.3, `loss ${losses.join(" -> ")}`);
+  assert.ok(r.metrics[0].vocab > 1000);
+  assert.equal(r.metrics[2].vocab_mismatch, undefined);
+  assert.ok(r.metrics[2].lr < 0.01, `lr decays over the run: ${r.metrics[2].lr}`);
+  assert.equal(r.epochPoints, r.metrics[0].words);
+  assert.equal(r.progress, 3 * r.metrics[0].words);
+  const t = r.cluster.byName.get("words_in")!;
+  const trained = cooccurrenceMargin(t.values, 32, cfg);
+  // The same check on random vectors of the same shape: the margin is out of their reach.
+  const init = new Float32Array(t.values.length);
+  const rng = new Rng(9);
+  for (let i = 0; i < init.length; i++) init[i] = (rng.nextFloat() - 0.5) / 32;
+  const random = cooccurrenceMargin(init, 32, cfg);
+  console.log(`margin: trained ${trained.toFixed(3)}, random ${random.toFixed(3)}`);
+  assert.ok(Math.abs(random) < 0.02, `random vectors: ${random}`);
+  assert.ok(trained > 0.15, `trained vectors: ${trained}`);
+});
+
+Deno.test("w2v classic: same code, keys prefetched by pulls and written back by pushes", async () => {
+  const cfg = config({ mode: "classic", model: { dim: 16, epochs: 2 } });
+  const r = await runFakeJob(task, cfg);
+  assert.ok(r.metrics[1].loss < r.metrics[0].loss, r.metrics.map((m) => m.loss).join(" -> "));
+  assert.ok(r.workers.every((w) => w.localized === 0), "localize is a no-op in classic");
+  assert.ok(r.workers.every((w) => w.remoteCalls > 100), "remote keys go through pull/push");
+  assert.equal(r.metrics[1].deferred, undefined, "static placement: nothing moves away");
+  const local = r.counters.local / (r.counters.local + r.counters.remote);
+  assert.ok(local > 0.3 && local < 0.8, `local fraction ${local}`);
+});
+
+Deno.test("w2v lapse: a localized negative pool with local_negatives keeps accesses local", async () => {
+  const cfg = config({
+    model: { dim: 16, epochs: 2, negative_pool: 500, pool_refresh: 16, local_negatives: true },
+  });
+  const r = await runFakeJob(task, cfg);
+  const local = r.counters.local / (r.counters.local + r.counters.remote);
+  assert.ok(local > 0.9, `local fraction ${local}`);
+  assert.ok(r.workers.every((w) => w.localized > 0));
+  assert.ok(r.metrics[1].loss < r.metrics[0].loss);
+  // Without directives or pool, most negatives are remote on 2 nodes.
+  const off = await runFakeJob(task, config({ localize: [], model: { dim: 16, epochs: 1 } }));
+  const offLocal = off.counters.local / (off.counters.local + off.counters.remote);
+  assert.ok(offLocal < local - 0.2, `without directives ${offLocal} vs ${local}`);
+});
+
+Deno.test("w2v plain loop: the same training without a PS; loss goes down", () => {
+  const cfg = config({ nodes: 1, model: { dim: 16, epochs: 2 } });
+  const r = runPlainW2v(cfg);
+  assert.equal(r.epochs.length, 2);
+  assert.ok(r.epochs[1].loss < r.epochs[0].loss);
+  assert.ok(r.words_per_s > 0);
+  assert.equal(r.vectors.length, r.vocab.length * 16);
+});
+
+Deno.test("w2v settings: word2vec defaults, tables from the vocabulary, directives checked", () => {
+  const cfg = config({ model: {} });
+  cfg.model = {};
+  const s = w2vSettings(cfg);
+  assert.deepEqual(
+    [s.dim, s.window, s.negatives, s.sample, s.alpha, s.minCount, s.epochs],
+    [100, 5, 5, 1e-3, 0.025, 5, 5],
+  );
+  assert.equal(s.aheadIn, 4);
+  const tables = task.tables(config({ model: { dim: 8, max_vocab: 300 } }));
+  assert.deepEqual(tables.map((t) => [t.name, t.keys, t.dim]), [
+    ["words_in", 300, 8],
+    ["words_out", 300, 8],
+  ]);
+  assert.deepEqual(tables[1].init, { kind: "zero" });
+  assert.throws(
+    () =>
+      w2vSettings(config({ localize: [{ table: "words_in", when: "start", keys: "partition" }] })),
+    /w2v does not understand the localize directive/,
+  );
+});
