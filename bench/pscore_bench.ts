@@ -13,7 +13,8 @@
  * Cases (10,000 keys x dim 100 = 4 MB of values, all held by node 0, requested by node 1):
  * - `round trip`: workerPull at node 1 -> PULL -> node 0 serves -> PULL_R -> node 1 delivers;
  * - `serve`: node 0 handling one decoded PULL (store reads, reply batching, encodeFrameInto);
- * - `deliver`: node 1 handling one decoded PULL_R (copy into the request, completion);
+ * - `deliver`: node 1 handling the decoded PULL_R messages of one pull (copy into the request,
+ *   completion);
  * - `issue`: node 1's workerPull alone (routing 10,000 keys, encodeFrameInto of the PULL);
  * - push `round trip`: workerPush -> PUSH -> node 0 adds -> PUSH_R -> node 1 completes (the
  *   worker's copy of the deltas included, as WorkerPs makes one).
@@ -112,16 +113,21 @@ function pair() {
     for (const { frame } of queue.splice(0)) free.push(new Uint8Array(frame.buffer));
   };
   /**
-   * The next queued message, decoded by node `to`'s decoder: valid until that decoder is used
-   * again.
+   * All queued messages for node `to`, each decoded from its own copy of the frame: they stay
+   * valid (a large answer is several messages, which one reused decoder could not keep).
    */
-  const take = (to: number) => {
-    const { frame } = queue.shift()!;
-    const msg = decode(frame, to);
-    free.push(new Uint8Array(frame.buffer));
-    return msg;
+  const takeAll = (to: number) => {
+    const out: Record<string, any>[] = [];
+    while (queue.length > 0 && queue[0].to === to) {
+      const { frame } = queue.shift()!;
+      const d = new FrameDecoder(FRAME_BYTES_MAX_DEFAULT);
+      d.push(frame.slice());
+      out.push(decodeMessage(d.next()!) as Record<string, any>);
+      free.push(new Uint8Array(frame.buffer));
+    }
+    return out;
   };
-  return { cores, pump, discard, take, pullKeys, pushDeltas, completed: () => completed };
+  return { cores, pump, discard, takeAll, pullKeys, pushDeltas, completed: () => completed };
 }
 
 const keys = new Uint32Array(KEYS);
@@ -157,38 +163,37 @@ const group = `remote pull, ${KEYS} keys x dim ${DIM} (${(KEYS * DIM * 4) / 1e6}
 }
 
 {
-  const { cores, take, discard, pullKeys } = pair();
+  const { cores, takeAll, discard, pullKeys } = pair();
   cores[1].workerPull(0, 1, 0, pullKeys(keys));
-  const pull = take(0); // node 0's decoder is not used again here: the message stays valid
+  const pulls = takeAll(0);
   Deno.bench({
     name: "serve: node 0 handles one PULL (reads + reply + encodeFrameInto)",
     group,
     fn() {
-      cores[0].onMessage(1, pull);
+      for (const pull of pulls) cores[0].onMessage(1, pull);
       discard();
     },
   });
 }
 
 {
-  const { cores, take, pullKeys, completed } = pair();
+  const { cores, takeAll, pullKeys, completed } = pair();
   cores[1].workerPull(0, 1, 0, pullKeys(keys));
-  cores[0].onMessage(1, take(0));
-  // Decoded by node 1's decoder, which is not used again here: it stays valid.
-  const reply = take(1);
+  for (const pull of takeAll(0)) cores[0].onMessage(1, pull);
+  // The answer: node 0 sends it as several PULL_R messages (one per reply batch).
+  const replies = takeAll(1);
   let id = 1;
   Deno.bench({
     name: "deliver: node 1 handles one PULL_R (copy + completion)",
     group,
     fn(b) {
-      // A fresh request to answer (not timed), then its reply (timed).
+      // A fresh request to answer (not timed; its PULL is dropped), then the answer (timed).
       cores[1].workerPull(0, ++id, 0, pullKeys(keys));
-      const pull = take(0);
-      const rid = pull.r[0];
-      (reply.r as Uint32Array).fill(rid);
+      const rid = takeAll(0)[0].r[0];
+      for (const reply of replies) (reply.r as Uint32Array).fill(rid);
       const before = completed();
       b.start();
-      cores[1].onMessage(0, reply);
+      for (const reply of replies) cores[1].onMessage(0, reply);
       b.end();
       if (completed() !== before + 1) throw new Error("pull not completed");
     },
