@@ -69,6 +69,9 @@ import { dsgdColBlock, dsgdPermutation } from "./schedules.ts";
 /** Learning rate schedules. */
 export type LrSchedule = "bold_driver" | "decay" | "constant";
 
+/** How a rating's gradient moves the parameters (see {@linkcode mfSgdStep}). */
+export type MfOptimizer = "sgd" | "adagrad";
+
 /** The mf part of a job config, checked and with every default filled in. */
 export interface MfSettings {
   /** Synthetic data (exactly one of `generate` and `file`). */
@@ -87,6 +90,15 @@ export interface MfSettings {
   lrSchedule: LrSchedule;
   decay: number;
   initScale: number;
+  optimizer: MfOptimizer;
+  /** A bias per row and column. */
+  biases: boolean;
+  /** Train on standardized ratings (see {@linkcode MfShape}). */
+  standardize: boolean;
+  /** Kernel options: {@linkcode MF_BIAS} | {@linkcode MF_ADAGRAD}. */
+  opts: number;
+  /** Floats per W and H row ({@linkcode mfRowDim}). */
+  dim: number;
   /** Ratings per window on the path for non-local keys (see `RemoteWindow`). */
   remoteBatch: number;
   /** The `W start partition` directive is on. */
@@ -95,15 +107,26 @@ export interface MfSettings {
   localizeH: boolean;
 }
 
+/**
+ * With `optimizer: adagrad`, the defaults of `lr` and `lr_schedule` (its rates shrink by
+ * themselves). These and {@linkcode MF_DEFAULTS} reach about 1.15x the noise floor on the shipped
+ * generator, on std-0.3 ratings and on 1-5 stars (test/tasks/mf_defaults_test.ts).
+ */
+export const MF_ADAGRAD_DEFAULTS = { lr: 0.3, lr_schedule: "constant" as LrSchedule };
+
 /** Model defaults (also in the schema). */
 export const MF_DEFAULTS = {
-  rank: 100,
-  lr: 0.05,
-  lambda: 0.02,
-  epochs: 10,
+  rank: 10,
+  /** For sgd; adagrad's default is {@linkcode MF_ADAGRAD_DEFAULTS}. */
+  lr: 0.1,
+  lambda: 0.01,
+  epochs: 15,
   lr_schedule: "decay" as LrSchedule,
-  decay: 0.1,
-  init_scale: 0.2,
+  decay: 0.2,
+  init_scale: 0.3,
+  optimizer: "sgd" as MfOptimizer,
+  biases: true,
+  standardize: true,
   remote_batch: 256,
   test_fraction: 0.1,
 };
@@ -206,12 +229,23 @@ export function mfSettings(config: JobConfig): MfSettings {
     cols,
     testFraction,
     rank: num(model.rank, MF_DEFAULTS.rank),
-    lr: num(model.lr, MF_DEFAULTS.lr),
+    lr: num(
+      model.lr,
+      model.optimizer === "adagrad" ? MF_ADAGRAD_DEFAULTS.lr : MF_DEFAULTS.lr,
+    ),
     lambda: num(model.lambda, MF_DEFAULTS.lambda),
     epochs: num(model.epochs, MF_DEFAULTS.epochs),
-    lrSchedule: model.lr_schedule ?? MF_DEFAULTS.lr_schedule,
+    lrSchedule: model.lr_schedule ??
+      (model.optimizer === "adagrad" ? MF_ADAGRAD_DEFAULTS.lr_schedule : MF_DEFAULTS.lr_schedule),
     decay: num(model.decay, MF_DEFAULTS.decay),
     initScale: num(model.init_scale, MF_DEFAULTS.init_scale),
+    optimizer: model.optimizer ?? MF_DEFAULTS.optimizer,
+    biases: typeof model.biases === "boolean" ? model.biases : MF_DEFAULTS.biases,
+    standardize: typeof model.standardize === "boolean"
+      ? model.standardize
+      : MF_DEFAULTS.standardize,
+    opts: 0,
+    dim: 0,
     remoteBatch: num(model.remote_batch, MF_DEFAULTS.remote_batch),
     localizeW: false,
     localizeH: false,
@@ -230,6 +264,11 @@ export function mfSettings(config: JobConfig): MfSettings {
   if (!["bold_driver", "decay", "constant"].includes(s.lrSchedule)) {
     throw new RangeError(`mf: model.lr_schedule must be bold_driver, decay or constant`);
   }
+  if (s.optimizer !== "sgd" && s.optimizer !== "adagrad") {
+    throw new RangeError(`mf: model.optimizer must be sgd or adagrad, got ${s.optimizer}`);
+  }
+  s.opts = (s.biases ? MF_BIAS : 0) | (s.optimizer === "adagrad" ? MF_ADAGRAD : 0);
+  s.dim = mfRowDim(s.rank, s.opts);
   const loc = mfLocalize(config.localize);
   s.localizeW = loc.w;
   s.localizeH = loc.h;
@@ -318,15 +357,37 @@ export function lrAfterEpoch(s: MfSettings, lr: number, loss: number, prevLoss: 
   return s.lrSchedule === "bold_driver" ? boldDriver(lr, loss, prevLoss) : lr;
 }
 
+/** Kernel option of {@linkcode mfSgdStep}: a bias at index `k` of every W and H row. */
+export const MF_BIAS = 1;
+/** Kernel option of {@linkcode mfSgdStep}: AdaGrad, one accumulator per row after the bias. */
+export const MF_ADAGRAD = 2;
+/** Added to AdaGrad's accumulator before the square root (avoids a division by zero). */
+export const ADAGRAD_EPS = 1e-8;
+
 /**
- * The SGD update of mf for one rating `v` of row vector `W[wo .. wo+k)` and column vector
- * `H[ho .. ho+k)`, in place:
+ * Floats per W and H row: `k` factors, then the bias (with {@linkcode MF_BIAS}), then AdaGrad's
+ * accumulator (with {@linkcode MF_ADAGRAD}). Factors random at the start, the rest zero.
+ */
+export function mfRowDim(k: number, opts: number): number {
+  return k + ((opts & MF_BIAS) !== 0 ? 1 : 0) + ((opts & MF_ADAGRAD) !== 0 ? 1 : 0);
+}
+
+/**
+ * The update of mf for one rating `v` of row `W[wo ..]` and column `H[ho ..]` (rank `k`), in
+ * place. The model is `b_w + b_h + <w, h>` (the biases only with {@linkcode MF_BIAS}; without
+ * them it is plain `<w, h>`). With `model.standardize` the task and the baselines pass
+ * standardized ratings `(v - mean) / std` (see {@linkcode MfShape}):
  *
- *     err = v - <w, h>;   w += lr * (err * h - lambda * w);   h += lr * (err * w - lambda * h)
+ *     err = v - pred;   gw = err * h - lambda * w;   gh = err * w - lambda * h
+ *     (biases:          gbw = err - lambda * b_w;    gbh = err - lambda * b_h)
+ *     SGD:     w += lr * gw;   h += lr * gh;   b += lr * gb
+ *     AdaGrad: per row, G += mean(g^2) over the row's k (+1) gradients, then the row moves by
+ *              lr / sqrt(G + eps) * g (LIBMF's per-row variant: one accumulator per row)
  *
  * Returns err^2 (the training loss, measured before the update, without the regulariser). The
  * one kernel of every mf loop: the task's fast and remote paths, the plain and the manual
- * baselines (small enough that V8 inlines it into their loops; no allocation).
+ * baselines (small enough that V8 inlines it into their loops; no allocation). `opts` is a
+ * constant per job, so its branches cost nothing in the loop.
  */
 export function mfSgdStep(
   W: Float32Array,
@@ -337,29 +398,94 @@ export function mfSgdStep(
   v: number,
   lr: number,
   lambda: number,
+  opts = 0,
 ): number {
+  const bias = (opts & MF_BIAS) !== 0;
   let dot = 0;
   for (let f = 0; f < k; f++) dot += W[wo + f] * H[ho + f];
+  if (bias) dot += W[wo + k] + H[ho + k];
   const err = v - dot;
+  let lw = lr, lh = lr;
+  if ((opts & MF_ADAGRAD) !== 0) {
+    let gw2 = 0, gh2 = 0;
+    for (let f = 0; f < k; f++) {
+      const w = W[wo + f], h = H[ho + f];
+      const gw = err * h - lambda * w, gh = err * w - lambda * h;
+      gw2 += gw * gw;
+      gh2 += gh * gh;
+    }
+    let n = k, a = k;
+    if (bias) {
+      const gbw = err - lambda * W[wo + k], gbh = err - lambda * H[ho + k];
+      gw2 += gbw * gbw;
+      gh2 += gbh * gbh;
+      n++;
+      a++;
+    }
+    const gw = (W[wo + a] += gw2 / n), gh = (H[ho + a] += gh2 / n);
+    lw = lr / Math.sqrt(gw + ADAGRAD_EPS);
+    lh = lr / Math.sqrt(gh + ADAGRAD_EPS);
+  }
   for (let f = 0; f < k; f++) {
     const w = W[wo + f], h = H[ho + f];
-    W[wo + f] = w + lr * (err * h - lambda * w);
-    H[ho + f] = h + lr * (err * w - lambda * h);
+    W[wo + f] = w + lw * (err * h - lambda * w);
+    H[ho + f] = h + lh * (err * w - lambda * h);
+  }
+  if (bias) {
+    W[wo + k] += lw * (err - lambda * W[wo + k]);
+    H[ho + k] += lh * (err - lambda * H[ho + k]);
   }
   return err * err;
 }
 
-/** The model's prediction for row vector `W[wo .. wo+k)` and column vector `H[ho .. ho+k)`. */
+/**
+ * The model's output for row `W[wo ..]` and column `H[ho ..]` (see {@linkcode mfSgdStep}), in
+ * training units: the rating is `mu + sigma * output` ({@linkcode MfShape}).
+ */
 export function mfPredict(
   W: Float32Array,
   wo: number,
   H: Float32Array,
   ho: number,
   k: number,
+  opts = 0,
 ): number {
   let dot = 0;
   for (let f = 0; f < k; f++) dot += W[wo + f] * H[ho + f];
+  if ((opts & MF_BIAS) !== 0) dot += W[wo + k] + H[ho + k];
   return dot;
+}
+
+/**
+ * Training ratings are standardized (or, without `model.standardize`, what they are): a mean
+ * squared training error above this many times the ratings' variance (or NaN) is divergence.
+ */
+export const DIVERGED_LOSS_FACTOR = 100;
+
+/**
+ * Null, or the message that stops a job whose training loss of `epoch` exploded: `lossSum` is
+ * the epoch's summed squared error in training units over `n` ratings. With standardized
+ * ratings a model that predicts 0 has mean loss 1, so a mean loss beyond
+ * {@linkcode DIVERGED_LOSS_FACTOR} (or NaN) means the rate is too large.
+ */
+export function divergence(
+  s: MfSettings,
+  epoch: number,
+  lr: number,
+  lossSum: number,
+  n: number,
+): string | null {
+  if (n === 0) return null;
+  const mean = lossSum / n;
+  // Without standardizing the scale is unknown: only NaN/infinity and a huge loss count.
+  const limit = s.standardize ? DIVERGED_LOSS_FACTOR : 1e12;
+  if (mean <= limit) return null;
+  const tried = lr === s.lr ? `model.lr ${s.lr}` : `model.lr ${s.lr} (at ${lr.toPrecision(3)})`;
+  return `mf: training diverged in epoch ${epoch} (mean training loss ${
+    Number.isFinite(mean) ? mean.toPrecision(3) : String(mean)
+  }): ${tried} is too large for this data; lower model.lr (e.g. --set model.lr=${
+    (s.lr / 10).toPrecision(2)
+  })${s.optimizer === "sgd" ? " or use model.optimizer=adagrad" : ""}`;
 }
 
 /** Calls `op` on consecutive slices of at most `max` keys; awaits whatever it returns. */
@@ -377,6 +503,36 @@ async function inChunks(
 }
 
 /**
+ * The shape of an mf model: rank, floats per row, kernel options, and the rating scale: the
+ * model is trained on `(rating - mu) / sigma` and predicts `mu + sigma * output` (with
+ * `model.standardize`: the training ratings' mean and std; else 0 and 1).
+ */
+export interface MfShape {
+  k: number;
+  dim: number;
+  opts: number;
+  mu: number;
+  sigma: number;
+}
+
+/**
+ * Standardizes `vals` in place to `(v - mu) / sigma` and returns (mu, sigma), from the sums
+ * over all workers (`sum`, `sumSq`, `n`); std 0 (all ratings equal) counts as 1.
+ */
+export function standardize(
+  vals: Float32Array,
+  sum: number,
+  sumSq: number,
+  n: number,
+): { mu: number; sigma: number } {
+  const mu = n > 0 ? sum / n : 0;
+  const variance = n > 0 ? sumSq / n - mu * mu : 0;
+  const sigma = variance > 1e-12 ? Math.sqrt(variance) : 1;
+  for (let t = 0; t < vals.length; t++) vals[t] = (vals[t] - mu) / sigma;
+  return { mu, sigma };
+}
+
+/**
  * Test SSE of `test` (sorted by column): pulls W and H rows in chunks of at most `chunk`
  * ratings (W: the chunk's row keys as they are; H: the chunk's distinct columns).
  */
@@ -385,12 +541,12 @@ async function testSse(
   tW: number,
   tH: number,
   test: Ratings,
-  k: number,
+  m: MfShape,
   chunk: number,
   buf: { w: Float32Array; h: Float32Array; hKeys: Uint32Array; hIdx: Int32Array },
 ): Promise<number> {
   let sse = 0;
-  const n = test.length;
+  const n = test.length, k = m.k, dim = m.dim, mu = m.mu, sigma = m.sigma, opts = m.opts;
   for (let start = 0; start < n; start += chunk) {
     const end = Math.min(n, start + chunk);
     let nd = 0;
@@ -399,13 +555,14 @@ async function testSse(
       if (nd === 0 || buf.hKeys[nd - 1] !== c) buf.hKeys[nd++] = c;
       buf.hIdx[t - start] = nd - 1;
     }
-    const pw = ps.pull(tW, test.rows.subarray(start, end), buf.w.subarray(0, (end - start) * k));
-    const ph = ps.pull(tH, buf.hKeys.subarray(0, nd), buf.h.subarray(0, nd * k));
+    const pw = ps.pull(tW, test.rows.subarray(start, end), buf.w.subarray(0, (end - start) * dim));
+    const ph = ps.pull(tH, buf.hKeys.subarray(0, nd), buf.h.subarray(0, nd * dim));
     if (pw) await pw;
     if (ph) await ph;
     const w = buf.w, h = buf.h;
     for (let t = start; t < end; t++) {
-      const e = test.vals[t] - mfPredict(w, (t - start) * k, h, buf.hIdx[t - start] * k, k);
+      const wo = (t - start) * dim, ho = buf.hIdx[t - start] * dim;
+      const e = test.vals[t] - (mu + sigma * mfPredict(w, wo, h, ho, k, opts));
       sse += e * e;
     }
   }
@@ -468,15 +625,16 @@ class RemoteWindow {
   private readonly w0: Float32Array;
   private readonly h0: Float32Array;
 
-  constructor(max: number, private readonly k: number) {
+  constructor(max: number, private readonly m: MfShape) {
+    const dim = m.dim;
     this.w = new KeySlots(max);
     this.h = new KeySlots(max);
     this.sw = new Int32Array(max);
     this.sh = new Int32Array(max);
-    this.wv = new Float32Array(max * k);
-    this.hv = new Float32Array(max * k);
-    this.w0 = new Float32Array(max * k);
-    this.h0 = new Float32Array(max * k);
+    this.wv = new Float32Array(max * dim);
+    this.hv = new Float32Array(max * dim);
+    this.w0 = new Float32Array(max * dim);
+    this.h0 = new Float32Array(max * dim);
   }
 
   /** Trains on ratings `start .. start+n-1`; returns their squared errors before update. */
@@ -490,14 +648,15 @@ class RemoteWindow {
     lr: number,
     lambda: number,
   ): Promise<number> {
-    const k = this.k, w = this.w, h = this.h, sw = this.sw, sh = this.sh;
+    const w = this.w, h = this.h, sw = this.sw, sh = this.sh;
+    const k = this.m.k, dim = this.m.dim, opts = this.m.opts;
     w.reset();
     h.reset();
     for (let q = 0; q < n; q++) {
       sw[q] = w.slot(r.rows[start + q]);
       sh[q] = h.slot(r.cols[start + q]);
     }
-    const nw = w.n * k, nh = h.n * k;
+    const nw = w.n * dim, nh = h.n * dim;
     const wv = this.wv, hv = this.hv;
     const pw = ps.pull(tW, w.keys.subarray(0, w.n), wv.subarray(0, nw));
     const ph = ps.pull(tH, h.keys.subarray(0, h.n), hv.subarray(0, nh));
@@ -507,7 +666,8 @@ class RemoteWindow {
     this.h0.set(hv.subarray(0, nh));
     let loss = 0;
     for (let q = 0; q < n; q++) {
-      loss += mfSgdStep(wv, sw[q] * k, hv, sh[q] * k, k, r.vals[start + q], lr, lambda);
+      const v = r.vals[start + q];
+      loss += mfSgdStep(wv, sw[q] * dim, hv, sh[q] * dim, k, v, lr, lambda, opts);
     }
     // Deltas, in fresh arrays: the pushes are not awaited (ps.wait() at the subepoch's end).
     const dW = wv.slice(0, nw), dH = hv.slice(0, nh);
@@ -543,7 +703,7 @@ class LocalPath {
     private readonly tW: number,
     private readonly tH: number,
     private readonly r: Ratings,
-    private readonly k: number,
+    private readonly m: MfShape,
     private readonly lambda: number,
   ) {
     this.wFirst = tW < tH;
@@ -560,7 +720,7 @@ class LocalPath {
   train(t: number, end: number, lr: number): number {
     const ps = this.ps, tA = this.tA, tB = this.tB, keysA = this.keysA, keysB = this.keysB;
     const tW = this.tW, tH = this.tH, wFirst = this.wFirst, vals = this.r.vals;
-    const k = this.k, lambda = this.lambda;
+    const k = this.m.k, opts = this.m.opts, lambda = this.lambda;
     const t0 = t;
     let loss = 0;
     for (; t < end; t++) {
@@ -573,7 +733,7 @@ class LocalPath {
         break;
       }
       const aw = wFirst ? a : b, ah = wFirst ? b : a;
-      loss += mfSgdStep(ps.values(tW), aw, ps.values(tH), ah, k, vals[t], lr, lambda);
+      loss += mfSgdStep(ps.values(tW), aw, ps.values(tH), ah, k, vals[t], lr, lambda, opts);
       ps.release(tA, ka);
       ps.release(tB, kb);
     }
@@ -587,7 +747,7 @@ class LocalPath {
 async function run(ctx: TaskContext): Promise<void> {
   const { ps, config } = ctx;
   const s = mfSettings(config);
-  const N = ctx.workers, me = ctx.worker, k = s.rank;
+  const N = ctx.workers, me = ctx.worker, k = s.rank, dim = s.dim;
   const maxKeys = Math.max(1, Math.floor(config.ps?.batch_keys_max ?? 1 << 20));
   const tW = ps.table("W").id, tH = ps.table("H").id;
 
@@ -613,22 +773,42 @@ async function run(ctx: TaskContext): Promise<void> {
     for (let i = 0; i < keys.length; i++) keys[i] = r0 + i;
     await inChunks(keys, maxKeys, (ks) => ps.localize(tW, ks));
   }
+  const tG = s.standardize ? ps.table("G").id : -1;
+  if (s.standardize) {
+    // Mean and std of all training ratings: every worker adds its (sum, sum of squares, count).
+    let sum = 0, sumSq = 0;
+    const v = train.vals;
+    for (let t = 0; t < train.length; t++) {
+      sum += v[t];
+      sumSq += v[t] * v[t];
+    }
+    const p = ps.push(tG, new Uint32Array([0]), new Float32Array([sum, sumSq, train.length]));
+    if (p) await p;
+  }
   // Everybody has loaded its data: epoch times are measured from here (see TaskContext).
   await ps.barrier();
+  let scale = { mu: 0, sigma: 1 };
+  if (s.standardize) {
+    const g = new Float32Array(3);
+    const p = ps.pull(tG, new Uint32Array([0]), g);
+    if (p) await p;
+    scale = standardize(train.vals, g[0], g[1], g[2]);
+  }
+  const shape: MfShape = { k, dim, opts: s.opts, ...scale };
 
   // Reused buffers: no path allocates per rating.
   const remoteBatch = Math.max(1, Math.min(s.remoteBatch, maxKeys));
-  const win = new RemoteWindow(remoteBatch, k);
+  const win = new RemoteWindow(remoteBatch, shape);
   const chunk = Math.max(1, Math.min(4096, maxKeys));
   const evalBuf = {
-    w: new Float32Array(chunk * k),
-    h: new Float32Array(chunk * k),
+    w: new Float32Array(chunk * dim),
+    h: new Float32Array(chunk * dim),
     hKeys: new Uint32Array(chunk),
     hIdx: new Int32Array(chunk),
   };
   const rng = new Rng(0);
   const lambda = s.lambda;
-  const local = new LocalPath(ps, tW, tH, train, k, lambda);
+  const local = new LocalPath(ps, tW, tH, train, shape, lambda);
   const PROGRESS_EVERY = 1024;
   let sinceProgress = 0;
   let lr = s.lr;
@@ -703,11 +883,12 @@ async function run(ctx: TaskContext): Promise<void> {
       sinceProgress = 0;
     }
     const e0 = performance.now();
-    const sse = await testSse(ps, tW, tH, test, k, chunk, evalBuf);
+    const sse = await testSse(ps, tW, tH, test, shape, chunk, evalBuf);
     const e1 = performance.now();
     time.eval += e1 - e0;
     ctx.epochEnd(epoch, {
-      loss_sum: lossSum,
+      // In rating units (the kernel's errors are in standardized units).
+      loss_sum: lossSum * shape.sigma * shape.sigma,
       train_n: train.length,
       test_sse: sse,
       test_n: test.length,
@@ -716,6 +897,9 @@ async function run(ctx: TaskContext): Promise<void> {
       // Evaluation is not training: the system reports it apart (`_max`: the slowest worker).
       eval_s_max: (e1 - e0) / 1000,
     });
+    // A diverging rate stops the job here, with the fix, instead of training on NaN.
+    const diverged = divergence(s, epoch, lr, lossSum, train.length);
+    if (diverged !== null) throw userError(diverged);
     const next = lrAfterEpoch(s, lr, lossSum, prevLoss);
     prevLoss = lossSum;
     lr = next;
@@ -823,14 +1007,18 @@ const schema: TaskSchema = {
     default: {},
     fields: {
       rank: { type: "integer", min: 1, default: MF_DEFAULTS.rank, doc: "Factor length." },
-      lr: { type: "number", min: 0, default: MF_DEFAULTS.lr, doc: "Initial learning rate." },
+      lr: {
+        type: "number",
+        min: 0,
+        doc: `initial learning rate (default ${MF_DEFAULTS.lr}; adagrad ${MF_ADAGRAD_DEFAULTS.lr})`,
+      },
       lambda: { type: "number", min: 0, default: MF_DEFAULTS.lambda, doc: "L2 regularisation." },
       epochs: { type: "integer", min: 0, default: MF_DEFAULTS.epochs, doc: "Epochs." },
       lr_schedule: {
         type: "string",
         enum: ["bold_driver", "decay", "constant"],
-        default: MF_DEFAULTS.lr_schedule,
-        doc: "decay: lr/(1+decay*epoch); bold_driver: per worker, x1.05 / x0.5 on its loss.",
+        doc: "decay (default; adagrad: constant): lr/(1+decay*epoch); bold_driver: per worker, " +
+          "x1.05 / x0.5 on its loss.",
       },
       decay: { type: "number", min: 0, default: MF_DEFAULTS.decay, doc: "For lr_schedule decay." },
       init_scale: {
@@ -838,6 +1026,22 @@ const schema: TaskSchema = {
         min: 0,
         default: MF_DEFAULTS.init_scale,
         doc: "W and H start uniform in [-init_scale, init_scale].",
+      },
+      optimizer: {
+        type: "string",
+        enum: ["sgd", "adagrad"],
+        default: MF_DEFAULTS.optimizer,
+        doc: "sgd: step lr; adagrad: per row lr/sqrt(sum of squared gradients), scale-free",
+      },
+      biases: {
+        type: "boolean",
+        default: MF_DEFAULTS.biases,
+        doc: "a bias per row and per column: rating ~ b_row + b_col + <w, h>",
+      },
+      standardize: {
+        type: "boolean",
+        default: MF_DEFAULTS.standardize,
+        doc: "train on (rating - mean) / std: the same lr works for every rating scale",
       },
       remote_batch: {
         type: "integer",
@@ -856,14 +1060,21 @@ const schema: TaskSchema = {
   defaultLocalize: DEFAULT_LOCALIZE,
 };
 
-/** The tables of an mf job: W (rows x rank) and H (cols x rank), uniform small init. */
+/**
+ * The tables of an mf job: W (rows x dim) and H (cols x dim), each row `rank` factors uniform in
+ * [-init_scale, init_scale] then zeros (bias, AdaGrad accumulator; see {@linkcode mfRowDim});
+ * with `model.standardize` also G, one key of (sum, sum of squares, count) of the training
+ * ratings: their mean and std.
+ */
 function tables(config: JobConfig): TableSpec[] {
   const s = mfSettings(config);
-  const init = { kind: "uniform" as const, scale: s.initScale };
-  return [
-    { name: "W", keys: s.rows, dim: s.rank, init },
-    { name: "H", keys: s.cols, dim: s.rank, init },
+  const init = { kind: "uniform" as const, scale: s.initScale, floats: s.rank };
+  const t: TableSpec[] = [
+    { name: "W", keys: s.rows, dim: s.dim, init },
+    { name: "H", keys: s.cols, dim: s.dim, init },
   ];
+  if (s.standardize) t.push({ name: "G", keys: 1, dim: 3, init: { kind: "zero" } });
+  return t;
 }
 
 function summarize(sums: Record<string, number>): Record<string, number> {

@@ -11,7 +11,16 @@
 import type { JobConfig } from "../mod.ts";
 import { hash32, Rng } from "../core/rng.ts";
 import { type Ratings, shuffleRange } from "../data/mf_data.ts";
-import { loadMfData, lrAfterEpoch, lrForEpoch, mfPredict, mfSettings, mfSgdStep } from "./mf.ts";
+import {
+  loadMfData,
+  lrAfterEpoch,
+  lrForEpoch,
+  mfPredict,
+  mfSettings,
+  mfSgdStep,
+  type MfShape,
+  standardize,
+} from "./mf.ts";
 
 /** Options of {@linkcode runPlainMf}. */
 export interface PlainMfOptions {
@@ -51,15 +60,20 @@ export interface PlainMfResult {
   epochs: PlainEpoch[];
 }
 
-/** Fills `a` uniformly in [-scale, scale] from a seeded PRNG. */
-function initUniform(a: Float32Array, scale: number, seed: number): void {
+/**
+ * Fills the first `k` floats of every `dim`-float row of `a` uniformly in [-scale, scale] from a
+ * seeded PRNG; the rest (bias, AdaGrad accumulator) stay zero.
+ */
+function initUniform(a: Float32Array, scale: number, seed: number, k: number, dim: number): void {
   const rng = new Rng(seed);
-  for (let i = 0; i < a.length; i++) a[i] = (2 * rng.nextFloat() - 1) * scale;
+  for (let o = 0; o < a.length; o += dim) {
+    for (let f = 0; f < k; f++) a[o + f] = (2 * rng.nextFloat() - 1) * scale;
+  }
 }
 
 /**
- * One SGD epoch over `r[start..end)` on flat factor matrices (row i of W at `i * k`). Returns
- * the sum of squared errors measured before each update. Allocates nothing.
+ * One epoch over `r[start..end)` on flat matrices (row i of W at `i * m.dim`). Returns the sum
+ * of squared errors measured before each update. Allocates nothing.
  */
 export function sgdEpochPlain(
   r: Ratings,
@@ -67,24 +81,26 @@ export function sgdEpochPlain(
   end: number,
   W: Float32Array,
   H: Float32Array,
-  k: number,
+  m: MfShape,
   lr: number,
   lambda: number,
 ): number {
   const rows = r.rows, cols = r.cols, vals = r.vals;
+  const k = m.k, dim = m.dim, opts = m.opts;
   let loss = 0;
   for (let t = start; t < end; t++) {
-    loss += mfSgdStep(W, rows[t] * k, H, cols[t] * k, k, vals[t], lr, lambda);
+    loss += mfSgdStep(W, rows[t] * dim, H, cols[t] * dim, k, vals[t], lr, lambda, opts);
   }
   return loss;
 }
 
 /** Sum of squared errors of `r` under W, H. */
-export function ssePlain(r: Ratings, W: Float32Array, H: Float32Array, k: number): number {
+export function ssePlain(r: Ratings, W: Float32Array, H: Float32Array, m: MfShape): number {
   const rows = r.rows, cols = r.cols, vals = r.vals;
+  const k = m.k, dim = m.dim, mu = m.mu, sigma = m.sigma, opts = m.opts;
   let sse = 0;
   for (let t = 0; t < r.length; t++) {
-    const e = vals[t] - mfPredict(W, rows[t] * k, H, cols[t] * k, k);
+    const e = vals[t] - (mu + sigma * mfPredict(W, rows[t] * dim, H, cols[t] * dim, k, opts));
     sse += e * e;
   }
   return sse;
@@ -100,10 +116,22 @@ export async function runPlainMf(
   const t0 = performance.now();
   const { train, test } = await loadMfData(s, 0, 1);
   const load_s = (performance.now() - t0) / 1000;
-  const W = new Float32Array(s.rows * k);
-  const H = new Float32Array(s.cols * k);
-  initUniform(W, s.initScale, hash32(config.seed, 0x57));
-  initUniform(H, s.initScale, hash32(config.seed, 0x48));
+  const dim = s.dim;
+  const W = new Float32Array(s.rows * dim);
+  const H = new Float32Array(s.cols * dim);
+  initUniform(W, s.initScale, hash32(config.seed, 0x57), k, dim);
+  initUniform(H, s.initScale, hash32(config.seed, 0x48), k, dim);
+  let scale = { mu: 0, sigma: 1 };
+  if (s.standardize) {
+    let sum = 0, sumSq = 0;
+    const v = train.vals;
+    for (let t = 0; t < train.length; t++) {
+      sum += v[t];
+      sumSq += v[t] * v[t];
+    }
+    scale = standardize(v, sum, sumSq, train.length);
+  }
+  const shape: MfShape = { k, dim, opts: s.opts, ...scale };
   const rng = new Rng(0);
   const epochs = opts.epochs ?? s.epochs;
   const epoch_s: number[] = [], eval_s: number[] = [], all: PlainEpoch[] = [];
@@ -114,11 +142,11 @@ export async function runPlainMf(
     // As worker 0 of 1 on block 0: the same shuffle seed as tasks/mf.ts with one worker.
     rng.reseed(hash32(config.seed, epoch, 0));
     shuffleRange(train, 0, train.length, rng);
-    const loss = sgdEpochPlain(train, 0, train.length, W, H, k, lr, s.lambda);
+    const loss = sgdEpochPlain(train, 0, train.length, W, H, shape, lr, s.lambda);
     const b = performance.now();
-    testRmse = Math.sqrt(ssePlain(test, W, H, k) / Math.max(1, test.length));
+    testRmse = Math.sqrt(ssePlain(test, W, H, shape) / Math.max(1, test.length));
     const c = performance.now();
-    trainRmse = Math.sqrt(loss / Math.max(1, train.length));
+    trainRmse = shape.sigma * Math.sqrt(loss / Math.max(1, train.length));
     epoch_s.push((b - a) / 1000);
     eval_s.push((c - b) / 1000);
     const e: PlainEpoch = {

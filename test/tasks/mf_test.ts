@@ -176,7 +176,13 @@ Deno.test("mf config checks", () => {
   assert.equal(s.generate?.test_fraction, 0.1);
   assert.ok(s.localizeW && s.localizeH);
   const t = task.tables(smallConfig({ data: { generate: { rows: 9, cols: 8, nnz: 20 } } }));
-  assert.deepEqual(t.map((x) => [x.name, x.keys, x.dim]), [["W", 9, 5], ["H", 8, 5]]);
+  // rank 5, then the bias: W and H rows of 6 floats; G holds (sum, sum of squares, count).
+  assert.deepEqual(t.map((x) => [x.name, x.keys, x.dim]), [["W", 9, 6], ["H", 8, 6], ["G", 1, 3]]);
+  const plain = task.tables(smallConfig({
+    data: { generate: { rows: 9, cols: 8, nnz: 20 } },
+    model: { rank: 5, biases: false, standardize: false },
+  }));
+  assert.deepEqual(plain.map((x) => [x.name, x.keys, x.dim]), [["W", 9, 5], ["H", 8, 5]]);
   assert.deepEqual(task.schema.defaultLocalize, MF_LOCALIZE);
 });
 
