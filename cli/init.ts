@@ -5,7 +5,7 @@
  * @module
  */
 import { UsageError } from "../core/errors.ts";
-import { BUILTIN_CONFIGS, builtinConfigPath } from "../tasks/registry.ts";
+import { builtinConfigPath, builtinConfigs } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs } from "./args.ts";
 
 const SPEC = {
@@ -16,10 +16,12 @@ const SPEC = {
     force: { type: "boolean", short: "f", doc: "overwrite FILE if it exists" },
   },
   positionals: { min: 1, max: 2 },
-  details: `NAME is one of: ${BUILTIN_CONFIGS.join(", ")}. FILE defaults to NAME.yaml here.
+  details: `NAME is a shipped config (tasks/NAME.yaml): ${
+    builtinConfigs().join(", ")
+  }. FILE defaults to NAME.yaml here.
 Examples:
   lapse init mf              # writes mf.yaml; then: lapse train --config mf.yaml
-  lapse init mf my_job.yaml`,
+  lapse init mf_ratings my_job.yaml   # a template for your own ratings file`,
 } as const;
 
 /** Runs `lapse init`. */
@@ -30,7 +32,7 @@ export async function init(args: string[]): Promise<number> {
   const source = builtinConfigPath(name);
   if (source === undefined) {
     throw new UsageError(
-      `unknown config "${name}": expected one of ${BUILTIN_CONFIGS.join(", ")}`,
+      `unknown config "${name}": expected one of ${builtinConfigs().join(", ")}`,
     );
   }
   const text = await Deno.readTextFile(source);

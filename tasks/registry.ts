@@ -31,14 +31,27 @@ export function loadTask(name: string): Promise<TaskDefinition> {
   return load();
 }
 
-/** Names of the shipped configs (`tasks/NAME.yaml`), usable as `lapse train --config NAME`. */
-export const BUILTIN_CONFIGS: readonly string[] = ["mf", "pscheck"];
+/**
+ * Names of the shipped configs: every `tasks/NAME.yaml` (usable as `lapse train --config NAME`
+ * and `lapse init NAME`).
+ */
+export function builtinConfigs(): string[] {
+  const dir = new URL(".", import.meta.url);
+  try {
+    return [...Deno.readDirSync(dir)]
+      .filter((e) => e.isFile && e.name.endsWith(".yaml"))
+      .map((e) => e.name.slice(0, -".yaml".length))
+      .sort();
+  } catch {
+    return [];
+  }
+}
 
 /**
  * The file of a shipped config, or undefined if `name` is not one. A path to an existing file
  * always wins over a shipped config of the same name (see `lapse train --config`).
  */
 export function builtinConfigPath(name: string): string | undefined {
-  if (!BUILTIN_CONFIGS.includes(name)) return undefined;
+  if (!/^[a-z][a-z0-9_]*$/.test(name) || !builtinConfigs().includes(name)) return undefined;
   return decodeURIComponent(new URL(`./${name}.yaml`, import.meta.url).pathname);
 }

@@ -57,3 +57,17 @@ Deno.test("relative data paths: from the file against its folder, from --set aga
     },
   );
 });
+
+Deno.test("every shipped config (tasks/*.yaml) loads and validates by name", async () => {
+  const { builtinConfigs } = await import("../../tasks/registry.ts");
+  const names = builtinConfigs();
+  for (const n of ["mf", "mf_ratings", "pscheck"]) assert.ok(names.includes(n), names.join());
+  for (const n of names) {
+    const c = await loadConfigFromArgs(n, []);
+    assert.equal(typeof c.task, "string", n);
+  }
+  const r = await loadConfigFromArgs("mf_ratings", []);
+  // The template for users' files relies on the defaults that learn.
+  assert.equal(r.model.lr, undefined);
+  assert.match(r.data.file, /^\/.*\/tasks\/ratings\.csv$/);
+});
