@@ -7,6 +7,7 @@ import { Msg } from "../server/messages.ts";
 import { dialDriver } from "./dial.ts";
 import { type JobConfig } from "../core/types.ts";
 import { USER_ERROR } from "../core/errors.ts";
+import { HEARTBEAT_TYPE, PEER_TIMEOUT_MS_DEFAULT } from "../server/peers.ts";
 
 /** What a job reports while it runs. */
 export interface JobEvents {
@@ -58,9 +59,34 @@ export async function runJob(
   if (signal?.aborted) throw stopped();
   const conn = await dialDriver(address, token, connect_timeout_ms);
   let onAbort = () => {};
+  let watchdog: ReturnType<typeof setInterval> | undefined;
   try {
     return await new Promise<JobSummary>((resolve, reject) => {
       let ended = false;
+      // Node 0 sends heartbeats (server/peers.ts): silence for ps.peer_timeout_ms means it is
+      // stopped, hung or cut off, and the job fails instead of waiting forever. A late timer
+      // (this process was stalled) judges nobody.
+      const silence_ms = config.ps?.peer_timeout_ms ?? PEER_TIMEOUT_MS_DEFAULT;
+      let seen = -1, heardAt = performance.now(), lastTick = heardAt;
+      watchdog = setInterval(() => {
+        const now = performance.now();
+        const stalled = now - lastTick > silence_ms / 2;
+        lastTick = now;
+        if (stalled || conn.messages_received !== seen) {
+          seen = conn.messages_received;
+          heardAt = now;
+        } else if (now - heardAt > silence_ms && !ended) {
+          ended = true;
+          reject(
+            new JobError(
+              `node 0 (${address}) sent nothing for ${Math.round(now - heardAt)} ms ` +
+                `(ps.peer_timeout_ms=${silence_ms}): it is stopped, hung or cut off`,
+              0,
+            ),
+          );
+          conn.abort("node 0 is silent");
+        }
+      }, Math.min(1000, Math.floor(silence_ms / 4)));
       // Giving up on a job closes the connection: node 0 then aborts it on every node.
       onAbort = () => {
         if (ended) return;
@@ -72,6 +98,7 @@ export async function runJob(
       if (signal?.aborted) queueMicrotask(onAbort);
       else signal?.addEventListener("abort", onAbort, { once: true });
       conn.onMessage = (msg: Record<string, any>) => {
+        if (msg.t === HEARTBEAT_TYPE) return;
         switch (msg.t) {
           case Msg.JOB_INFO:
             events.onInfo?.({ job: msg.job, nodes: msg.nodes, workers: msg.workers });
@@ -103,6 +130,7 @@ export async function runJob(
       conn.send({ t: Msg.SUBMIT, config });
     });
   } finally {
+    clearInterval(watchdog);
     signal?.removeEventListener("abort", onAbort);
     await conn.close();
   }

@@ -588,6 +588,14 @@ export class Peers {
         // Closed meanwhile, or its queue is full: the peer is not reading; the timeout decides.
       }
     }
+    // Drivers watch node 0 the same way (driver/driver.ts): a stopped node 0 fails their job.
+    for (const d of this.#drivers) {
+      try {
+        d.sendFrame(HEARTBEAT_FRAME);
+      } catch {
+        // A driver that is gone or not reading: its connection closes on its own.
+      }
+    }
   }
 
   #nodeClosed(id: number, c: Connection, reason: string): void {

@@ -48,3 +48,41 @@ Deno.test("a stopped node fails the job naming it; after SIGCONT jobs run again"
     await c.stop();
   }
 });
+
+Deno.test("a stopped node 0 fails the driver's job naming it; after SIGCONT jobs run again", async () => {
+  const c = await FaultCluster.create(3);
+  try {
+    await c.untilJobPasses(60_000);
+    let started!: () => void;
+    const running = new Promise<void>((r) => started = r);
+    const job = runJob(
+      c.address,
+      TOKEN,
+      pscheckConfig(3, 50_000_000, { peer_timeout_ms: PEER_TIMEOUT_MS }),
+      { onProgress: (points) => points > 0 && started() },
+      10_000,
+      AbortSignal.timeout(120_000),
+    );
+    await Promise.race([running, job]);
+    const stoppedAt = performance.now();
+    c.signal(0, "SIGSTOP");
+    let error: unknown = null;
+    try {
+      await job;
+    } catch (e) {
+      error = e;
+    }
+    const detect_s = (performance.now() - stoppedAt) / 1000;
+    console.log(`SIGSTOP of node 0 failed the job after ${detect_s.toFixed(1)} s: ${error}`);
+    assert.ok(error instanceof JobError, `the job failed: ${error}`);
+    assert.match(error.message, /node 0 .*sent nothing/);
+    assert.ok(detect_s < 60, `detected within 60 s, took ${detect_s} s`);
+    c.signal(0, "SIGCONT");
+    const s = await c.untilJobPasses(60_000, { peer_timeout_ms: PEER_TIMEOUT_MS });
+    console.log(`after SIGCONT a pscheck job passed after ${s.toFixed(1)} s`);
+    for (let i = 0; i < 3; i++) assert.ok(await c.alive(i), `node ${i} is running`);
+    c.assertNoBugLines();
+  } finally {
+    await c.stop();
+  }
+});
