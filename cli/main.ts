@@ -38,6 +38,10 @@ const COMMANDS: Record<
     summary: "benchmark modes side by side (lapse, classic, plain)",
     run: async () => (await import("./bench/main.ts")).bench,
   },
+  report: {
+    summary: "write an HTML report with charts from metrics files",
+    run: async () => (await import("./report.ts")).report,
+  },
   token: {
     summary: "print a fresh random cluster token",
     run: async () => (await import("./token.ts")).token,

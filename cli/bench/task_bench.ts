@@ -30,6 +30,7 @@ import {
   seconds,
 } from "./harness.ts";
 import { BENCH_TASKS, type BenchTask, shippedConfigPath } from "./tasks.ts";
+import { writeBenchReport } from "../../driver/report.ts";
 
 /** The modes `lapse bench TASK` knows (`plain`: the task's in-process loop without a PS). */
 export const BENCH_MODES = [
@@ -39,6 +40,7 @@ export const BENCH_MODES = [
   "lapse_nolocalize",
   "classic",
   "classic_remote",
+  "stale",
 ] as const;
 /** One of {@linkcode BENCH_MODES}. */
 export type BenchMode = typeof BENCH_MODES[number];
@@ -56,7 +58,7 @@ function specFor(name: string, entry: BenchTask) {
     name: `bench ${name}`,
     summary: `the same ${name} job in several modes and on several node counts, side by side`,
     usage: `lapse bench ${name} [--modes M,M] [--nodes N,N] [--workers W] [--set PATH=VALUE ...] ` +
-      "[--config FILE] [--epochs N] [--json]",
+      "[--config FILE] [--epochs N] [--repeat R] [--json] [--report FILE.html]",
     options: {
       modes: {
         type: "string",
@@ -101,12 +103,26 @@ function specFor(name: string, entry: BenchTask) {
         default: "600",
         doc: "stop a cluster run after S seconds and show it as timeout",
       },
+      repeat: {
+        type: "string",
+        arg: "R",
+        default: "1",
+        doc: "run every combination R times: epoch_s is the median, with min and max",
+      },
       json: { type: "boolean", doc: "print the rows as a JSON array (no table)" },
+      report: {
+        type: "string",
+        arg: "FILE.html",
+        doc: "also write the rows as a self-contained HTML report with charts",
+      },
       verbose: { type: "boolean", short: "v", doc: "show the nodes' output and every epoch" },
     },
     details: `Runs one job at a time: plain (the task's training loop without a PS, in this
 process; ${entry.plain ? "available" : `not available for ${name}`}), then each node count
-with each cluster mode. Every run uses the same config, data and seed; only ps.mode (and localize=none for lapse_nolocalize) and cluster.nodes differ.
+with each cluster mode. Every run uses the same config, data and seed; only ps.mode (and
+localize=none for lapse_nolocalize) and cluster.nodes differ. The modes make the paper's
+ablation: classic_remote (no fast local access, no localize), classic (fast local access
+only), lapse_nolocalize, lapse; stale is the bounded-staleness PS (ps.staleness, default 1).
 ${
       entry.manual
         ? `
@@ -116,19 +132,25 @@ vs_manual = this row's epoch_s / manual's on the same node count (1.25 = 25% slo
 `
         : ""
     }
-Columns: epoch_s is the mean training time of the measured epochs, as every run reports it:
+Columns: epoch_s is the mean training time of the measured epochs, as every run reports it
+(with --repeat R: the median over R runs, min-max beside it):
 from the first barrier after loading (or the previous epoch's end) to the epoch's end, minus
 the test evaluation; localize and barriers count, data loading and evaluation do not. For
 plain: shuffle + SGD of the epoch. last_s: the last epoch alone (JIT warm). points_per_s =
 training points / those seconds. local_fraction, messages and bytes (between nodes) are per
 epoch. quality = the task's main metric after the last epoch (${entry.quality}).
-speedup = classic epoch_s / this row's epoch_s on the same node count (vs_remote: the same for classic_remote). The header prints
-every override used.
+speedup = classic epoch_s / this row's epoch_s on the same node count (vs_remote: the same
+for classic_remote). vs_1node = the same mode's epoch_s on 1 node / this row's. vs_lapse =
+this row's epoch_s / lapse's on the same node count (3x = three times slower than lapse).
+The header prints every override used. --report FILE.html writes the same rows as one
+self-contained page of charts (lapse report makes one from metrics files too).
 
 ${entry.notes ?? ""}Examples:
   lapse bench ${name}
   lapse bench ${name} --modes classic,lapse,lapse_nolocalize --nodes 4 --json
-  lapse bench ${name} --full --nodes 2 --modes plain,lapse`,
+  lapse bench ${name} --full --nodes 2 --modes plain,lapse
+  lapse bench ${name} --modes classic,classic_remote,stale,lapse,lapse_nolocalize --repeat 3 \\
+    --report out/${name}.html`,
   } as const;
 }
 
@@ -155,6 +177,19 @@ export interface BenchRow {
   vs_remote?: number;
   /** This row's epoch_s / the manual row's on the same node count. */
   vs_manual?: number;
+  // Filled in by the harness for every row (optional only for the tasks' row builders):
+  /** Runs of this combination (`--repeat`); epoch_s is their median. */
+  repeats?: number;
+  /** The least and greatest epoch_s of the repeats. */
+  epoch_s_min?: number;
+  epoch_s_max?: number;
+  /** The same mode's epoch_s on 1 node / this row's (absent without a 1-node run). */
+  speedup_1node?: number;
+  /** This row's epoch_s / lapse's on the same node count (2 = twice as slow as lapse). */
+  vs_lapse?: number;
+  /** Per epoch of the reported run: the quality metric and points/s (for reports). */
+  per_epoch_quality?: number[];
+  per_epoch_points_per_s?: number[];
   status: string;
   wall_s: number;
   per_epoch_s: number[];
@@ -182,6 +217,8 @@ function modeSets(mode: BenchMode): string[] {
       return ["ps.mode=classic"];
     case "classic_remote":
       return ["ps.mode=classic_remote"];
+    case "stale":
+      return ["ps.mode=stale"];
     default:
       return [];
   }
@@ -197,6 +234,7 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
   const nodeCounts = [...new Set(parseIntListArg("--nodes", v.nodes, { min: 1, max: 64 }))];
   const timeout_s = positiveNumber("--timeout-s", v["timeout-s"]);
   const skip = parseIntArg("--skip-epochs", v["skip-epochs"], { min: 0 });
+  const repeat = parseIntArg("--repeat", v.repeat, { min: 1, max: 100 });
   const configPath = await shippedConfigPath(v.config, entry.config);
 
   const defaults = v.full || v.epochs !== undefined ? [] : [`model.epochs=${BENCH_EPOCHS}`];
@@ -276,19 +314,27 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
     const label = plan.nodes === null
       ? `plain (in-process)`
       : `${plan.mode} on ${plan.nodes} node(s) x ${plan.config.cluster.workers_per_node}`;
-    say(`[${i + 1}/${plans.length}] ${label} ...`);
-    const row = plan.mode === "plain"
-      ? await entry.plain!(plan.config, measured)
-      : plan.mode === "manual"
-      ? await runManual(entry, plan.config, measured, timeout_s, v.verbose)
-      : await runCluster(plan.mode, plan.config, measured, timeout_s, v.verbose);
-    say(
-      `[${i + 1}/${plans.length}] ${label}: ${row.status}, epoch_s ${fmt(seconds)(row.epoch_s)}, ${
-        fmt(formatRate)(row.points_per_s)
-      } ${entry.unit}/s, wall ${formatDuration(row.wall_s)}`,
-    );
-    rows.push(row);
+    const runs: BenchRow[] = [];
+    for (let r = 0; r < repeat; r++) {
+      const of = repeat > 1 ? ` (run ${r + 1}/${repeat})` : "";
+      say(`[${i + 1}/${plans.length}] ${label}${of} ...`);
+      const row = plan.mode === "plain"
+        ? await entry.plain!(plan.config, measured)
+        : plan.mode === "manual"
+        ? await runManual(entry, plan.config, measured, timeout_s, v.verbose)
+        : await runCluster(plan.mode, plan.config, measured, timeout_s, v.verbose);
+      say(
+        `[${i + 1}/${plans.length}] ${label}${of}: ${row.status}, epoch_s ${
+          fmt(seconds)(row.epoch_s)
+        }, ${fmt(formatRate)(row.points_per_s)} ${entry.unit}/s, wall ${
+          formatDuration(row.wall_s)
+        }`,
+      );
+      runs.push(row);
+    }
+    rows.push(medianRun(runs));
   }
+  compareRows(rows);
 
   // Speedups: classic (and classic_remote) epoch_s / this row's, on the same node count.
   const find = (mode: BenchMode, nodes: number | null) =>
@@ -306,6 +352,15 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
     if (m) r.vs_manual = r.epoch_s / m.epoch_s;
   }
 
+  if (v.report !== undefined) {
+    await writeBenchReport(v.report, {
+      title: `lapse bench ${name}`,
+      header,
+      rows,
+      unit: entry.unit,
+    });
+    say(`report: ${v.report}`);
+  }
   if (v.json) {
     printJson(rows.map((r) => ({ ...r, nodes: r.nodes ?? 1, in_process: r.nodes === null })));
     return rows.every((r) => r.status === "ok") ? 0 : 1;
@@ -326,6 +381,15 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
           : String(row.status).split(/[ :]/)[0],
       align: "right",
     },
+    ...(repeat > 1
+      ? [{
+        key: "epoch_s_min",
+        label: "min-max",
+        format: (_x: unknown, row: Record<string, unknown>) =>
+          `${fmt(seconds)(row.epoch_s_min)}-${fmt(seconds)(row.epoch_s_max)}`,
+        align: "right" as const,
+      }]
+      : []),
     { key: "last_s", format: fmt(seconds), align: "right" },
     { key: "points_per_s", format: fmt(formatRate) },
     { key: "local_fraction", format: percent, align: "right" },
@@ -337,6 +401,12 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
       format: fmt(formatNumber),
     },
     { key: "speedup", format: speedupFmt, align: "right" },
+    ...(nodeCounts.includes(1) && nodeCounts.length > 1
+      ? [{ key: "speedup_1node", label: "vs_1node", format: speedupFmt, align: "right" as const }]
+      : []),
+    ...(modes.includes("lapse")
+      ? [{ key: "vs_lapse", format: speedupFmt, align: "right" as const }]
+      : []),
     ...(modes.includes("classic_remote")
       ? [{ key: "vs_remote", format: speedupFmt, align: "right" as const }]
       : []),
@@ -414,5 +484,42 @@ function rowOf(
     status,
     wall_s: run.wall_s,
     per_epoch_s: run.epochs.map((m) => m.epoch_s),
+    per_epoch_quality: run.epochs.map((m) => quality(m).quality),
+    per_epoch_points_per_s: run.epochs.map((m) => m.points_per_s),
   };
+}
+
+/**
+ * One row for the repeats of a combination: the run with the median epoch_s (so that its
+ * other columns belong to one real run), with the least and greatest epoch_s of all.
+ */
+export function medianRun(runs: BenchRow[]): BenchRow {
+  const ok = runs.filter((r) => Number.isFinite(r.epoch_s));
+  const sorted = [...ok].sort((a, b) => a.epoch_s - b.epoch_s);
+  const median = sorted.length > 0 ? sorted[(sorted.length - 1) >> 1] : runs[runs.length - 1];
+  const row: BenchRow = {
+    ...median,
+    repeats: runs.length,
+    epoch_s_min: sorted.length > 0 ? sorted[0].epoch_s : NaN,
+    epoch_s_max: sorted.length > 0 ? sorted[sorted.length - 1].epoch_s : NaN,
+    per_epoch_quality: median.per_epoch_quality ?? [],
+    per_epoch_points_per_s: median.per_epoch_points_per_s ?? [],
+  };
+  // A combination is only ok if every repeat was.
+  const bad = runs.find((r) => r.status !== "ok");
+  if (bad) row.status = bad.status;
+  return row;
+}
+
+/** Sets the columns that compare rows: speedup over 1 node, time relative to lapse. */
+export function compareRows(rows: BenchRow[]): void {
+  const find = (mode: BenchMode, nodes: number | null) =>
+    rows.find((r) => r.mode === mode && r.nodes === nodes && Number.isFinite(r.epoch_s));
+  for (const r of rows) {
+    if (!Number.isFinite(r.epoch_s) || r.nodes === null) continue;
+    const one = find(r.mode, 1);
+    if (one) r.speedup_1node = one.epoch_s / r.epoch_s;
+    const lapse = find("lapse", r.nodes);
+    if (lapse) r.vs_lapse = r.epoch_s / lapse.epoch_s;
+  }
 }
