@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { sampleRows } from "./report_fixtures.ts";
-import { parseMetrics, renderReport, type ReportRow, rowsFromRuns } from "../../driver/report.ts";
+import { parseMetrics, renderReport, rowsFromRuns } from "../../driver/report.ts";
 
 /** Chart name -> [series, marks] as drawn in the HTML. */
 function drawn(html: string): Map<string, [number, number]> {
