@@ -34,8 +34,8 @@
  * local (classic modes, a directive off, a negative outside the pool) is prefetched when its
  * sentence is prepared, S sentences ahead, by an asynchronous pull into a per-sentence copy,
  * trained on the copy, and written back by one push per table at the sentence's end. A key that
- * was expected local but is not (it moved away meanwhile) defers its pair to the end of the
- * sentence, where such pairs are trained on copies fetched by one awaited pull.
+ * was expected local but is not (another node took it meanwhile) defers its pairs: they are
+ * trained a few sentences later on copies fetched by an asynchronous pull (`DeferredBatch`).
  *
  * Per epoch each worker reports the loss (negative log-likelihood per (word, context) pair,
  * positive and negatives together), the words trained, the learning rate; `ps.clock()` is
@@ -136,6 +136,51 @@ class Copies {
       this.vals = sharedF32(cap);
       this.orig = sharedF32(cap);
     }
+  }
+}
+
+/** Deferred batches in flight at most (one open, the others pulling or ready). */
+const DEFERRED_BATCHES = 4;
+
+/**
+ * Pairs whose key was expected local but was not when they trained (it moved away): triples
+ * (context, target, label), trained later on copies pulled asynchronously. So a key taken away
+ * by another node costs no stall, only a few sentences of delay for those pairs.
+ */
+class DeferredBatch {
+  triples = sharedI32(3 * 256);
+  /** Per triple: offsets of its input and output copies. */
+  at = sharedI32(2 * 256);
+  n = 0;
+  readonly cin: Copies;
+  readonly cout: Copies;
+  ready = false;
+  pending: Promise<void> | undefined = undefined;
+
+  constructor(dim: number) {
+    this.cin = new Copies(dim);
+    this.cout = new Copies(dim);
+  }
+
+  add(c: number, t: number, label: number): void {
+    if (3 * this.n + 3 > this.triples.length) {
+      const d = sharedI32(this.triples.length * 2);
+      d.set(this.triples);
+      this.triples = d;
+      this.at = sharedI32(this.triples.length);
+    }
+    const tr = this.triples, o = 3 * this.n++;
+    tr[o] = c;
+    tr[o + 1] = t;
+    tr[o + 2] = label;
+  }
+
+  reset(): void {
+    this.n = 0;
+    this.ready = false;
+    this.pending = undefined;
+    this.cin.reset();
+    this.cout.reset();
   }
 }
 
@@ -322,21 +367,13 @@ async function run(ctx: TaskContext): Promise<void> {
     slot.cin.pending = pending;
   };
 
-  // Deferred pairs (a key expected local was not): triples (context, target, label).
-  let deferred = sharedI32(3 * 1024);
-  let nDeferred = 0;
-  const defer = (c: number, t: number, label: number) => {
-    if (3 * nDeferred + 3 > deferred.length) {
-      const d = sharedI32(deferred.length * 2);
-      d.set(deferred);
-      deferred = d;
-    }
-    deferred[3 * nDeferred] = c;
-    deferred[3 * nDeferred + 1] = t;
-    deferred[3 * nDeferred + 2] = label;
-    nDeferred++;
-  };
-  const retryIn = new Copies(dim), retryOut = new Copies(dim);
+  // Deferred pairs (a key expected local was not): collected per sentence into a batch whose
+  // copies are pulled asynchronously and trained a few sentences later (see DeferredBatch).
+  const batches: DeferredBatch[] = [];
+  for (let i = 0; i < DEFERRED_BATCHES; i++) batches.push(new DeferredBatch(dim));
+  let open = batches[0];
+  const queue: DeferredBatch[] = []; // closed batches, oldest first
+  const defer = (c: number, t: number, label: number) => open.add(c, t, label);
 
   let lossSum = 0, pairs = 0, skippedNeg = 0, deferredPairs = 0;
 
@@ -436,25 +473,26 @@ async function run(ctx: TaskContext): Promise<void> {
     }
   };
 
-  /** Trains the deferred pairs on copies fetched by one awaited pull per table. */
-  const trainDeferred = async (alpha: number) => {
-    retryIn.reset();
-    retryOut.reset();
+  /** Closes the open batch: dedups its keys and pulls their copies (not awaited). */
+  const closeBatch = () => {
+    const bt = open;
     stIn.next();
     stOut.next();
-    for (let x = 0; x < nDeferred; x++) {
-      const c = deferred[3 * x], t = deferred[3 * x + 1];
+    for (let x = 0; x < bt.n; x++) {
+      const c = bt.triples[3 * x], t = bt.triples[3 * x + 1];
       if (stIn.stamp[c] !== stIn.serial) {
         stIn.stamp[c] = stIn.serial;
-        stIn.slot[c] = retryIn.add(c);
+        stIn.slot[c] = bt.cin.add(c);
       }
       if (stOut.stamp[t] !== stOut.serial) {
         stOut.stamp[t] = stOut.serial;
-        stOut.slot[t] = retryOut.add(t);
+        stOut.slot[t] = bt.cout.add(t);
       }
+      bt.at[2 * x] = stIn.slot[c] * dim;
+      bt.at[2 * x + 1] = stOut.slot[t] * dim;
     }
     const pulls: Promise<void>[] = [];
-    for (const [c, t] of [[retryIn, tIn], [retryOut, tOut]] as const) {
+    for (const [c, t] of [[bt.cin, tIn], [bt.cout, tOut]] as const) {
       c.ensure();
       for (let i0 = 0; i0 < c.n; i0 += maxKeys) {
         const i1 = Math.min(c.n, i0 + maxKeys);
@@ -462,28 +500,41 @@ async function run(ctx: TaskContext): Promise<void> {
         if (pr) pulls.push(pr);
       }
     }
-    if (pulls.length > 0) await Promise.all(pulls);
-    retryIn.orig.set(retryIn.vals.subarray(0, retryIn.n * dim));
-    retryOut.orig.set(retryOut.vals.subarray(0, retryOut.n * dim));
-    for (let x = 0; x < nDeferred; x++) {
-      const io = stIn.slot[deferred[3 * x]] * dim, oo = stOut.slot[deferred[3 * x + 1]] * dim;
+    bt.ready = pulls.length === 0;
+    bt.pending = pulls.length === 0 ? undefined : Promise.all(pulls).then(() => {
+      bt.ready = true;
+    });
+    queue.push(bt);
+    open = batches.find((x) => x.n === 0 && !queue.includes(x))!;
+  };
+
+  /** Trains a closed batch whose copies arrived, and pushes its differences. */
+  const trainBatch = (bt: DeferredBatch, alpha: number) => {
+    const cin = bt.cin.vals, cout = bt.cout.vals, tr = bt.triples, at = bt.at;
+    bt.cin.orig.set(cin.subarray(0, bt.cin.n * dim));
+    bt.cout.orig.set(cout.subarray(0, bt.cout.n * dim));
+    for (let x = 0; x < bt.n; x++) {
       neu1e.fill(0);
-      lossSum += sgnsStep(
-        retryIn.vals,
-        io,
-        retryOut.vals,
-        oo,
-        deferred[3 * x + 2],
-        alpha,
-        dim,
-        neu1e,
-      );
-      addTo(retryIn.vals, io, neu1e, dim);
+      lossSum += sgnsStep(cin, at[2 * x], cout, at[2 * x + 1], tr[3 * x + 2], alpha, dim, neu1e);
+      addTo(cin, at[2 * x], neu1e, dim);
     }
-    deferredPairs += nDeferred;
-    nDeferred = 0;
-    pushCopies(retryIn, tIn);
-    pushCopies(retryOut, tOut);
+    deferredPairs += bt.n;
+    pushCopies(bt.cin, tIn);
+    pushCopies(bt.cout, tOut);
+    bt.reset();
+  };
+
+  /** Trains the batches that are ready (all, waiting for them, if `all`), oldest first. */
+  const drainBatches = async (alpha: number, all: boolean) => {
+    while (queue.length > 0) {
+      const bt = queue[0];
+      if (!bt.ready) {
+        if (!all && queue.length < DEFERRED_BATCHES - 1) return;
+        await bt.pending;
+      }
+      queue.shift();
+      trainBatch(bt, alpha);
+    }
   };
 
   // Everybody has loaded its data: epoch times are measured from here (see TaskContext).
@@ -510,7 +561,8 @@ async function run(ctx: TaskContext): Promise<void> {
       if (slot.cout.n > 0) slot.cout.orig.set(slot.cout.vals.subarray(0, slot.cout.n * dim));
       alpha = s.alpha > 0 ? alphaAt(s.alpha, (epoch * sliceWords + done) / runWords) : 0;
       train(slot, alpha);
-      if (nDeferred > 0) await trainDeferred(alpha);
+      if (open.n > 0) closeBatch();
+      if (queue.length > 0) await drainBatches(alpha, false);
       pushCopies(slot.cin, tIn);
       pushCopies(slot.cout, tOut);
       const raw = slot.s.raw;
@@ -529,6 +581,7 @@ async function run(ctx: TaskContext): Promise<void> {
       }
       if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((r) => setTimeout(r, 0));
     }
+    await drainBatches(alpha, true);
     if (sinceProgress > 0) {
       ctx.progress(sinceProgress);
       sinceProgress = 0;

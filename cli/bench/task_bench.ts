@@ -137,7 +137,7 @@ Columns: epoch_s is the mean training time of the measured epochs, as every run 
 from the first barrier after loading (or the previous epoch's end) to the epoch's end, minus
 the test evaluation; localize and barriers count, data loading and evaluation do not. For
 plain: shuffle + SGD of the epoch. last_s: the last epoch alone (JIT warm). points_per_s =
-training points / those seconds. local_fraction, messages and bytes (between nodes) are per
+training points / those seconds; per_thread = points_per_s / worker threads. local_fraction, messages and bytes (between nodes) are per
 epoch. quality = the task's main metric after the last epoch (${entry.quality}).
 speedup = classic epoch_s / this row's epoch_s on the same node count (vs_remote: the same
 for classic_remote). vs_1node = the same mode's epoch_s on 1 node / this row's. vs_lapse =
@@ -163,6 +163,8 @@ export interface BenchRow {
   epochs: string;
   epoch_s: number;
   points_per_s: number;
+  /** points_per_s per worker thread (nodes x workers_per_node; plain: 1). */
+  per_thread?: number;
   local_fraction: number;
   messages: number;
   bytes: number;
@@ -336,6 +338,7 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
   }
   compareRows(rows);
 
+  for (const r of rows) r.per_thread = r.points_per_s / ((r.nodes ?? 1) * r.workers_per_node);
   // Speedups: classic (and classic_remote) epoch_s / this row's, on the same node count.
   const find = (mode: BenchMode, nodes: number | null) =>
     rows.find((r) => r.mode === mode && r.nodes === nodes && Number.isFinite(r.epoch_s));
@@ -392,6 +395,7 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
       : []),
     { key: "last_s", format: fmt(seconds), align: "right" },
     { key: "points_per_s", format: fmt(formatRate) },
+    { key: "per_thread", format: fmt(formatRate) },
     { key: "local_fraction", format: percent, align: "right" },
     { key: "messages", format: fmt(formatCount) },
     { key: "bytes", format: fmt(formatBytes) },

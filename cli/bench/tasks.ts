@@ -12,6 +12,7 @@ import type { JobConfig } from "../../core/types.ts";
 import { mean } from "../../core/stats.ts";
 import { runPlainMf } from "../../tasks/mf_plain.ts";
 import { runPlainKge } from "../../tasks/kge_plain.ts";
+import { runPlainW2v } from "../../tasks/w2v_plain.ts";
 import { type ClusterRun, epochRange } from "./harness.ts";
 import { runManualMf } from "./manual_mf.ts";
 import type { BenchRow } from "./task_bench.ts";
@@ -118,6 +119,45 @@ triples: 1000000}'); RESCAL: --set model.algorithm=rescal --set model.dim=32.
 
 `;
 
+async function plainW2v(config: JobConfig, measured: number[]): Promise<BenchRow> {
+  const t0 = performance.now();
+  const r = runPlainW2v(config);
+  const wall_s = (performance.now() - t0) / 1000;
+  // Like a cluster epoch: training only (sentence preparation + SGD), loading apart.
+  const per = r.epochs.map((e) => e.seconds);
+  const secs = measured.map((e) => per[e]);
+  const words = measured.reduce((a, e) => a + r.epochs[e].words, 0);
+  const total = secs.reduce((a, b) => a + b, 0);
+  return {
+    task: config.task,
+    mode: "plain",
+    nodes: null,
+    workers_per_node: 1,
+    epochs: epochRange(measured),
+    epoch_s: mean(secs),
+    points_per_s: total > 0 ? words / total : NaN,
+    local_fraction: 1,
+    messages: 0,
+    bytes: 0,
+    quality: r.epochs[r.epochs.length - 1]?.loss ?? NaN,
+    quality_metric: "loss",
+    eval_s: 0,
+    last_s: per[per.length - 1],
+    status: "ok",
+    wall_s,
+    per_epoch_s: per,
+  };
+}
+
+const W2V_NOTES =
+  `w2v: the default config trains on the small shipped Brown sample (tasks/w2v.yaml); for figures
+use the whole corpus: lapse data brown --out brown.txt; --set data.file=brown.txt. words/s counts
+corpus words before subsampling, as word2vec's words/thread/sec; per_thread divides by the worker
+threads of the run. quality is the last epoch's loss (lower is better). Try the negative pool:
+--set model.negative_pool=2000 --set model.local_negatives=true.
+
+`;
+
 async function manualMf(
   config: JobConfig,
   timeout_s: number,
@@ -173,6 +213,20 @@ export const BENCH_TASKS: Record<string, BenchTask> = {
     },
     plain: plainKge,
     notes: KGE_NOTES,
+  },
+  w2v: {
+    config: "tasks/w2v.yaml",
+    unit: "words",
+    quality: "loss",
+    describe(c) {
+      const m = c.model ?? {};
+      return `corpus ${c.data?.file}; dim ${m.dim}, window ${m.window}, ${m.negatives} negatives, ` +
+        `sample ${m.sample}, negative_pool ${m.negative_pool}${
+          m.local_negatives ? " (local negatives)" : ""
+        }`;
+    },
+    plain: plainW2v,
+    notes: W2V_NOTES,
   },
 };
 
