@@ -400,3 +400,45 @@ export async function readCheckpointModel(
   }
   return { manifest, tables };
 }
+
+/**
+ * Resuming on a cluster of another size: puts every key of the checkpoint whose home (under the
+ * new placement) is this node into its freshly created tables, from the files of all old nodes
+ * (so every file must be readable here: one machine, or a shared folder). The directory needs
+ * nothing: at the start of a job every key is at its home.
+ *
+ * @throws {Error} when the tables do not match the checkpoint's.
+ */
+export function restoreRehomed(
+  tables: (TableForCheckpoint & { placement: { home(key: number): number } })[],
+  files: NodeFile[],
+  self: number,
+): void {
+  for (const file of files) {
+    if (file.header.tables.length !== tables.length) {
+      throw new Error(
+        `the checkpoint has ${file.header.tables.length} tables, the job ${tables.length}: ` +
+          `resume the job that wrote it`,
+      );
+    }
+  }
+  tables.forEach(({ table, placement }, i) => {
+    const scratch = new Float32Array(table.dim);
+    for (const file of files) {
+      const t = file.header.tables[i];
+      if (t.name !== table.name || t.keys !== table.keys || t.dim !== table.dim) {
+        throw new Error(
+          `checkpoint table ${t.name} (${t.keys} x ${t.dim}) does not match the job's table ` +
+            `${table.name} (${table.keys} x ${table.dim}): resume with the same model settings`,
+        );
+      }
+      const { keys, values } = file.tables[i];
+      for (let n = 0; n < keys.length; n++) {
+        const k = keys[n];
+        if (placement.home(k) !== self) continue;
+        if (table.isLocal(k)) table.remove(k, scratch, 0);
+        table.insert(k, values, n * table.dim);
+      }
+    }
+  });
+}

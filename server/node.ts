@@ -21,6 +21,7 @@ import {
   readManifest,
   readNodeFile,
   removeOlderNodeFiles,
+  restoreRehomed,
   restoreTables,
   writeManifest,
   writeNodeFile,
@@ -295,7 +296,7 @@ export class LapseNode {
     if (config.resume !== undefined) {
       if (this.#dataDirs !== undefined) checkDataPaths(config, task.schema, this.#dataDirs, 0);
       const manifest = await readManifest(config.resume.dir);
-      checkResumable(manifest, config, config.resume.dir);
+      await checkResumable(manifest, config, config.resume.dir);
       config = { ...config, resume: { dir: config.resume.dir, manifest } };
     }
     const job = this.#nextJob++;
@@ -569,14 +570,20 @@ export class LapseNode {
       }
       await this.#waitForPeers(config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS);
       const manifest = config.resume?.manifest as CheckpointManifest | undefined;
-      let restored: NodeFile | null = null;
+      let restored: NodeFile[] = [];
       const t0 = performance.now();
-      if (manifest !== undefined) {
+      const rehome = manifest !== undefined && !sameShape(manifest, config);
+      if (manifest !== undefined && rehome) {
+        // Another cluster size: this node takes its home keys out of every old node's file.
+        for (const entry of manifest.files) {
+          restored.push(await readNodeFile(config.resume!.dir, entry));
+        }
+      } else if (manifest !== undefined) {
         const entry = manifest.files.find((f) => f.node === this.self);
         if (entry === undefined) {
           throw new Error(`the checkpoint in "${config.resume!.dir}" has no file of this node`);
         }
-        restored = await readNodeFile(config.resume!.dir, entry);
+        restored = [await readNodeFile(config.resume!.dir, entry)];
       }
       // Aborted (or replaced by a newer job) while we waited: nothing to set up.
       if (this.#preparing !== jobId) return;
@@ -595,22 +602,28 @@ export class LapseNode {
       });
       core.createTables(task.tables(config));
       const job = new NodeJob(jobId, config, task, core);
-      if (restored !== null) {
-        restoreTables(core.tables, restored);
-        job.resume = {
-          epoch: restored.header.epoch,
-          states: new Map(restored.header.workers.map((w) => [w.worker, w.state])),
-        };
+      if (manifest !== undefined) {
+        if (rehome) restoreRehomed(core.tables, restored, this.self);
+        else restoreTables(core.tables, restored[0]);
+        // Worker w resumes with the state of worker w of the checkpoint (w modulo the old
+        // number of workers on another cluster size).
+        const saved = new Map<number, unknown>();
+        for (const f of restored) for (const w of f.header.workers) saved.set(w.worker, w.state);
+        const oldWorkers = manifest.nodes * manifest.workers_per_node;
+        const states = new Map<number, unknown>();
+        const workers = this.nodes * config.cluster.workers_per_node;
+        for (let w = 0; w < workers; w++) states.set(w, saved.get(w % oldWorkers) ?? null);
+        job.resume = { epoch: manifest.epoch, states };
         const s = (performance.now() - t0) / 1000;
-        const mb = restored.bytes / 1e6;
+        const mb = restored.reduce((a, f) => a + f.bytes, 0) / 1e6;
         this.#toCoordinator({
           t: Msg.LOG,
           job: jobId,
           node: this.self,
           message: `restored ${mb.toFixed(1)} MB of the checkpoint after epoch ` +
-            `${restored.header.epoch} in ${s.toFixed(2)} s (${
-              (mb / Math.max(s, 1e-6)).toFixed(0)
-            } MB/s)`,
+            `${manifest.epoch}${
+              rehome ? ` (written by ${manifest.nodes} nodes, keys re-homed)` : ""
+            } in ${s.toFixed(2)} s (${(mb / Math.max(s, 1e-6)).toFixed(0)} MB/s)`,
         });
       }
       this.#job = job;
@@ -927,30 +940,45 @@ export class LapseNode {
   }
 }
 
-/** Checks that a checkpoint's manifest fits the job that resumes from it (same cluster shape). */
-function checkResumable(m: CheckpointManifest, config: JobConfig, dir: string): void {
+/**
+ * True when a job restores a checkpoint exactly as written (same nodes, workers, mode and
+ * placement: every node reads its own file); else its keys are re-homed (restoreRehomed).
+ */
+function sameShape(m: CheckpointManifest, config: JobConfig): boolean {
   const saved = m as CheckpointManifest & { mode?: string; placement?: string };
+  return m.nodes === config.cluster.nodes &&
+    m.workers_per_node === config.cluster.workers_per_node &&
+    (saved.mode === undefined || saved.mode === config.ps.mode) &&
+    (saved.placement === undefined || saved.placement === config.ps.placement);
+}
+
+/**
+ * Checks that a checkpoint's manifest fits the job that resumes from it: the same task and
+ * seed; on another cluster shape also that node 0 can read every node's file (re-homing reads
+ * them all on every node, so they must be on one machine or a shared folder).
+ */
+async function checkResumable(m: CheckpointManifest, config: JobConfig, dir: string) {
   const problems: string[] = [];
   if (m.task !== config.task) problems.push(`task ${m.task}, not ${config.task}`);
-  if (m.nodes !== config.cluster.nodes) {
-    problems.push(`${m.nodes} nodes, this cluster has ${config.cluster.nodes}`);
-  }
-  if (m.workers_per_node !== config.cluster.workers_per_node) {
-    problems.push(
-      `workers_per_node ${m.workers_per_node}, the job has ${config.cluster.workers_per_node}`,
-    );
-  }
   if (m.seed !== config.seed) problems.push(`seed ${m.seed}, the job has ${config.seed}`);
-  if (saved.mode !== undefined && saved.mode !== config.ps.mode) {
-    problems.push(`ps.mode ${saved.mode}, the job has ${config.ps.mode}`);
-  }
-  if (saved.placement !== undefined && saved.placement !== config.ps.placement) {
-    problems.push(`ps.placement ${saved.placement}, the job has ${config.ps.placement}`);
-  }
   if (problems.length > 0) {
     throw new Error(
       `cannot resume from the checkpoint in "${dir}" (after epoch ${m.epoch}): it was written ` +
-        `with ${problems.join("; ")}. Resume with the same config on a cluster of the same size`,
+        `with ${problems.join("; ")}. Resume with the config that wrote it`,
+    );
+  }
+  if (sameShape(m, config)) return;
+  for (const f of m.files) {
+    try {
+      const st = await Deno.stat(`${dir}/${f.path}`);
+      if (st.size === f.bytes) continue;
+    } catch { /* reported below */ }
+    throw new Error(
+      `cannot resume the checkpoint of ${m.nodes} node(s) x ${m.workers_per_node} worker(s) ` +
+        `in "${dir}" on ${config.cluster.nodes} node(s) x ${config.cluster.workers_per_node} ` +
+        `worker(s): node 0 cannot read "${dir}/${f.path}" (resuming on another cluster shape ` +
+        `reads every node's file on every node: put them in one shared folder), or resume on ` +
+        `${m.nodes} node(s)`,
     );
   }
 }
