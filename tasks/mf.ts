@@ -774,8 +774,9 @@ async function run(ctx: TaskContext): Promise<void> {
     await inChunks(keys, maxKeys, (ks) => ps.localize(tW, ks));
   }
   const tG = s.standardize ? ps.table("G").id : -1;
-  if (s.standardize) {
+  if (s.standardize && !ctx.resumeState) {
     // Mean and std of all training ratings: every worker adds its (sum, sum of squares, count).
+    // (A resumed job's G holds them already: it comes back with the checkpoint.)
     let sum = 0, sumSq = 0;
     const v = train.vals;
     for (let t = 0; t < train.length; t++) {
