@@ -18,6 +18,10 @@ const COMMANDS: Record<
     summary: "train a model on a cluster or an embedded local cluster",
     run: async () => (await import("./train.ts")).train,
   },
+  predict: {
+    summary: "predict ratings with a model written by lapse train --out (mf)",
+    run: async () => (await import("./predict.ts")).predict,
+  },
   init: {
     summary: "write a shipped task config (mf, pscheck) to a file to edit",
     run: async () => (await import("./init.ts")).init,

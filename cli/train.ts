@@ -13,6 +13,7 @@ import { builtinConfigPath, loadTask, TASK_NAMES } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg } from "./args.ts";
 import { EpochProgress, formatDuration, formatMetrics, MetricsWriter } from "./progress.ts";
 import { UsageError } from "../core/errors.ts";
+import { writeTextAtomic } from "../data/npy.ts";
 
 const SPEC = {
   name: "train",
@@ -70,7 +71,8 @@ const SPEC = {
     out: {
       type: "string",
       arg: "FILE",
-      doc: "write the trained model (w2v: word vectors; .bin binary, else text)",
+      doc: "write the trained model (mf: a folder, see lapse predict; w2v: word vectors, .bin " +
+        "binary, else text)",
     },
     "token-file": {
       type: "string",
@@ -261,6 +263,26 @@ export async function train(args: string[]): Promise<number> {
       },
     });
     console.log(`done in ${formatDuration(summary.wall_s)}`);
+    const out = config.model.out;
+    if (typeof out === "string" && (await Deno.stat(out).catch(() => null))?.isDirectory) {
+      // A folder model gets what only the driver knows: the config and the final metrics.
+      await writeTextAtomic(
+        `${out}/run.json`,
+        JSON.stringify(
+          {
+            task: config.task,
+            finished_at: new Date().toISOString(),
+            wall_s: summary.wall_s,
+            epochs: epoch,
+            metrics: lastMetrics,
+            config,
+          },
+          null,
+          2,
+        ) + "\n",
+      );
+      console.log(`model written to ${out} (lapse predict --model ${v.out})`);
+    }
     const failed = lastMetrics && (await loadTask(config.task)).verdict?.(lastMetrics);
     if (failed) {
       console.error(failed);

@@ -67,6 +67,12 @@ export interface TaskDefinition {
   name: string;
   /** The task-specific part of the config schema: sections `data` and `model`. */
   schema: TaskSchema;
+  /**
+   * Optional, runs in the driver (`lapse train`, `lapse bench`) before the job is submitted:
+   * may fill in config values that depend on the data (mf: the matrix size from the file), so
+   * that every node gets a complete config. Throw a user error for a data problem.
+   */
+  prepare?(config: JobConfig): Promise<void>;
   /** The tables of the job, from the validated config. */
   tables(config: JobConfig): TableSpec[];
   /** The training loop of one worker. */

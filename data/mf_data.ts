@@ -30,6 +30,9 @@ export interface Ratings {
 export interface RatingsSplit {
   train: Ratings;
   test: Ratings;
+  /** With ids that are names: the name of every row / column key (key = position). */
+  rowNames?: string[];
+  colNames?: string[];
 }
 
 /** Ratings sorted by block: block `b` is the index range `offsets[b] .. offsets[b + 1]`. */
@@ -391,6 +394,12 @@ export interface ReadOptions {
   /** Keep only row block `block` of `blocks` (default: everything). */
   block?: number;
   blocks?: number;
+  /**
+   * Ids that are names (CSV/TSV): keys in order of first appearance in the file (the same on
+   * every worker, since each reads the whole file). `add: false` (a test file): an unknown name
+   * skips its rating (counted in `skipped`).
+   */
+  names?: { rows: Map<string, number>; cols: Map<string, number>; add: boolean };
 }
 
 /** What {@linkcode readRatingsFile} returns. */
@@ -399,6 +408,8 @@ export interface ReadResult extends RatingsSplit {
   total: number;
   /** The MatrixMarket header's size line (mm only). */
   header?: { rows: number; cols: number; nnz: number };
+  /** Ratings skipped for an unknown name (only with `names.add: false`). */
+  skipped: number;
 }
 
 /** Infers a file's format from its name. */
@@ -498,6 +509,22 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
   let sawData = false;
   let delim = opts.delimiter && opts.delimiter !== "auto" ? opts.delimiter : "";
   let base = opts.indexBase ?? 0;
+  const names = opts.names;
+  let skipped = 0;
+  const nameKey = (map: Map<string, number>, name: string, n: number, what: string): number => {
+    let key = map.get(name);
+    if (key === undefined) {
+      if (!names!.add) return -1;
+      key = map.size;
+      if (key >= n) {
+        throw new RangeError(
+          `${path}: more than ${n} distinct ${what} ids (data.${what}s is ${n}; leave it out to count them)`,
+        );
+      }
+      map.set(name, key);
+    }
+    return key;
+  };
 
   const fail = (lineNo: number, msg: string, line: string): never => {
     throw new Error(`${path}:${lineNo}: ${msg} (line: ${excerpt(line)})`);
@@ -507,9 +534,28 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
     if (fields.length < 3) {
       fail(lineNo, `expected 3 fields 'row col value', got ${fields.length}`, line);
     }
+    if (names !== undefined) {
+      const v = num(fields[2]);
+      if (!Number.isFinite(v)) fail(lineNo, `value is not a finite number`, line);
+      const r = nameKey(names.rows, fields[0].trim(), rows, "row");
+      const c = nameKey(names.cols, fields[1].trim(), cols, "col");
+      if (r < 0 || c < 0) {
+        skipped++;
+        return;
+      }
+      total++;
+      if (r < r0 || r >= r1) return;
+      if (isTestRating(splitSeed, r, c, testFraction)) test.push(r, c, v);
+      else train.push(r, c, v);
+      return;
+    }
     const ri = num(fields[0]), ci = num(fields[1]), v = num(fields[2]);
     if (!Number.isInteger(ri) || !Number.isInteger(ci)) {
-      fail(lineNo, `row and column must be integers`, line);
+      fail(
+        lineNo,
+        `row and column must be integers (ids that are names need data.ids: names)`,
+        line,
+      );
     }
     if (!Number.isFinite(v)) fail(lineNo, `value is not a finite number`, line);
     const r = ri - base, c = ci - base;
@@ -585,7 +631,8 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
     const f = splitFields(t, delim);
     if (!sawData) {
       sawData = true;
-      if (Number.isNaN(num(f[0]))) return; // header line
+      // A header line: its id (or, with names, its value) is not a number.
+      if (Number.isNaN(num(f[names !== undefined ? 2 : 0]))) return;
     }
     add(f, lineNo, line);
   });
@@ -597,5 +644,103 @@ export async function readRatingsFile(path: string, opts: ReadOptions): Promise<
       throw new Error(`${path}: the size line declares ${header.nnz} entries, found ${total}`);
     }
   }
-  return { train: train.finish(), test: test.finish(), total, header };
+  const out: ReadResult = { train: train.finish(), test: test.finish(), total, header, skipped };
+  if (names?.add) {
+    out.rowNames = [...names.rows.keys()];
+    out.colNames = [...names.cols.keys()];
+  }
+  return out;
+}
+
+/** What {@linkcode scanRatingsFile} finds. */
+export interface RatingsScan {
+  /** Rows and columns: the MatrixMarket size line, the largest id + 1 - base, or the names. */
+  rows: number;
+  cols: number;
+  /** Whether the ids are numbers or names (CSV/TSV; MatrixMarket ids are numbers). */
+  ids: "numbers" | "names";
+  ratings: number;
+}
+
+/**
+ * Reads a rating file once to find its size when the config does not give it: a MatrixMarket
+ * file's size line, else the largest row and column id (`ids: numbers`) or the number of
+ * distinct names (`ids: names`). `ids: "auto"`: names if the first data line's ids are not
+ * both integers.
+ */
+export async function scanRatingsFile(
+  path: string,
+  opts: {
+    format?: RatingsFormat;
+    delimiter?: string;
+    indexBase?: 0 | 1;
+    ids?: "auto" | "numbers" | "names";
+  } = {},
+): Promise<RatingsScan> {
+  let format = opts.format;
+  let delim = opts.delimiter && opts.delimiter !== "auto" ? opts.delimiter : "";
+  let ids = opts.ids ?? "auto";
+  const base = opts.indexBase ?? 0;
+  let maxRow = -1, maxCol = -1, ratings = 0, sawData = false;
+  let mm: RatingsScan | null = null;
+  const rowNames = new Set<string>(), colNames = new Set<string>();
+  const STOP = {};
+  try {
+    await forEachLine(path, (line, lineNo) => {
+      if (lineNo === 1 && format === undefined) {
+        format = line.startsWith("%%MatrixMarket") ? "mm" : formatFromName(path);
+      }
+      if (format === "mm") {
+        const t = line.trim();
+        if (t.length === 0 || t.startsWith("%")) return;
+        const f = t.split(WS).map(num);
+        if (f.length !== 3 || !f.every((x) => Number.isInteger(x) && x >= 0)) {
+          throw new Error(`${path}:${lineNo}: expected the size line 'rows cols entries'`);
+        }
+        mm = { rows: f[0], cols: f[1], ids: "numbers", ratings: f[2] };
+        throw STOP;
+      }
+      const t = line.trim();
+      if (t.length === 0 || t.startsWith("#")) return;
+      if (delim === "") delim = format === "tsv" ? "\t" : detectDelimiter(t);
+      const f = splitFields(t, delim);
+      if (f.length < 3) {
+        throw new Error(`${path}:${lineNo}: expected 3 fields 'row col value', got ${f.length}`);
+      }
+      if (!sawData) {
+        sawData = true;
+        if (Number.isNaN(num(f[2]))) return; // a header line
+      }
+      if (ids === "auto") {
+        ids = Number.isInteger(num(f[0])) && Number.isInteger(num(f[1])) ? "numbers" : "names";
+      }
+      ratings++;
+      if (ids === "names") {
+        rowNames.add(f[0].trim());
+        colNames.add(f[1].trim());
+        return;
+      }
+      const r = num(f[0]), c = num(f[1]);
+      if (!Number.isInteger(r) || !Number.isInteger(c) || r < base || c < base) {
+        throw new Error(
+          `${path}:${lineNo}: ids must be integers >= ${base} (index base ${base}; ids that ` +
+            `are names need data.ids: names) (line: ${excerpt(line)})`,
+        );
+      }
+      if (r > maxRow) maxRow = r;
+      if (c > maxCol) maxCol = c;
+    });
+  } catch (e) {
+    if (e !== STOP) throw e;
+  }
+  if (mm !== null) return mm;
+  if (ids === "names") {
+    return { rows: rowNames.size, cols: colNames.size, ids: "names", ratings };
+  }
+  return {
+    rows: maxRow + 1 - base,
+    cols: maxCol + 1 - base,
+    ids: "numbers",
+    ratings,
+  };
 }

@@ -31,6 +31,8 @@ export interface LaunchOptions {
 export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Promise<JobSummary> {
   // Sizes that cannot work are one line now, before any node starts (node 0 checks again).
   const task = await loadTask(config.task);
+  // What the data decides (mf: the matrix size of a file), filled in here once for all nodes.
+  await task.prepare?.(config);
   checkJob(config, task);
   if (opts.clusterFile !== undefined) {
     const cluster = await loadClusterFile(opts.clusterFile);

@@ -59,12 +59,14 @@ import {
   type RatingsFormat,
   type RatingsSplit,
   readRatingsFile,
+  scanRatingsFile,
   shuffleRange,
   sortByCol,
 } from "../data/mf_data.ts";
 import { hash32, mix32, Rng } from "../core/rng.ts";
 import { isUserError, userError } from "../core/errors.ts";
 import { dsgdColBlock, dsgdPermutation } from "./schedules.ts";
+import { writeMfModel } from "./mf_model.ts";
 
 /** Learning rate schedules. */
 export type LrSchedule = "bold_driver" | "decay" | "constant";
@@ -99,6 +101,12 @@ export interface MfSettings {
   opts: number;
   /** Floats per W and H row ({@linkcode mfRowDim}). */
   dim: number;
+  /** A separate test file (`data.test_file`); then all of `file` trains. */
+  testFile?: string;
+  /** CSV/TSV ids: numbers (with `indexBase`) or names (mapped to keys in order of appearance). */
+  ids: "numbers" | "names";
+  /** Folder of the trained model (`lapse train --out DIR`; see tasks/mf_model.ts). */
+  out?: string;
   /** Ratings per window on the path for non-local keys (see `RemoteWindow`). */
   remoteBatch: number;
   /** The `W start partition` directive is on. */
@@ -206,7 +214,8 @@ export function mfSettings(config: JobConfig): MfSettings {
   } else {
     if (!Number.isInteger(data.rows) || !Number.isInteger(data.cols)) {
       throw new RangeError(
-        `mf: data.file needs data.rows and data.cols (the matrix size; tables are sized from them)`,
+        `mf: data.file needs data.rows and data.cols (the matrix size; lapse train reads them ` +
+          `from the file when they are not given)`,
       );
     }
     rows = data.rows;
@@ -246,6 +255,11 @@ export function mfSettings(config: JobConfig): MfSettings {
       : MF_DEFAULTS.standardize,
     opts: 0,
     dim: 0,
+    out: typeof model.out === "string" && model.out !== "" ? model.out : undefined,
+    testFile: typeof data.test_file === "string" && data.test_file !== ""
+      ? data.test_file
+      : undefined,
+    ids: data.ids === "names" ? "names" : "numbers",
     remoteBatch: num(model.remote_batch, MF_DEFAULTS.remote_batch),
     localizeW: false,
     localizeH: false,
@@ -287,7 +301,7 @@ export async function loadMfData(
 ): Promise<RatingsSplit> {
   if (s.generate) return generateRatings(s.generate, block, blocks);
   try {
-    return await readMfFile(s, block, blocks);
+    return await readMfFile(s, block, blocks, node);
   } catch (e) {
     throw dataError(e, "data.file", s.file!, node);
   }
@@ -316,18 +330,93 @@ export function dataError(e: unknown, key: string, file: string, node: number): 
   return userError(`${problem}: ${fix}`);
 }
 
-async function readMfFile(s: MfSettings, block: number, blocks: number): Promise<RatingsSplit> {
-  const r = await readRatingsFile(s.file!, {
+async function readMfFile(
+  s: MfSettings,
+  block: number,
+  blocks: number,
+  node: number,
+): Promise<RatingsSplit> {
+  const names = s.ids === "names"
+    ? { rows: new Map<string, number>(), cols: new Map<string, number>(), add: true }
+    : undefined;
+  const opts = {
     format: s.format,
     delimiter: s.delimiter,
     indexBase: s.indexBase,
     rows: s.rows,
     cols: s.cols,
-    testFraction: s.testFraction,
+    // With a test file, all of data.file trains.
+    testFraction: s.testFile !== undefined ? 0 : s.testFraction,
     block,
     blocks,
-  });
-  return { train: r.train, test: r.test };
+    names,
+  };
+  const r = await readRatingsFile(s.file!, opts);
+  const out: RatingsSplit = { train: r.train, test: r.test };
+  if (r.rowNames) {
+    out.rowNames = r.rowNames;
+    out.colNames = r.colNames;
+  }
+  if (s.testFile !== undefined) {
+    let t;
+    try {
+      // Every rating of the test file is a test rating (the hash is always below 1 * 2^32);
+      // names it has that data.file has not are skipped (the model knows nothing of them).
+      t = await readRatingsFile(s.testFile, {
+        ...opts,
+        format: undefined,
+        testFraction: 1,
+        names: names && { ...names, add: false },
+      });
+    } catch (e) {
+      throw dataError(e, "data.test_file", s.testFile, node);
+    }
+    out.test = t.test;
+  }
+  return out;
+}
+
+/**
+ * Driver side, before the job is submitted: fills in what the data file says and the config
+ * does not, so that every node sizes its tables alike: `data.rows`/`data.cols` (a MatrixMarket
+ * size line, the largest id, or the number of distinct names) and `data.ids` (numbers or names,
+ * from the first data line). Reads the file once (a MatrixMarket file: its head only); on a real
+ * cluster the driver's machine then needs the file too, or the config gives rows, cols and ids.
+ */
+async function prepare(config: JobConfig): Promise<void> {
+  const data = config.data;
+  if (typeof data?.file !== "string" || data.generate !== undefined) return;
+  const need = !Number.isInteger(data.rows) || !Number.isInteger(data.cols) ||
+    (data.ids ?? "auto") === "auto";
+  if (!need) return;
+  let scan;
+  try {
+    scan = await scanRatingsFile(data.file, {
+      format: data.format,
+      delimiter: data.delimiter,
+      indexBase: data.index_base,
+      ids: data.ids,
+    });
+  } catch (e) {
+    const err = dataError(e, "data.file", data.file, -1);
+    throw userError(
+      `${err.message.replace(" on node -1", " on this machine (the driver)")}` +
+        (e instanceof Deno.errors.NotFound
+          ? "; or give data.rows, data.cols and data.ids so that only the nodes read it"
+          : ""),
+    );
+  }
+  data.rows ??= scan.rows;
+  data.cols ??= scan.cols;
+  data.ids = scan.ids;
+  if (!(data.rows >= 1 && data.cols >= 1)) {
+    throw userError(`data.file "${data.file}" has no ratings (${scan.ratings} data lines)`);
+  }
+}
+
+/** True if `path` names a MatrixMarket file by its extension (the reader also sniffs). */
+function isMatrixMarket(path: string): boolean {
+  return /\.(mtx|mm)$/i.test(path);
 }
 
 /** Learning rate of epoch `epoch` for the `constant` and `decay` schedules. */
@@ -914,6 +1003,32 @@ async function run(ctx: TaskContext): Promise<void> {
       seed: ctx.seed,
     });
   }
+  if (s.out !== undefined && me === 0) {
+    // Every worker's last update is in (the barrier after the last epoch): worker 0 pulls the
+    // tables and writes the model on its node (lapse train --out; see tasks/mf_model.ts).
+    const o0 = performance.now();
+    await writeMfModel(s.out, {
+      meta: {
+        rows: s.rows,
+        cols: s.cols,
+        rank: k,
+        mu: shape.mu,
+        sigma: shape.sigma,
+        biases: s.biases,
+        index_base: s.file !== undefined && s.format !== "mm" && !isMatrixMarket(s.file)
+          ? s.indexBase
+          : s.file !== undefined
+          ? 1
+          : 0,
+      },
+      dim,
+      readW: (keys, out) => ps.pull(tW, keys, out),
+      readH: (keys, out) => ps.pull(tH, keys, out),
+      rowNames: data.rowNames,
+      colNames: data.colNames,
+    });
+    ctx.log(`mf: model written to ${s.out} in ${((performance.now() - o0) / 1000).toFixed(2)}s`);
+  }
   const sec = (x: number) => (x / 1000).toFixed(2) + "s";
   ctx.log(
     `mf worker ${me}/${N}: train ${sec(time.train)}, localize ${sec(time.localize)}, ` +
@@ -974,6 +1089,18 @@ const schema: TaskSchema = {
         path: true,
         doc: "A MatrixMarket (.mtx) or CSV/TSV (row,col,value) file (relative: to the config).",
       },
+      test_file: {
+        type: "string",
+        path: true,
+        doc: "a separate test file in the same format (then all of file trains)",
+      },
+      ids: {
+        type: "string",
+        enum: ["auto", "numbers", "names"],
+        default: "auto",
+        doc: "CSV/TSV ids: numbers, names (mapped to keys; the mapping is written with the " +
+          "model) or auto (from the first data line)",
+      },
       format: {
         type: "string",
         enum: ["mm", "csv", "tsv"],
@@ -991,8 +1118,12 @@ const schema: TaskSchema = {
         default: 0,
         doc: "CSV/TSV: indices start at 0 or 1 (MatrixMarket is always 1-based).",
       },
-      rows: { type: "integer", min: 1, doc: "Matrix rows (needed with file)." },
-      cols: { type: "integer", min: 1, doc: "Matrix columns (needed with file)." },
+      rows: {
+        type: "integer",
+        min: 1,
+        doc: "matrix rows (default with file: the size line, the largest id, or the names)",
+      },
+      cols: { type: "integer", min: 1, doc: "matrix columns (default with file: as rows)" },
       test_fraction: {
         type: "number",
         min: 0,
@@ -1044,6 +1175,11 @@ const schema: TaskSchema = {
         default: MF_DEFAULTS.standardize,
         doc: "train on (rating - mean) / std: the same lr works for every rating scale",
       },
+      out: {
+        type: "string",
+        path: true,
+        doc: "folder for the trained model: W.npy, H.npy, biases, model.json (lapse train --out)",
+      },
       remote_batch: {
         type: "integer",
         min: 1,
@@ -1090,4 +1226,4 @@ function summarize(sums: Record<string, number>): Record<string, number> {
 }
 
 /** The mf task. */
-export const task: TaskDefinition = { name: "mf", schema, tables, run, summarize };
+export const task: TaskDefinition = { name: "mf", schema, tables, run, summarize, prepare };
