@@ -79,7 +79,7 @@ export const KGE_DEFAULTS = {
 export interface KgeSettings {
   dir?: string;
   format?: "names" | "ids";
-  /** Where worker 0 writes the embeddings after training (`data.out`). */
+  /** Where worker 0 writes the embeddings after training (`model.out`, `lapse train --out`). */
   out?: string;
   generate?: KgGenerateConfig;
   algorithm: KgeAlgorithm;
@@ -139,7 +139,7 @@ export function kgeSettings(config: JobConfig): KgeSettings {
   const s: KgeSettings = {
     dir: hasDir ? data.dir : undefined,
     format: data.format,
-    out: typeof data.out === "string" && data.out.length > 0 ? data.out : undefined,
+    out: typeof model.out === "string" && model.out.length > 0 ? model.out : undefined,
     generate,
     algorithm: model.algorithm ?? KGE_DEFAULTS.algorithm,
     dim: num(model.dim, KGE_DEFAULTS.dim),
@@ -691,11 +691,6 @@ const schema: TaskSchema = {
         path: true,
         doc: "Directory with train/valid/test triple files (see data/README.md).",
       },
-      out: {
-        type: "string",
-        path: true,
-        doc: "Directory for the trained embeddings (entities.npy, names; see README kge).",
-      },
       format: {
         type: "string",
         enum: ["names", "ids"],
@@ -766,6 +761,11 @@ const schema: TaskSchema = {
         min: 0,
         default: KGE_DEFAULTS.adagrad_eps,
         doc: "Added to the AdaGrad accumulator under the square root (its start value).",
+      },
+      out: {
+        type: "string",
+        path: true,
+        doc: "Directory for the trained embeddings (lapse train --out DIR; see README kge).",
       },
       clock_every: {
         type: "integer",

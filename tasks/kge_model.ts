@@ -145,11 +145,20 @@ export function makeModel(algorithm: KgeAlgorithm, dim: number): KgeModel {
   }
 }
 
-/** `<a[ao..ao+n), b[bo..bo+n)>` in doubles. */
+/**
+ * `<a[ao..ao+n), b[bo..bo+n)>` in doubles, with four partial sums (independent chains run in
+ * parallel in the CPU; the result is a deterministic function of the inputs).
+ */
 export function dot(a: Vec, ao: number, b: Vec, bo: number, n: number): number {
-  let s = 0;
-  for (let k = 0; k < n; k++) s += a[ao + k] * b[bo + k];
-  return s;
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, k = 0;
+  for (; k + 3 < n; k += 4) {
+    s0 += a[ao + k] * b[bo + k];
+    s1 += a[ao + k + 1] * b[bo + k + 1];
+    s2 += a[ao + k + 2] * b[bo + k + 2];
+    s3 += a[ao + k + 3] * b[bo + k + 3];
+  }
+  for (; k < n; k++) s0 += a[ao + k] * b[bo + k];
+  return (s0 + s1) + (s2 + s3);
 }
 
 /** log(1 + e^x) without overflow. */
