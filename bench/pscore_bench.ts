@@ -31,9 +31,23 @@ import {
   FRAME_BYTES_MAX_DEFAULT,
   FrameDecoder,
 } from "../server/wire.ts";
-import { Msg } from "../server/messages.ts";
+import {
+  type DataMessage,
+  Msg,
+  type PullMessage,
+  type PullReplyMessage,
+  validateMessage,
+} from "../server/messages.ts";
 
 const KEYS = 10_000, DIM = 100;
+const JOB = { id: 1, tables: [{ keys: 2 * KEYS, dim: DIM }] };
+
+/** The validator every node runs on every received message, as a node runs it. */
+function checked(msg: unknown, to: number): DataMessage {
+  const why = validateMessage(msg, { from: { node: 1 - to, nodes: 2 }, job: JOB });
+  if (why !== null) throw new Error(`bench: ${why}`);
+  return msg as DataMessage;
+}
 
 type Frame = { from: number; to: number; frame: Uint8Array };
 
@@ -58,8 +72,9 @@ function pair() {
     new PsCore({
       self,
       nodes: 2,
+      job: 1,
       mode: "lapse",
-      location_caches: true,
+      locationCaches: true,
       placement: "range",
       seed: 1,
       send: (node, msg) => {
@@ -99,7 +114,7 @@ function pair() {
   const decode = (frame: Uint8Array, to: number) => {
     const d = decoders[to];
     d.push(frame);
-    return decodeMessage(d.next()!) as Record<string, any>;
+    return checked(decodeMessage(d.next()!), to);
   };
   const pump = () => {
     while (queue.length > 0) {
@@ -117,12 +132,12 @@ function pair() {
    * valid (a large answer is several messages, which one reused decoder could not keep).
    */
   const takeAll = (to: number) => {
-    const out: Record<string, any>[] = [];
+    const out: DataMessage[] = [];
     while (queue.length > 0 && queue[0].to === to) {
       const { frame } = queue.shift()!;
       const d = new FrameDecoder(FRAME_BYTES_MAX_DEFAULT);
       d.push(frame.slice());
-      out.push(decodeMessage(d.next()!) as Record<string, any>);
+      out.push(checked(decodeMessage(d.next()!), to));
       free.push(new Uint8Array(frame.buffer));
     }
     return out;
@@ -189,8 +204,8 @@ const group = `remote pull, ${KEYS} keys x dim ${DIM} (${(KEYS * DIM * 4) / 1e6}
     fn(b) {
       // A fresh request to answer (not timed; its PULL is dropped), then the answer (timed).
       cores[1].workerPull(0, ++id, 0, pullKeys(keys));
-      const rid = takeAll(0)[0].r[0];
-      for (const reply of replies) (reply.r as Uint32Array).fill(rid);
+      const rid = (takeAll(0)[0] as PullMessage).requests[0];
+      for (const reply of replies) (reply as PullReplyMessage).requests.fill(rid);
       const before = completed();
       b.start();
       for (const reply of replies) cores[1].onMessage(0, reply);

@@ -30,7 +30,17 @@ function pullReply(dim: number) {
   const p = new Uint32Array(KEYS);
   for (let i = 0; i < KEYS; i++) k[i] = p[i] = i;
   const v = new Float32Array(KEYS * dim).fill(0.25);
-  return { t: Msg.PULL_R, tb: 0, h: 0, r, k, p, v };
+  return {
+    t: Msg.PULL_R,
+    job: 1,
+    table: 0,
+    holder: 0,
+    requests: r,
+    keys: k,
+    positions: p,
+    values: v,
+    clock: 0,
+  };
 }
 
 /** Feeds `frame` to a decoder the way the connection's read loop does: 64 KiB reads. */

@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { LapseNode } from "../server/node.ts";
+import { LapseNode, type NodeTransport } from "../server/node.ts";
+import { msgName } from "../server/messages.ts";
 import { loadTask } from "../tasks/registry.ts";
 import { Peers } from "../server/peers.ts";
 import { formatHostPort } from "../core/host_port.ts";
@@ -84,57 +85,34 @@ export async function serve(args: string[]): Promise<number> {
     const r = e.reason as Error;
     console.error(`node ${self}: bug: unhandled rejection: ${r?.stack ?? r}`);
   });
-  let node: LapseNode | null = null;
-  let stopping = false;
-  let meshReady = () => {};
-  const meshUp = new Promise<void>((resolve) => meshReady = resolve);
-  // Messages of other nodes that arrive before this node's own mesh is complete are held (in
-  // order) until it is: so a node answers PREPARE only once it can reach every node, and no job
-  // runs on a partial mesh (node 0 being connected says nothing about the links between others).
-  let early: [number, Record<string, any>][] | null = [];
+  // The node and its transport refer to each other: the node is made first, with a transport
+  // that forwards to `peers`; messages reach the node only once peers.listen() runs.
+  const transport: NodeTransport = {
+    send: (n, msg) => peers.send(n, msg),
+    stats: () => peers.stats(),
+    isConnected: (n) => peers.isConnected(n),
+    setPeerTimeout: (ms) => peers.setPeerTimeout(ms),
+  };
+  const node = new LapseNode({
+    self,
+    nodes: cluster.nodes.length,
+    transport,
+    workerUrl: new URL("../client/worker_entry.ts", import.meta.url),
+    loadTask,
+    info: log,
+    dataDirs,
+  });
   const peers = new Peers({
     self,
     addresses: cluster.nodes.map(formatHostPort),
     token,
     listen,
     connect_timeout_ms: cluster.connect_timeout_ms,
-    onNodeClose: (n, reason) => {
-      if (!stopping) node?.onPeerLost(n, reason);
-    },
-    onNodeOpen: (n) => node?.onPeerJoined(n),
-    onNodeMessage: (from, msg) => {
-      if (early !== null) early.push([from, msg as Record<string, any>]);
-      else return node!.onNodeMessage(from, msg as Record<string, any>);
-    },
-    onDriver: (conn) => {
-      const link = {
-        // The driver may be gone (Ctrl-C, a timeout): its messages are dropped, the node stays.
-        send: (m: Record<string, unknown>) => {
-          if (conn.is_closed) return;
-          try {
-            conn.send(m as any);
-          } catch (e) {
-            console.error(`node ${self}: cannot send to the driver: ${(e as Error).message}`);
-          }
-        },
-        close: () => void conn.close(),
-      };
-      // A driver may connect before the mesh is complete; its job waits for the mesh.
-      conn.onMessage = async (msg) => {
-        await meshUp;
-        if (!conn.is_closed) node!.onDriverMessage(link, msg as Record<string, any>);
-      };
-      conn.onClose = () => node!.onDriverClosed(link);
-    },
-  });
-  node = new LapseNode({
-    self,
-    nodes: cluster.nodes.length,
-    transport: peers,
-    workerUrl: new URL("../client/worker_entry.ts", import.meta.url),
-    loadTask,
-    info: log,
-    dataDirs,
+    messageName: msgName,
+    onNodeClose: (n, reason) => node.onPeerLost(n, reason),
+    onNodeOpen: (n) => node.onPeerJoined(n),
+    onNodeMessage: (from, msg) => node.onNodeMessage(from, msg),
+    onDriver: (conn) => node.acceptDriver(conn),
   });
   peers.listen();
   log(
@@ -143,14 +121,7 @@ export async function serve(args: string[]): Promise<number> {
     } peers`,
   );
   await peers.connectAll();
-  const held = early;
-  early = null;
-  for (const [from, msg] of held) {
-    node.onNodeMessage(from, msg).catch((e) =>
-      console.error(`node ${self}: message ${msg.t} from node ${from} failed: ${e?.stack ?? e}`)
-    );
-  }
-  meshReady();
+  node.meshReady();
   log(`node ${self}: cluster of ${cluster.nodes.length} nodes is up`);
   const stop = new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -169,7 +140,6 @@ export async function serve(args: string[]): Promise<number> {
     }
   });
   await stop;
-  stopping = true;
   node.close();
   await peers.close();
   return 0;

@@ -3,7 +3,13 @@
  *
  * @module
  */
-import { Msg } from "../server/messages.ts";
+import {
+  type DriverEvent,
+  fromNamed,
+  Msg,
+  type SubmitMessage,
+  validateMessage,
+} from "../server/messages.ts";
 import { dialDriver } from "./dial.ts";
 import { type JobConfig } from "../core/types.ts";
 import { USER_ERROR } from "../core/errors.ts";
@@ -97,29 +103,44 @@ export async function runJob(
       // The signal may have fired while we were connecting: then no event will come.
       if (signal?.aborted) queueMicrotask(onAbort);
       else signal?.addEventListener("abort", onAbort, { once: true });
-      conn.onMessage = (msg: Record<string, any>) => {
-        if (msg.t === HEARTBEAT_TYPE) return;
+      conn.onMessage = (raw) => {
+        if (raw.t === HEARTBEAT_TYPE) return;
+        const why = validateMessage(raw, { from: "coordinator" });
+        if (why !== null) {
+          ended = true;
+          reject(new JobError(`Node 0 (${address}) sent a malformed message: ${why}`, 0));
+          conn.abort("malformed message");
+          return;
+        }
+        const msg = raw as unknown as DriverEvent;
         switch (msg.t) {
           case Msg.JOB_INFO:
             events.onInfo?.({ job: msg.job, nodes: msg.nodes, workers: msg.workers });
             break;
           case Msg.JOB_PROGRESS:
-            events.onProgress?.(msg.points, msg.epoch_points);
+            events.onProgress?.(msg.points, msg.epochPoints);
             break;
           case Msg.JOB_EPOCH:
-            events.onEpoch?.(msg.epoch, msg.metrics);
+            events.onEpoch?.(msg.epoch, fromNamed(msg.metrics));
             break;
           case Msg.JOB_LOG:
             events.onLog?.(msg.node, msg.message);
             break;
           case Msg.JOB_DONE:
             ended = true;
-            resolve(msg.summary as JobSummary);
+            resolve({
+              wall_s: msg.wallSeconds,
+              load_s: msg.loadSeconds,
+              nodes: msg.nodeStats.map(fromNamed),
+            });
             break;
           case Msg.JOB_ERROR:
+            ended = true;
+            reject(new JobError(msg.message, msg.node));
+            break;
           case Msg.ERROR:
             ended = true;
-            reject(new JobError(msg.message, msg.node ?? 0));
+            reject(new JobError(msg.message, 0));
             break;
         }
       };
@@ -127,7 +148,8 @@ export async function runJob(
         if (!ended) reject(new JobError(`Node 0 (${address}) closed the connection: ${reason}`, 0));
       };
       conn.start();
-      conn.send({ t: Msg.SUBMIT, config });
+      const submit: SubmitMessage = { t: Msg.SUBMIT, config };
+      conn.send(submit);
     });
   } finally {
     clearInterval(watchdog);

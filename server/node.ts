@@ -7,8 +7,23 @@
  */
 import type { JobConfig } from "../core/types.ts";
 import type { TaskDefinition } from "../core/task.ts";
+import { AssertionError } from "../core/errors.ts";
 import type { ToServer, ToWorker, WorkerInit } from "./worker_protocol.ts";
-import { Msg } from "./messages.ts";
+import {
+  type ControlMessage,
+  type DataMessage,
+  type DriverEvent,
+  type EpochMessage,
+  fromNamed,
+  isDataType,
+  Msg,
+  msgName,
+  type NodeMessage,
+  OTHER_JOB,
+  type SubmitMessage,
+  toNamed,
+  validateMessage,
+} from "./messages.ts";
 import { PsCore } from "./ps_core.ts";
 import { epochProblem } from "./epoch_check.ts";
 import { revalidateJob } from "../config/job_check.ts";
@@ -26,10 +41,12 @@ import {
   writeManifest,
   writeNodeFile,
 } from "./checkpoint.ts";
+import { RateLimitedLog } from "./rate_limited_log.ts";
+import type { Message } from "./wire.ts";
 
 /** How the node reaches the other nodes. */
 export interface NodeTransport {
-  send(node: number, msg: Record<string, unknown>): void;
+  send(node: number, msg: NodeMessage): void;
   /** Messages and bytes sent to other nodes so far. */
   stats(): { messages_sent: number; bytes_sent: number };
   /** True if `node` can be reached now. */
@@ -41,11 +58,21 @@ export interface NodeTransport {
   setPeerTimeout?(ms: number): void;
 }
 
-/** A connected driver (node 0 only). */
-export interface DriverLink {
+/**
+ * A connected driver (node 0 only): a `Connection` of `lapse serve`, set up by
+ * {@linkcode LapseNode.acceptDriver}.
+ */
+export interface DriverConnection {
+  send(msg: DriverEvent): void;
+  close(): unknown;
+  onMessage: (msg: Message) => unknown;
+  onClose: (reason: string) => void;
+}
+
+/** What the node keeps of a driver: where its job's events go. */
+interface DriverLink {
   /** Never throws: a driver that is gone is not an error of the node (the message is dropped). */
-  send(msg: Record<string, unknown>): void;
-  close(): void;
+  send(msg: DriverEvent): void;
 }
 
 const PROGRESS_INTERVAL_MS = 200;
@@ -60,6 +87,8 @@ class NodeJob {
   readonly config: JobConfig;
   readonly task: TaskDefinition;
   readonly core: PsCore;
+  /** The tables' shapes, for the message validator. */
+  readonly shapes: { keys: number; dim: number }[];
   readonly workers: Worker[] = [];
   readonly progress: Float64Array;
   readonly barrierWaiting: { worker: number; id: number }[] = [];
@@ -71,9 +100,10 @@ class NodeJob {
   >();
   workersDone = 0;
   pointsDeclared = 0;
-  pointsReported = 0;
   lastProgressSent = -1;
   lastDeclaredSent = -1;
+  /** The job failed here already (a second failure is not reported again). */
+  failed = false;
   timer: ReturnType<typeof setInterval> | undefined;
   sentAtLastEpoch = { messages_sent: 0, bytes_sent: 0 };
   /** Local workers waiting in checkpoint() (local index, request id, their state). */
@@ -85,6 +115,7 @@ class NodeJob {
     this.config = config;
     this.task = task;
     this.core = core;
+    this.shapes = core.tables.map((t) => ({ keys: t.table.keys, dim: t.table.dim }));
     this.progress = new Float64Array(new SharedArrayBuffer(8 * config.cluster.workers_per_node));
   }
 }
@@ -97,7 +128,7 @@ class Coordination {
   readonly task: TaskDefinition;
   prepared = 0;
   barrierCount = 0;
-  barrierGen = 0;
+  barrierGeneration = 0;
   /** Stale mode: the largest worker clock reported for the current barrier. */
   barrierClock = 0;
   workersDone = 0;
@@ -119,7 +150,7 @@ class Coordination {
   startedAt = 0;
   epochsReported = 0;
   /** Seconds from the start of the worker threads to the first barrier (data loading). */
-  load_s = 0;
+  loadSeconds = 0;
   lastProgressAt = 0;
   readonly stats: Record<string, number>[] = [];
   /** Checkpoint in progress: nodes ready, files written, start time. */
@@ -163,6 +194,11 @@ export interface LapseNodeOptions {
    * registry). Rejects with a `RangeError` naming the known tasks for an unknown name.
    */
   loadTask: (name: string) => Promise<TaskDefinition>;
+  /**
+   * Whether the node's own mesh is complete at construction (default false: `lapse serve`
+   * calls {@linkcode LapseNode.meshReady} once every peer is connected).
+   */
+  meshReady?: boolean;
   /** Where error lines go (stderr by default). */
   log?: (line: string) => void;
   /** Where informational lines go, e.g. the workers' log lines (default: like `log`). */
@@ -172,6 +208,14 @@ export interface LapseNodeOptions {
    * refused. Undefined: no check (in-process tests).
    */
   dataDirs?: readonly string[];
+}
+
+/** Counters of messages a node received and did not apply (over the node's life). */
+export interface DroppedCounts {
+  /** Well-formed messages of another job (e.g. leftovers of an aborted job): never applied. */
+  otherJob: number;
+  /** Messages that failed validation, or did not fit the job's state. */
+  malformed: number;
 }
 
 /** The server thread of one node. */
@@ -184,11 +228,26 @@ export class LapseNode {
   readonly #workerUrl: string;
   readonly #loadTask: (name: string) => Promise<TaskDefinition>;
   readonly #dataDirs: readonly string[] | undefined;
+  readonly #dropLog: RateLimitedLog;
+  readonly #dropped: DroppedCounts = { otherJob: 0, malformed: 0 };
   #job: NodeJob | null = null;
-  /** The job a PREPARE is being handled for (null once it is prepared or aborted). */
-  #preparing: number | null = null;
   #coord: Coordination | null = null;
-  #nextJob = 1;
+  /**
+   * Job ids start at a random point so that a restarted node 0 does not reuse the ids of
+   * jobs whose messages may still be on their way.
+   */
+  #nextJob = 1 + (crypto.getRandomValues(new Uint32Array(1))[0] >>> 2);
+  /**
+   * Messages of other nodes that arrived before this node's own mesh was complete, held in
+   * order until it is: a node answers PREPARE only once it can reach every node, so no job
+   * runs on a partial mesh (node 0 being connected says nothing about the links between
+   * others). Null once the mesh is ready.
+   */
+  #held: [number, ControlMessage][] | null = [];
+  /** The job of the last PREPARE (0 after its ABORT): an older one still loading is dropped. */
+  #preparing = 0;
+  readonly #meshWaiters: (() => void)[] = [];
+  #closed = false;
 
   constructor(opts: LapseNodeOptions) {
     this.self = opts.self;
@@ -199,6 +258,8 @@ export class LapseNode {
     this.#workerUrl = String(opts.workerUrl);
     this.#loadTask = opts.loadTask;
     this.#dataDirs = opts.dataDirs;
+    this.#dropLog = new RateLimitedLog(this.#log);
+    if (opts.meshReady) this.#held = null;
   }
 
   /** The running job's data plane (tests look at it); null between jobs. */
@@ -206,22 +267,39 @@ export class LapseNode {
     return this.#job?.core ?? null;
   }
 
+  /** Messages received and not applied, over the node's life. */
+  get dropped(): Readonly<DroppedCounts> {
+    return this.#dropped;
+  }
+
+  /**
+   * The node's mesh is complete: messages held so far are handled, in arrival order, and
+   * waiting drivers go on.
+   */
+  meshReady(): void {
+    const held = this.#held;
+    if (held === null) return;
+    this.#held = null;
+    for (const [from, msg] of held) this.#handle(from, msg);
+    for (const wake of this.#meshWaiters.splice(0)) wake();
+  }
+
   // --- to node 0, inline when this is node 0 ----------------------------------------------
 
-  #toCoordinator(msg: Record<string, unknown>): void {
+  #toCoordinator(msg: ControlMessage): void {
     if (this.self === 0) {
-      this.#onCoordinatorMessage(0, msg as Record<string, any>);
+      this.#onCoordinatorMessage(0, msg);
       return;
     }
     try {
       this.#transport.send(0, msg);
     } catch (e) {
-      // Node 0 is gone (the job is dropped through onPeerLost) or not reading: not our fault.
+      // Node 0 is gone: the job ends through onPeerLost.
       this.#log(`node ${this.self}: cannot send to node 0: ${(e as Error).message}`);
     }
   }
 
-  #toAll(msg: Record<string, unknown>): void {
+  #toAll(msg: ControlMessage): void {
     for (let n = 0; n < this.nodes; n++) {
       if (n === this.self) continue;
       try {
@@ -231,22 +309,53 @@ export class LapseNode {
         this.#log(`node ${this.self}: cannot send to node ${n}: ${(e as Error).message}`);
       }
     }
-    this.onNodeMessage(this.self, msg as Record<string, any>).catch((e) =>
-      this.#log(`node ${this.self}: message ${msg.t} to itself failed: ${(e as Error)?.stack}`)
-    );
+    this.#handle(this.self, msg);
   }
 
   // --- driver (node 0) ---------------------------------------------------------------------
 
-  /** A message of a connected driver. */
-  onDriverMessage(link: DriverLink, msg: Record<string, any>): void {
-    if (msg.t !== Msg.SUBMIT) {
-      link.send({ t: Msg.ERROR, message: `Unexpected message type ${msg.t} from the driver` });
-      return;
-    }
+  /**
+   * A driver connected and proved the token: its messages are validated and handled here.
+   * Sets `conn.onMessage` and `conn.onClose` (before the connection starts reading).
+   */
+  acceptDriver(conn: DriverConnection): void {
+    let closed = false;
+    const link: DriverLink = {
+      // The driver may be gone (Ctrl-C, a timeout): its messages are dropped, the node stays.
+      send: (msg) => {
+        if (closed) return;
+        try {
+          conn.send(msg);
+        } catch (e) {
+          this.#log(`node ${this.self}: cannot send to the driver: ${(e as Error).message}`);
+        }
+      },
+    };
+    conn.onMessage = (msg) => {
+      const why = validateMessage(msg, { from: "driver" });
+      if (why !== null) {
+        this.#dropped.malformed++;
+        link.send({ t: Msg.ERROR, message: `Malformed message from the driver: ${why}` });
+        return;
+      }
+      // A driver may connect before the mesh is complete; its job waits for the mesh.
+      const config = (msg as unknown as SubmitMessage).config;
+      if (this.#held === null) this.#onSubmit(link, config);
+      else this.#meshWaiters.push(() => closed || this.#onSubmit(link, config));
+    };
+    conn.onClose = () => {
+      closed = true;
+      const coord = this.#coord;
+      if (coord !== null && coord.driver === link) this.#abort("the driver disconnected");
+    };
+  }
+
+  #onSubmit(link: DriverLink, config: JobConfig): void {
+    if (this.#closed) return;
     if (this.self !== 0) {
       link.send({
         t: Msg.JOB_ERROR,
+        job: 0,
         node: this.self,
         message: `Submit jobs to node 0, not node ${this.self}`,
       });
@@ -255,22 +364,17 @@ export class LapseNode {
     if (this.#coord !== null) {
       link.send({
         t: Msg.JOB_ERROR,
+        job: 0,
         node: 0,
         message:
           `The cluster is busy with job ${this.#coord.job} (${this.#coord.config.task}); try again when it ends`,
       });
       return;
     }
-    this.#submit(link, msg.config as JobConfig).catch((e) => {
-      link.send({ t: Msg.JOB_ERROR, node: 0, message: e?.message ?? String(e) });
+    this.#submit(link, config).catch((e) => {
+      link.send({ t: Msg.JOB_ERROR, job: 0, node: 0, message: e?.message ?? String(e) });
       if (this.#coord?.driver === link) this.#coord = null;
     });
-  }
-
-  /** The driver's connection closed: a running job of it is aborted. */
-  onDriverClosed(link: DriverLink): void {
-    const coord = this.#coord;
-    if (coord !== null && coord.driver === link) this.#abort("the driver disconnected");
   }
 
   async #submit(link: DriverLink, config: JobConfig): Promise<void> {
@@ -291,6 +395,9 @@ export class LapseNode {
           `start the missing nodes again with lapse serve, then submit the job again`,
       );
     }
+    if (this.#coord !== null) {
+      throw new Error(`The cluster is busy with job ${this.#coord.job}; try again when it ends`);
+    }
     // The job runs on the cluster that exists; its node count is the cluster's.
     config = { ...config, cluster: { ...config.cluster, nodes: this.nodes } };
     if (config.resume !== undefined) {
@@ -299,7 +406,8 @@ export class LapseNode {
       await checkResumable(manifest, config, config.resume.dir);
       config = { ...config, resume: { dir: config.resume.dir, manifest } };
     }
-    const job = this.#nextJob++;
+    const job = this.#nextJob;
+    this.#nextJob = job >= 0xfffffff0 ? 1 : job + 1;
     const coord = new Coordination(job, link, config, task, this.nodes);
     this.#coord = coord;
     link.send({
@@ -314,16 +422,19 @@ export class LapseNode {
   #abort(reason: string): void {
     const coord = this.#coord;
     if (coord === null) return;
-    this.#toAll({ t: Msg.ABORT, job: coord.job, reason });
-    try {
-      coord.driver.send({ t: Msg.JOB_ERROR, node: 0, message: reason });
-    } catch { /* the driver may be gone */ }
     this.#coord = null;
+    this.#toAll({ t: Msg.ABORT, job: coord.job, reason });
+    coord.driver.send({ t: Msg.JOB_ERROR, job: coord.job, node: 0, message: reason });
   }
 
-  #onCoordinatorMessage(from: number, msg: Record<string, any>): void {
+  /** A message for node 0's coordination of a job. */
+  #onCoordinatorMessage(from: number, msg: ControlMessage): void {
     const coord = this.#coord;
-    if (coord === null || msg.job !== coord.job) return; // a late message of an ended job
+    if (coord === null || msg.job !== coord.job) {
+      // A late message of an ended or aborted job.
+      this.#otherJob(from, msg);
+      return;
+    }
     switch (msg.t) {
       case Msg.PREPARED:
         if (++coord.prepared === this.nodes) {
@@ -332,29 +443,35 @@ export class LapseNode {
         }
         break;
       case Msg.BARRIER:
-        coord.barrierClock = Math.max(coord.barrierClock, msg.c ?? 0);
+        coord.barrierClock = Math.max(coord.barrierClock, msg.clock);
         if (++coord.barrierCount === this.nodes) {
           coord.barrierCount = 0;
-          const c = coord.barrierClock;
+          const clock = coord.barrierClock;
           coord.barrierClock = 0;
-          if (coord.barrierGen === 0 && coord.epochsReported === 0) {
+          if (coord.barrierGeneration === 0 && coord.epochsReported === 0) {
             // The first barrier ends loading: epoch 0 is timed from here.
-            coord.load_s = (performance.now() - coord.startedAt) / 1000;
+            coord.loadSeconds = (performance.now() - coord.startedAt) / 1000;
             coord.lastEpochAt = performance.now();
           }
-          this.#toAll({ t: Msg.BARRIER_GO, job: coord.job, gen: coord.barrierGen++, c });
+          this.#toAll({
+            t: Msg.BARRIER_GO,
+            job: coord.job,
+            generation: coord.barrierGeneration++,
+            clock,
+          });
         }
         break;
       case Msg.PROGRESS: {
         coord.points[from] = msg.points;
-        coord.epochPointsPerNode[from] = msg.epoch_points;
+        coord.epochPointsPerNode[from] = msg.epochPoints;
         const now = performance.now();
         if (now - coord.lastProgressAt >= PROGRESS_INTERVAL_MS) {
           coord.lastProgressAt = now;
           coord.driver.send({
             t: Msg.JOB_PROGRESS,
+            job: coord.job,
             points: coord.points.reduce((a, b) => a + b, 0),
-            epoch_points: coord.epochPointsPerNode.reduce((a, b) => a + b, 0),
+            epochPoints: coord.epochPointsPerNode.reduce((a, b) => a + b, 0),
           });
         }
         break;
@@ -363,7 +480,12 @@ export class LapseNode {
         this.#coordEpoch(coord, msg);
         break;
       case Msg.LOG:
-        coord.driver.send({ t: Msg.JOB_LOG, node: msg.node, message: msg.message });
+        coord.driver.send({
+          t: Msg.JOB_LOG,
+          job: coord.job,
+          node: msg.node,
+          message: msg.message,
+        });
         break;
       case Msg.FAILED:
         this.#abort(`node ${msg.node}: ${msg.message}`);
@@ -380,7 +502,7 @@ export class LapseNode {
         }
         break;
       case Msg.CHECKPOINT_DONE:
-        coord.checkpointFiles.push(msg.file as CheckpointFile);
+        coord.checkpointFiles.push(msg.file);
         if (coord.checkpointFiles.length === this.nodes) {
           this.#checkpointComplete(coord, msg.epoch).catch((e) =>
             this.#abort(`cannot write the checkpoint manifest: ${(e as Error).message}`)
@@ -388,22 +510,25 @@ export class LapseNode {
         }
         break;
       case Msg.FINISHED:
-        coord.stats[from] = msg.stats;
+        coord.stats[from] = fromNamed(msg.stats);
         if (++coord.finished === this.nodes) {
           if (coord.config.checkpoint && coord.checkpointsWritten === 0) {
             coord.driver.send({
               t: Msg.JOB_LOG,
+              job: coord.job,
               node: 0,
               message: `no checkpoint was written: task ${coord.config.task} does not call ` +
                 `ctx.checkpoint, or the job had fewer than checkpoint.every_epochs epochs`,
             });
           }
-          const wall_s = (performance.now() - coord.startedAt) / 1000;
+          this.#coord = null;
           coord.driver.send({
             t: Msg.JOB_DONE,
-            summary: { wall_s, load_s: coord.load_s, nodes: coord.stats },
+            job: coord.job,
+            wallSeconds: (performance.now() - coord.startedAt) / 1000,
+            loadSeconds: coord.loadSeconds,
+            nodeStats: coord.stats.map(toNamed),
           });
-          this.#coord = null;
         }
         break;
     }
@@ -433,6 +558,7 @@ export class LapseNode {
     const mb = files.reduce((a, f) => a + f.bytes, 0) / 1e6;
     coord.driver.send({
       t: Msg.JOB_LOG,
+      job: coord.job,
       node: 0,
       message: `checkpoint after epoch ${epoch}: ${mb.toFixed(1)} MB on ${this.nodes} node(s) ` +
         `in ${s.toFixed(2)} s (${(mb / Math.max(s, 1e-6)).toFixed(0)} MB/s) -> ${dir}`,
@@ -440,14 +566,14 @@ export class LapseNode {
     this.#toAll({ t: Msg.CHECKPOINT_GO, job: coord.job, epoch });
   }
 
-  #coordEpoch(coord: Coordination, msg: Record<string, any>): void {
+  #coordEpoch(coord: Coordination, msg: EpochMessage): void {
     let e = coord.epochs.get(msg.epoch);
     if (e === undefined) {
       e = { n: 0, sums: {}, local: 0, remote: 0, messages: 0, bytes: 0 };
       coord.epochs.set(msg.epoch, e);
     }
     e.n++;
-    addSums(e.sums, msg.sums);
+    addSums(e.sums, fromNamed(msg.sums));
     e.local += msg.local;
     e.remote += msg.remote;
     e.messages += msg.messages;
@@ -458,23 +584,29 @@ export class LapseNode {
     const now = performance.now();
     // An epoch is training (incl. localize and barriers); the task's evaluation, reported as
     // eval_s_max, is shown apart, so that points/s compares with a plain training loop.
-    const wall_s = (now - coord.lastEpochAt) / 1000;
+    const wallSeconds = (now - coord.lastEpochAt) / 1000;
     coord.lastEpochAt = now;
-    const eval_s = Math.min(e.sums.eval_s_max ?? 0, wall_s);
+    const evalSeconds = Math.min(e.sums.eval_s_max ?? 0, wallSeconds);
     delete e.sums.eval_s_max;
-    const epoch_s = wall_s - eval_s;
+    const epochSeconds = wallSeconds - evalSeconds;
     const points = coord.epochPointsPerNode.reduce((a, b) => a + b, 0);
     const accesses = e.local + e.remote;
+    // Metric names are output (reports, --metrics files): snake_case like config keys.
     const metrics: Record<string, number> = {
       ...coord.task.summarize(e.sums),
-      epoch_s,
-      eval_s,
-      points_per_s: points / epoch_s,
+      epoch_s: epochSeconds,
+      eval_s: evalSeconds,
+      points_per_s: points / epochSeconds,
       local_fraction: accesses === 0 ? 1 : e.local / accesses,
       messages: e.messages,
       bytes: e.bytes,
     };
-    coord.driver.send({ t: Msg.JOB_EPOCH, epoch: msg.epoch, metrics });
+    coord.driver.send({
+      t: Msg.JOB_EPOCH,
+      job: coord.job,
+      epoch: msg.epoch,
+      metrics: toNamed(metrics),
+    });
     const workers = this.nodes * coord.config.cluster.workers_per_node;
     const problem = epochProblem(msg.epoch, points, workers, metrics);
     if (problem !== null) this.#abort(problem);
@@ -482,77 +614,120 @@ export class LapseNode {
 
   // --- every node ------------------------------------------------------------------------
 
-  /** A message of another node (or of this node to itself, for the coordinator's fan-out). */
-  async onNodeMessage(from: number, msg: Record<string, any>): Promise<void> {
+  /**
+   * A message of another node, as received. It is validated first (`validateMessage`); a
+   * malformed one is logged (rate-limited), counted and dropped, and fails the running job if
+   * it claims to belong to it; one of another job is counted and dropped. Never throws: a
+   * peer's message cannot take the node down.
+   */
+  onNodeMessage(from: number, raw: Message): void {
+    if (this.#closed) return;
     const job = this.#job;
-    if (job !== null) {
-      try {
-        if (job.core.onMessage(from, msg)) return;
-      } catch (e) {
-        // A malformed request or a broken invariant: the job cannot be trusted any more, the
-        // node can. Fail the job loudly; keep serving.
-        this.#log(
-          `node ${this.self}: data message ${msg.t} from node ${from} failed: ${
-            (e as Error).stack
-          }`,
-        );
-        this.#toCoordinator({
-          t: Msg.FAILED,
-          job: job.id,
-          node: this.self,
-          message: (e as Error).message,
-        });
-        return;
-      }
+    const why = validateMessage(raw, {
+      from: { node: from, nodes: this.nodes },
+      job: job === null ? null : { id: job.id, tables: job.shapes },
+    });
+    if (why === OTHER_JOB) {
+      this.#otherJob(from, raw as NodeMessage);
+      return;
     }
-    switch (msg.t) {
+    if (why !== null) {
+      this.#malformed(from, raw, why);
+      return;
+    }
+    const msg = raw as NodeMessage;
+    if (this.#held !== null && !isDataType(msg.t)) {
+      this.#held.push([from, holdable(msg as ControlMessage)]);
+      return;
+    }
+    this.#handle(from, msg);
+  }
+
+  /** Counts (and logs, rate-limited) a message of another job; it is never applied. */
+  #otherJob(from: number, msg: NodeMessage): void {
+    this.#dropped.otherJob++;
+    this.#dropLog.log(() =>
+      `node ${this.self}: dropped ${msgName(msg.t)} of job ${msg.job} from node ${from}: ` +
+      `the job here is ${this.#job?.id ?? this.#coord?.job ?? "none"} ` +
+      `(${this.#dropped.otherJob} messages of other jobs dropped so far)`
+    );
+  }
+
+  /**
+   * Counts, logs (rate-limited) and drops a malformed message of node `from`; the running job
+   * fails if the message claims to be one of its own (it cannot be trusted any more).
+   */
+  #malformed(from: number, raw: Message, why: string): void {
+    this.#dropped.malformed++;
+    const text = `malformed ${msgName(raw.t)} from node ${from}: ${why}`;
+    this.#dropLog.log(() => `node ${this.self}: dropped a ${text}`);
+    const job = this.#job;
+    if (job !== null && raw.job === job.id) this.#failJob(job, text);
+  }
+
+  /** Reports the job as failed on this node (once). */
+  #failJob(job: NodeJob, message: string): void {
+    if (job.failed) return;
+    job.failed = true;
+    this.#toCoordinator({ t: Msg.FAILED, job: job.id, node: this.self, message });
+  }
+
+  /** A valid message of another node, or of this node to itself (the coordinator's fan-out). */
+  #handle(from: number, msg: NodeMessage): void {
+    const job = this.#job;
+    if (isDataType(msg.t)) {
+      // The validator let it through: it is of the running job.
+      try {
+        job!.core.onMessage(from, msg as DataMessage);
+      } catch (e) {
+        // A broken invariant: the job cannot be trusted any more, the node can. Fail the job
+        // loudly; keep serving.
+        const kind = e instanceof AssertionError ? "broke an invariant" : "failed";
+        this.#log(
+          `node ${this.self}: ${msgName(msg.t)} from node ${from} ${kind}: ${(e as Error).stack}`,
+        );
+        this.#failJob(job!, `${msgName(msg.t)} from node ${from}: ${(e as Error).message}`);
+      }
+      return;
+    }
+    const control = msg as ControlMessage;
+    switch (control.t) {
       case Msg.PREPARE:
-        await this.#prepare(msg.job, msg.config);
+        this.#prepare(control.job, control.config).catch((e) =>
+          this.#log(`node ${this.self}: preparing job ${control.job} failed: ${e?.stack ?? e}`)
+        );
         return;
       case Msg.RUN:
-        if (job !== null && job.id === msg.job) this.#run(job);
-        return;
       case Msg.BARRIER_GO:
-        if (job !== null && job.id === msg.job) this.#barrierGo(job, msg.c ?? 0);
-        return;
       case Msg.CHECKPOINT_WRITE:
-        if (job !== null && job.id === msg.job) await this.#checkpointWrite(job, msg.epoch);
-        return;
       case Msg.CHECKPOINT_GO:
-        if (job !== null && job.id === msg.job) this.#checkpointGo(job, msg.epoch);
-        return;
       case Msg.FINISH:
-        if (job !== null && job.id === msg.job) this.#finish(job);
-        return;
       case Msg.ABORT:
-        if (this.#preparing === msg.job) this.#preparing = null;
-        if (job !== null && job.id === msg.job) {
+        if (control.t === Msg.ABORT && this.#preparing === control.job) this.#preparing = 0;
+        if (job === null || job.id !== control.job) {
+          // ABORT of a job this node never prepared or already dropped is news, not an error.
+          if (control.t !== Msg.ABORT) this.#otherJob(from, control);
+          return;
+        }
+        if (control.t === Msg.RUN) this.#run(job);
+        else if (control.t === Msg.BARRIER_GO) this.#barrierGo(job, control.clock);
+        else if (control.t === Msg.CHECKPOINT_WRITE) {
+          this.#checkpointWrite(job, control.epoch).catch((e) =>
+            this.#log(`node ${this.self}: checkpoint write failed: ${e?.stack ?? e}`)
+          );
+        } else if (control.t === Msg.CHECKPOINT_GO) this.#checkpointGo(job, control.epoch);
+        else if (control.t === Msg.FINISH) this.#finish(job);
+        else {
           // The driver reports why; a node's own log keeps the line (not shown with --quiet).
-          this.#info(`node ${this.self}: job ${job.id} aborted: ${msg.reason}`);
+          this.#info(`node ${this.self}: job ${job.id} aborted: ${control.reason}`);
           this.#teardown(job);
         }
         return;
-      case Msg.PREPARED:
-      case Msg.BARRIER:
-      case Msg.PROGRESS:
-      case Msg.EPOCH:
-      case Msg.LOG:
-      case Msg.FAILED:
-      case Msg.WORKERS_DONE:
-      case Msg.FINISHED:
-      case Msg.CHECKPOINT_READY:
-      case Msg.CHECKPOINT_DONE:
-        if (this.self === 0) this.#onCoordinatorMessage(from, msg);
-        return;
       default:
-        if (msg.t >= Msg.PULL && msg.t <= Msg.CLOCK) {
-          // A data-plane message with no job here: a late straggler or a peer's bug.
-          this.#log(
-            `node ${this.self}: dropped data message ${msg.t} from node ${from}: no job running`,
-          );
-          return;
-        }
-        throw new TypeError(`Unknown message type ${msg.t} from node ${from}`);
+        // PREPARED, BARRIER, PROGRESS, EPOCH, LOG, FAILED, WORKERS_DONE, FINISHED
+        if (this.self === 0) this.#onCoordinatorMessage(from, control);
+        else this.#malformed(from, control, "a message for node 0");
+        return;
     }
   }
 
@@ -563,12 +738,13 @@ export class LapseNode {
     }
     this.#preparing = jobId;
     try {
-      this.#transport.setPeerTimeout?.(config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS);
+      const timeoutMs = config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS;
+      this.#transport.setPeerTimeout?.(timeoutMs);
       const task = await this.#loadTask(config.task);
       if (this.#dataDirs !== undefined) {
         checkDataPaths(config, task.schema, this.#dataDirs, this.self);
       }
-      await this.#waitForPeers(config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS);
+      await this.#waitForPeers(timeoutMs);
       const manifest = config.resume?.manifest as CheckpointManifest | undefined;
       let restored: NodeFile[] = [];
       const t0 = performance.now();
@@ -587,29 +763,34 @@ export class LapseNode {
       }
       // Restore time: reading and checking the files plus putting the keys in (not the tables'
       // initialisation, which every job pays).
-      let restore_ms = performance.now() - t0;
-      // Aborted (or replaced by a newer job) while we waited: nothing to set up.
-      if (this.#preparing !== jobId) return;
-      this.#preparing = null;
+      let restoreMs = performance.now() - t0;
+      // Aborted, or replaced by a newer PREPARE, while we waited: nothing to set up.
+      if (this.#preparing !== jobId || this.#closed) return;
       const core = new PsCore({
         self: this.self,
         nodes: this.nodes,
+        job: jobId,
         mode: config.ps.mode,
-        location_caches: config.ps.location_caches,
+        locationCaches: config.ps.location_caches,
         placement: config.ps.placement,
         seed: config.seed,
         send: (n, m) => this.#transport.send(n, m),
         reply: (worker, id, vals, clock) =>
-          this.#replyWorker(worker, { op: "reply", id, vals, clock }),
+          this.#replyWorker(nodeJob, worker, { op: "reply", id, vals, clock }),
         workers: this.nodes * config.cluster.workers_per_node,
+        malformed: (from, reason) => {
+          this.#dropped.malformed++;
+          this.#dropLog.log(() => `node ${this.self}: dropped from node ${from} a ${reason}`);
+          this.#failJob(nodeJob, `node ${from} sent a ${reason}`);
+        },
       });
       core.createTables(task.tables(config));
-      const job = new NodeJob(jobId, config, task, core);
+      const nodeJob = new NodeJob(jobId, config, task, core);
       if (manifest !== undefined) {
         const t1 = performance.now();
         if (rehome) restoreRehomed(core.tables, restored, this.self);
         else restoreTables(core.tables, restored[0]);
-        restore_ms += performance.now() - t1;
+        restoreMs += performance.now() - t1;
         // Worker w resumes with the state of worker w of the checkpoint (w modulo the old
         // number of workers on another cluster size).
         const saved = new Map<number, unknown>();
@@ -618,8 +799,8 @@ export class LapseNode {
         const states = new Map<number, unknown>();
         const workers = this.nodes * config.cluster.workers_per_node;
         for (let w = 0; w < workers; w++) states.set(w, saved.get(w % oldWorkers) ?? null);
-        job.resume = { epoch: manifest.epoch, states };
-        const s = restore_ms / 1000;
+        nodeJob.resume = { epoch: manifest.epoch, states };
+        const s = restoreMs / 1000;
         const mb = restored.reduce((a, f) => a + f.bytes, 0) / 1e6;
         this.#toCoordinator({
           t: Msg.LOG,
@@ -631,10 +812,11 @@ export class LapseNode {
             } in ${s.toFixed(2)} s (${(mb / Math.max(s, 1e-6)).toFixed(0)} MB/s)`,
         });
       }
-      this.#job = job;
+      this.#job = nodeJob;
+      this.#preparing = 0;
       this.#toCoordinator({ t: Msg.PREPARED, job: jobId });
     } catch (e) {
-      if (this.#preparing === jobId) this.#preparing = null;
+      if (this.#preparing === jobId) this.#preparing = 0;
       this.#toCoordinator({
         t: Msg.FAILED,
         job: jobId,
@@ -647,10 +829,10 @@ export class LapseNode {
   /**
    * Waits until this node is connected to every other node: a node that restarted may still be
    * dialing (or being dialed by) some of them when node 0 already sees it. Throws naming the
-   * missing nodes after `timeout_ms`.
+   * missing nodes after `timeoutMs`.
    */
-  async #waitForPeers(timeout_ms: number): Promise<void> {
-    const deadline = performance.now() + timeout_ms;
+  async #waitForPeers(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       const missing: number[] = [];
       for (let n = 0; n < this.nodes; n++) if (!this.#transport.isConnected(n)) missing.push(n);
@@ -658,16 +840,15 @@ export class LapseNode {
       if (performance.now() >= deadline) {
         throw new Error(
           `node ${this.self} has no connection to node ${missing.join(", node ")} ` +
-            `(not back within ps.peer_timeout_ms=${timeout_ms} ms)`,
+            `(not back within ps.peer_timeout_ms=${timeoutMs} ms)`,
         );
       }
       await new Promise((r) => setTimeout(r, MESH_POLL_MS));
     }
   }
 
-  #replyWorker(worker: number, msg: ToWorker): void {
-    const job = this.#job;
-    if (job === null) return;
+  #replyWorker(job: NodeJob, worker: number, msg: ToWorker): void {
+    if (this.#job !== job) return;
     const w = job.workers[worker];
     if (msg.op === "reply" && msg.vals !== null) {
       w.postMessage(msg, [msg.vals.buffer as ArrayBuffer]);
@@ -712,19 +893,22 @@ export class LapseNode {
     if (points === job.lastProgressSent && job.pointsDeclared === job.lastDeclaredSent) return;
     job.lastProgressSent = points;
     job.lastDeclaredSent = job.pointsDeclared;
-    this.#toCoordinator({ t: Msg.PROGRESS, job: job.id, points, epoch_points: job.pointsDeclared });
+    this.#toCoordinator({
+      t: Msg.PROGRESS,
+      job: job.id,
+      points,
+      epochPoints: job.pointsDeclared,
+    });
   }
 
   #workerFailed(job: NodeJob, worker: number, message: string, userError = false): void {
     (userError ? this.#info : this.#log)(
       `node ${this.self}: worker ${worker} of job ${job.id} failed: ${message}`,
     );
-    this.#toCoordinator({
-      t: Msg.FAILED,
-      job: job.id,
-      node: this.self,
-      message: `worker ${this.self * job.config.cluster.workers_per_node + worker}: ${message}`,
-    });
+    this.#failJob(
+      job,
+      `worker ${this.self * job.config.cluster.workers_per_node + worker}: ${message}`,
+    );
   }
 
   #onWorkerMessage(job: NodeJob, worker: number, msg: ToServer): void {
@@ -749,7 +933,7 @@ export class LapseNode {
           return;
         case "checkpoint":
           if (job.config.checkpoint === undefined) {
-            throw new Error("Invariant: checkpoint() without checkpoint settings");
+            throw new RangeError("checkpoint() without checkpoint settings in the job config");
           }
           job.checkpointWaiting.push({ worker, id: msg.id, state: msg.state });
           if (job.checkpointWaiting.length === job.workers.length) {
@@ -762,9 +946,9 @@ export class LapseNode {
           job.barrierWaiting.push({ worker, id: msg.id });
           job.barrierClock = Math.max(job.barrierClock, msg.clock ?? 0);
           if (job.barrierWaiting.length === job.workers.length) {
-            const c = job.barrierClock;
+            const clock = job.barrierClock;
             job.barrierClock = 0;
-            this.#toCoordinator({ t: Msg.BARRIER, job: job.id, c });
+            this.#toCoordinator({ t: Msg.BARRIER, job: job.id, clock });
           }
           return;
         case "points":
@@ -815,7 +999,7 @@ export class LapseNode {
       t: Msg.EPOCH,
       job: job.id,
       epoch: msg.epoch,
-      sums: e.sums,
+      sums: toNamed(e.sums),
       local: e.local,
       remote: e.remote,
       messages: sent.messages_sent - job.sentAtLastEpoch.messages_sent,
@@ -829,15 +1013,15 @@ export class LapseNode {
    * or transfer in flight), it tells node 0.
    */
   async #checkpointReady(job: NodeJob, epoch: number): Promise<void> {
-    const limit_ms = job.config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS;
-    const deadline = performance.now() + limit_ms;
+    const limitMs = job.config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS;
+    const deadline = performance.now() + limitMs;
     while (job.core.pendingRequests > 0 || job.core.pendingTransfers > 0) {
       if (this.#job !== job) return;
       if (performance.now() > deadline) {
         throw new Error(
           `checkpoint after epoch ${epoch}: node ${this.self} still has ` +
             `${job.core.pendingRequests} requests and ${job.core.pendingTransfers} transfers ` +
-            `in flight after ${limit_ms} ms`,
+            `in flight after ${limitMs} ms`,
         );
       }
       await new Promise((r) => setTimeout(r, 2));
@@ -859,23 +1043,21 @@ export class LapseNode {
         job.checkpointWaiting.map((w) => ({ worker: this.self * wpn + w.worker, state: w.state })),
       );
       if (this.#job !== job) return;
-      const write_s = (performance.now() - t0) / 1000;
-      this.#toCoordinator({ t: Msg.CHECKPOINT_DONE, job: job.id, epoch, file, write_s });
+      const writeSeconds = (performance.now() - t0) / 1000;
+      this.#toCoordinator({ t: Msg.CHECKPOINT_DONE, job: job.id, epoch, file, writeSeconds });
     } catch (e) {
-      this.#toCoordinator({
-        t: Msg.FAILED,
-        job: job.id,
-        node: this.self,
-        message: `cannot write the checkpoint after epoch ${epoch} to ` +
+      this.#failJob(
+        job,
+        `cannot write the checkpoint after epoch ${epoch} to ` +
           `"${job.config.checkpoint!.dir}": ${(e as Error).message}`,
-      });
+      );
     }
   }
 
   /** The checkpoint is complete: the workers go on; this node's older files are removed. */
   #checkpointGo(job: NodeJob, epoch: number): void {
     for (const { worker, id } of job.checkpointWaiting.splice(0)) {
-      this.#replyWorker(worker, { op: "reply", id, vals: null });
+      this.#replyWorker(job, worker, { op: "reply", id, vals: null });
     }
     removeOlderNodeFiles(job.config.checkpoint!.dir, this.self, epoch).catch(() => {});
   }
@@ -883,20 +1065,25 @@ export class LapseNode {
   #barrierGo(job: NodeJob, clock: number): void {
     const waiting = job.barrierWaiting.splice(0);
     for (const { worker, id } of waiting) {
-      this.#replyWorker(worker, { op: "reply", id, vals: null, clock });
+      this.#replyWorker(job, worker, { op: "reply", id, vals: null, clock });
     }
   }
 
   #finish(job: NodeJob): void {
     const { core } = job;
-    const stats = {
-      ...core.stats,
+    // Statistic names are output (the job summary): snake_case like config keys.
+    const stats: Record<string, number> = {
+      transfers_out: core.stats.transfersOut,
+      forwards: core.stats.forwards,
+      queued: core.stats.queued,
       pending_requests: core.pendingRequests,
       pending_transfers: core.pendingTransfers,
       local_keys: core.tables.reduce((a, t) => a + t.table.localCount, 0),
+      other_job_dropped: this.#dropped.otherJob,
+      malformed_dropped: this.#dropped.malformed,
     };
     this.#teardown(job);
-    this.#toCoordinator({ t: Msg.FINISHED, job: job.id, stats });
+    this.#toCoordinator({ t: Msg.FINISHED, job: job.id, stats: toNamed(stats) });
   }
 
   #teardown(job: NodeJob): void {
@@ -913,6 +1100,7 @@ export class LapseNode {
    * it: node 0 aborts it and tells the driver; another node drops its part.
    */
   onPeerLost(n: number, reason: string): void {
+    if (this.#closed) return;
     const job = this.#job;
     // Between jobs this is news (e.g. a cluster being stopped); during one it is an error.
     (job !== null || this.#coord !== null ? this.#log : this.#info)(
@@ -925,24 +1113,35 @@ export class LapseNode {
       this.#teardown(job);
     } else if (job !== null) {
       // Messages queued to that node may be lost: the job cannot be trusted to finish right.
-      this.#toCoordinator({
-        t: Msg.FAILED,
-        job: job.id,
-        node: this.self,
-        message: `lost node ${n} (${reason})`,
-      });
+      this.#failJob(job, `lost node ${n} (${reason})`);
     }
   }
 
   /** A connection to node `n` is up: at start, or a lost node came back (a log line). */
   onPeerJoined(n: number): void {
-    this.#info(`node ${this.self}: node ${n} joined`);
+    if (!this.#closed) this.#info(`node ${this.self}: node ${n} joined`);
   }
 
-  /** Stops the running job, if any (node shutdown). */
+  /** Stops the running job, if any (node shutdown); later messages and losses are ignored. */
   close(): void {
+    this.#closed = true;
     if (this.#job !== null) this.#teardown(this.#job);
   }
+}
+
+/**
+ * A control message that may be kept past its handler: the only typed arrays in control
+ * messages are the values of {@linkcode NamedNumbers}, which may be views of a reused receive
+ * buffer, so they are copied.
+ */
+function holdable(msg: ControlMessage): ControlMessage {
+  if (msg.t === Msg.EPOCH) {
+    return { ...msg, sums: { ...msg.sums, values: msg.sums.values.slice() } };
+  }
+  if (msg.t === Msg.FINISHED) {
+    return { ...msg, stats: { ...msg.stats, values: msg.stats.values.slice() } };
+  }
+  return msg;
 }
 
 /**

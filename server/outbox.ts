@@ -6,11 +6,12 @@
  *
  * @module
  */
+import { assert, AssertionError } from "../core/errors.ts";
 import { F32Rows, U32List } from "./grow.ts";
-import { Msg } from "./messages.ts";
+import { type DataMessage, Msg } from "./messages.ts";
 
 /** Sends one encoded-at-once message to a node. The message may be reused after it returns. */
-export type SendFn = (node: number, msg: Record<string, unknown>) => void;
+export type SendFn = (node: number, msg: DataMessage) => void;
 
 /**
  * A batch is sent as soon as its entries reach about this many bytes (values plus 12 bytes per
@@ -49,22 +50,25 @@ const TYPES = [
   Msg.TRANSFER,
 ] as const;
 
-/** One outbox per node; flushed at the end of every handler that added to it. */
+/** One outbox per node and job; flushed at the end of every handler that added to it. */
 export class Outbox {
   readonly #self: number;
+  readonly #job: number;
   readonly #send: SendFn;
   // buckets[typeIndex][node]
   readonly #buckets: Bucket[][];
   readonly #dirty: Bucket[] = [];
 
-  constructor(self: number, nodes: number, send: SendFn) {
+  /** `job` is the id every message carries (job isolation: see messages.ts). */
+  constructor(self: number, nodes: number, job: number, send: SendFn) {
     this.#self = self;
+    this.#job = job;
     this.#send = send;
     this.#buckets = TYPES.map(() => Array.from({ length: nodes }, () => new Bucket()));
   }
 
   #bucket(type: number, node: number, tb: number, origin: number, need = 0, bar = 0): Bucket {
-    if (node === this.#self) throw new Error(`Invariant: message ${type} to self (${node})`);
+    assert(node !== this.#self, () => `message ${type} to self (${node})`);
     const b = this.#buckets[type - 1][node];
     if (
       b.count > 0 &&
@@ -133,7 +137,7 @@ export class Outbox {
 
   /**
    * Stale mode: the clock the values served now are fresh to (every worker's pushes of earlier
-   * clocks are in them), sent as `c` with pull replies. Change it only with nothing batched
+   * clocks are in them), sent as `clock` with pull replies. Change it only with nothing batched
    * (right after a flush): replies batched before would otherwise claim too much.
    */
   stamp = 0;
@@ -185,56 +189,68 @@ export class Outbox {
   // A bucket flushed early (another table or origin came in, or it was full) stays listed in
   // #dirty; a refill lists it again, and flush() skips the listings that find it empty.
   #flushBucket(type: number, b: Bucket): void {
-    const self = this.#self;
-    let msg: Record<string, unknown>;
+    const job = this.#job, table = b.tb;
+    let msg: DataMessage;
     switch (type) {
       case Msg.PULL:
         msg = {
-          t: type,
-          tb: b.tb,
-          o: b.origin,
-          r: b.r.view(),
-          k: b.k.view(),
-          p: b.p.view(),
-          c: b.need,
-          b: b.barriers,
+          t: Msg.PULL,
+          job,
+          table,
+          origin: b.origin,
+          requests: b.r.view(),
+          keys: b.k.view(),
+          positions: b.p.view(),
+          need: b.need,
+          barriers: b.barriers,
         };
         break;
       case Msg.PUSH:
         msg = {
-          t: type,
-          tb: b.tb,
-          o: b.origin,
-          r: b.r.view(),
-          k: b.k.view(),
-          p: b.p.view(),
-          v: b.v.view(),
+          t: Msg.PUSH,
+          job,
+          table,
+          origin: b.origin,
+          requests: b.r.view(),
+          keys: b.k.view(),
+          positions: b.p.view(),
+          values: b.v.view(),
         };
         break;
       case Msg.PULL_R:
         msg = {
-          t: type,
-          tb: b.tb,
-          h: self,
-          r: b.r.view(),
-          k: b.k.view(),
-          p: b.p.view(),
-          v: b.v.view(),
-          c: this.stamp,
+          t: Msg.PULL_R,
+          job,
+          table,
+          holder: this.#self,
+          requests: b.r.view(),
+          keys: b.k.view(),
+          positions: b.p.view(),
+          values: b.v.view(),
+          clock: this.stamp,
         };
         break;
       case Msg.PUSH_R:
-        msg = { t: type, tb: b.tb, h: self, r: b.r.view(), k: b.k.view() };
+        msg = {
+          t: Msg.PUSH_R,
+          job,
+          table,
+          holder: this.#self,
+          requests: b.r.view(),
+          keys: b.k.view(),
+        };
         break;
       case Msg.LOCALIZE:
+        msg = { t: Msg.LOCALIZE, job, table, dest: b.origin, keys: b.k.view() };
+        break;
       case Msg.HANDOVER:
-        msg = { t: type, tb: b.tb, d: b.origin, k: b.k.view() };
+        msg = { t: Msg.HANDOVER, job, table, dest: b.origin, keys: b.k.view() };
         break;
       case Msg.TRANSFER:
-        msg = { t: type, tb: b.tb, k: b.k.view(), v: b.v.view() };
+        msg = { t: Msg.TRANSFER, job, table, keys: b.k.view(), values: b.v.view() };
         break;
       default:
-        throw new Error(`Invariant: unknown outbox type ${type}`);
+        throw new AssertionError(`unknown outbox type ${type}`);
     }
     this.#send(b.node, msg);
     b.count = 0;

@@ -12,10 +12,24 @@
  */
 import type { PsMode } from "../core/types.ts";
 import type { TableSpec } from "../core/types.ts";
+import { assert, AssertionError } from "../core/errors.ts";
 import { F32Rows, U32List } from "./grow.ts";
-import { Msg } from "./messages.ts";
+import {
+  type ClockMessage,
+  type DataMessage,
+  type HandoverMessage,
+  type LocalizeMessage,
+  Msg,
+  msgName,
+  type PullMessage,
+  type PullReplyMessage,
+  type PushMessage,
+  type PushReplyMessage,
+  type TransferMessage,
+} from "./messages.ts";
 import { Outbox, type SendFn } from "./outbox.ts";
 import { Placement } from "./placement.ts";
+import { scatterRows } from "./rows.ts";
 import { initValue, type SharedTable, Table } from "./store.ts";
 
 const PULL = 0, PUSH = 1, LOCALIZE = 2;
@@ -86,8 +100,10 @@ class TableState {
 export interface PsCoreOptions {
   self: number;
   nodes: number;
+  /** The job's id: every message this core sends carries it (see messages.ts). */
+  job: number;
   mode: PsMode;
-  location_caches: boolean;
+  locationCaches: boolean;
   placement: "range" | "random";
   seed: number;
   send: SendFn;
@@ -99,12 +115,19 @@ export interface PsCoreOptions {
   reply(worker: number, id: number, vals: Float32Array | null, clock: number): void;
   /** Stale mode: the number of workers of the job (all nodes); default 1. */
   workers?: number;
+  /**
+   * A message of node `from` that passed {@linkcode validateMessage} but does not fit this
+   * core's state (an answer for an unknown request, a position beyond its request, a key that
+   * was not asked for). The entry was dropped; the job cannot be trusted any more. Default:
+   * throw an AssertionError (tests).
+   */
+  malformed?(from: number, reason: string): void;
 }
 
 /** Counters of the data plane of one node. */
 export interface CoreStats {
   /** Keys moved away from this node by the relocation protocol. */
-  transfers_out: number;
+  transfersOut: number;
   /** Requests for keys this node did not hold, sent on to another node. */
   forwards: number;
   /** Operations that waited in a transfer queue. */
@@ -117,7 +140,7 @@ export class PsCore {
   readonly nodes: number;
   readonly mode: PsMode;
   readonly tables: TableState[] = [];
-  readonly stats: CoreStats = { transfers_out: 0, forwards: 0, queued: 0 };
+  readonly stats: CoreStats = { transfersOut: 0, forwards: 0, queued: 0 };
   readonly #opts: PsCoreOptions;
   readonly #outbox: Outbox;
   readonly #requests = new Map<number, Request>();
@@ -151,7 +174,7 @@ export class PsCore {
     this.self = opts.self;
     this.nodes = opts.nodes;
     this.mode = opts.mode;
-    this.#outbox = new Outbox(opts.self, opts.nodes, opts.send);
+    this.#outbox = new Outbox(opts.self, opts.nodes, opts.job, opts.send);
     this.#flushed = new Int32Array(Math.max(1, opts.workers ?? 1));
     this.#idle = new Uint8Array(this.#flushed.length);
     this.#idleAt = new Int32Array(this.#flushed.length);
@@ -159,7 +182,7 @@ export class PsCore {
 
   /** Creates the job's tables and initialises the keys this node is home of. */
   createTables(specs: TableSpec[]): void {
-    if (this.tables.length > 0) throw new Error("Invariant: tables created twice");
+    assert(this.tables.length === 0, "tables are created once");
     const { self, nodes, seed } = this.#opts;
     specs.forEach((spec, id) => {
       const placement = new Placement(this.#opts.placement, spec.keys, nodes, seed + id);
@@ -172,7 +195,7 @@ export class PsCore {
         initValue(spec.init, seed, id, k, spec.dim, value, 0);
         table.insert(k, value, 0);
       }
-      const cache = this.#opts.location_caches && this.mode === "lapse"
+      const cache = this.#opts.locationCaches && this.mode === "lapse"
         ? new Int32Array(spec.keys).fill(-1)
         : null;
       this.tables.push(new TableState(table, placement, owner, cache));
@@ -256,7 +279,7 @@ export class PsCore {
   /** Counts `n` keys of request `rid` as done; answers the worker when all are. */
   #done(rid: number, n: number): void {
     const req = this.#requests.get(rid);
-    if (req === undefined) throw new Error(`Invariant: answer for unknown request ${rid}`);
+    assert(req !== undefined, () => `answer for unknown request ${rid}`);
     this.#complete(rid, req, n);
   }
 
@@ -270,7 +293,7 @@ export class PsCore {
 
   #deliverPull(rid: number, pos: number, src: Float32Array, offset: number): void {
     const req = this.#requests.get(rid);
-    if (req === undefined) throw new Error(`Invariant: pull answer for unknown request ${rid}`);
+    assert(req !== undefined, () => `pull answer for unknown request ${rid}`);
     const vals = req.vals!, dim = req.dim, at = pos * dim;
     for (let i = 0; i < dim; i++) vals[at + i] = src[offset + i];
     this.#done(rid, 1);
@@ -282,11 +305,10 @@ export class PsCore {
     const home = ts.placement.home(key);
     if (home === self) {
       const owner = ts.owner[key];
-      if (owner === self || owner < 0) {
-        throw new Error(
-          `Invariant: home ${self} of key ${key} owns it but neither holds it nor awaits it`,
-        );
-      }
+      assert(
+        owner !== self && owner >= 0,
+        () => `home ${self} of key ${key} owns it but neither holds it nor awaits it`,
+      );
       return owner;
     }
     // Only a request of our own workers follows a hint; a forwarded one goes to home, which
@@ -342,9 +364,11 @@ export class PsCore {
    * node, this one included.
    */
   workerClock(worker: number, clock: number, idleAt = -1): void {
-    if (this.mode !== "stale") throw new Error(`Invariant: clock message in mode ${this.mode}`);
+    if (this.mode !== "stale") throw new RangeError(`A clock message in mode ${this.mode}`);
+    const why = this.#clockProblem(worker, clock, idleAt);
+    if (why !== null) throw new RangeError(why);
     this.#outbox.flush();
-    const msg = { t: Msg.CLOCK, w: worker, c: clock, i: idleAt };
+    const msg: ClockMessage = { t: Msg.CLOCK, job: this.#opts.job, worker, clock, idleAt };
     for (let n = 0; n < this.nodes; n++) if (n !== this.self) this.#opts.send(n, msg);
     this.#onClock(worker, clock, idleAt);
   }
@@ -359,17 +383,21 @@ export class PsCore {
     return this.#parkKey.length;
   }
 
-  #onClock(worker: number, clock: number, idleAt: number): void {
+  /** Why a clock of `worker` cannot be taken (null: it can). */
+  #clockProblem(worker: number, clock: number, idleAt: number): string | null {
     const workers = this.#flushed.length;
     if (
       !(worker >= 0 && worker < workers) || !(clock >= 0 && clock <= CLOCK_IDLE) ||
       !(idleAt >= -1 && idleAt <= CLOCK_IDLE)
     ) {
-      throw new RangeError(
-        `CLOCK for worker ${worker} at clock ${clock} (idle at ${idleAt}): expected worker ` +
-          `0 .. ${workers - 1}, clock 0 .. ${CLOCK_IDLE}`,
-      );
+      return `CLOCK for worker ${worker} at clock ${clock} (idle at ${idleAt}): expected ` +
+        `worker 0 .. ${workers - 1}, clock 0 .. ${CLOCK_IDLE}`;
     }
+    return null;
+  }
+
+  #onClock(worker: number, clock: number, idleAt: number): void {
+    const workers = this.#flushed.length;
     this.#flushed[worker] = clock;
     this.#idle[worker] = idleAt >= 0 ? 1 : 0;
     this.#idleAt[worker] = idleAt;
@@ -591,10 +619,8 @@ export class PsCore {
   #relocate(ts: TableState, tb: number, key: number, dest: number): void {
     const self = this.self;
     const old = ts.owner[key];
-    if (old < 0) throw new Error(`Invariant: localize of key ${key} at node ${self}, not its home`);
-    if (old === dest) {
-      throw new Error(`Invariant: node ${dest} localizes key ${key} it already owns`);
-    }
+    assert(old >= 0, () => `localize of key ${key} at node ${self}, not its home`);
+    assert(old !== dest, () => `node ${dest} localizes key ${key} it already owns`);
     ts.owner[key] = dest;
     if (old === self) this.#giveAway(ts, tb, key, dest);
     else this.#outbox.handover(old, tb, dest, key);
@@ -607,33 +633,34 @@ export class PsCore {
     if (table.isLocal(key)) {
       const at = this.#outbox.transfer(dest, tb, key, table.dim);
       table.remove(key, this.#outbox.buf, at);
-      this.stats.transfers_out++;
+      this.stats.transfersOut++;
       return;
     }
     const tr = ts.transfers.get(key);
-    if (tr === undefined) {
-      throw new Error(
-        `Invariant: node ${this.self} asked to give away key ${key} it neither holds nor awaits`,
-      );
-    }
-    if (tr.passTo !== -1) {
-      throw new Error(`Invariant: key ${key} passed on twice from node ${this.self}`);
-    }
+    assert(
+      tr !== undefined,
+      () => `node ${this.self} asked to give away key ${key} it neither holds nor awaits`,
+    );
+    assert(tr.passTo === -1, () => `key ${key} passed on twice from node ${this.self}`);
     tr.passTo = dest;
   }
 
   // --- messages from other nodes ---------------------------------------------------------
 
   /**
-   * Handles one data-plane message; returns false if `msg.t` is not a data-plane type.
+   * Handles one data-plane message of this job, already checked by `validateMessage` (table
+   * and keys exist, array lengths match); what only this core's state can tell (unknown
+   * requests, positions beyond a request, keys not asked for) is checked here: such entries
+   * are dropped and reported through `malformed`, never thrown.
    *
    * Memory rule: the typed arrays of `msg` may be views of a connection's receive buffer,
    * valid only until this returns (see `Connection.onMessage`). Every handler therefore copies
    * what it keeps, synchronously: keys and values into the outbox, the store or a transfer
-   * queue. A TRANSFER's values are modified in place (queued pushes are added to `msg.v`
-   * before the value is inserted or passed on), which the rule allows. Nothing here awaits.
+   * queue. A TRANSFER's values are modified in place (queued pushes are added to
+   * `msg.values` before the value is inserted or passed on), which the rule allows. Nothing
+   * here awaits.
    */
-  onMessage(from: number, msg: Record<string, any>): boolean {
+  onMessage(from: number, msg: DataMessage): void {
     switch (msg.t) {
       case Msg.PULL:
         this.#onPull(msg);
@@ -642,10 +669,10 @@ export class PsCore {
         this.#onPush(msg);
         break;
       case Msg.PULL_R:
-        this.#onPullReply(msg);
+        this.#onPullReply(from, msg);
         break;
       case Msg.PUSH_R:
-        this.#onPushReply(msg);
+        this.#onPushReply(from, msg);
         break;
       case Msg.LOCALIZE:
         this.#onLocalize(msg);
@@ -654,25 +681,33 @@ export class PsCore {
         this.#onHandover(msg);
         break;
       case Msg.TRANSFER:
-        this.#onTransfer(msg);
+        this.#onTransfer(from, msg);
         break;
-      case Msg.CLOCK:
-        if (this.mode !== "stale") throw new Error(`CLOCK message in mode ${this.mode}`);
-        this.#onClock(msg.w, msg.c, msg.i ?? -1);
+      case Msg.CLOCK: {
+        const why = this.mode !== "stale"
+          ? `a clock message in mode ${this.mode}`
+          : this.#clockProblem(msg.worker, msg.clock, msg.idleAt);
+        if (why !== null) this.#malformed(from, msg, why);
+        else this.#onClock(msg.worker, msg.clock, msg.idleAt);
         break;
-      default:
-        return false;
+      }
     }
-    void from;
     this.#outbox.flush();
-    return true;
   }
 
-  #onPull(msg: Record<string, any>): void {
-    const tb: number = msg.tb, ts = this.#table(tb), o: number = msg.o;
-    const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
+  #malformed(from: number, msg: DataMessage, reason: string): void {
+    const text = msg.t === Msg.CLOCK
+      ? `CLOCK: ${reason}`
+      : `${msgName(msg.t)} of table ${msg.table}: ${reason}`;
+    if (this.#opts.malformed) this.#opts.malformed(from, text);
+    else throw new AssertionError(`node ${this.self} got from node ${from} a ${text}`);
+  }
+
+  #onPull(msg: PullMessage): void {
+    const tb = msg.table, ts = this.tables[tb], o = msg.origin;
+    const r = msg.requests, k = msg.keys, p = msg.positions;
     if (this.mode === "stale") {
-      const need: number = msg.c ?? 0, barriers: number = msg.b ?? 0;
+      const need = msg.need, barriers = msg.barriers;
       for (let i = 0; i < k.length; i++) {
         this.#stalePull(ts, tb, o, r[i], k[i], p[i], need, barriers);
       }
@@ -681,13 +716,9 @@ export class PsCore {
     for (let i = 0; i < k.length; i++) this.#pull(ts, tb, o, r[i], k[i], p[i], false);
   }
 
-  #onPush(msg: Record<string, any>): void {
-    const tb: number = msg.tb, ts = this.#table(tb), o: number = msg.o, dim = ts.table.dim;
-    const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
-    const v: Float32Array = msg.v;
-    if (v.length !== k.length * dim) {
-      throw new RangeError(`PUSH with ${v.length} floats for ${k.length} keys`);
-    }
+  #onPush(msg: PushMessage): void {
+    const tb = msg.table, ts = this.tables[tb], o = msg.origin, dim = ts.table.dim;
+    const r = msg.requests, k = msg.keys, p = msg.positions, v = msg.values;
     for (let i = 0; i < k.length; i++) this.#push(ts, tb, o, r[i], k[i], p[i], v, i * dim, false);
   }
 
@@ -695,50 +726,33 @@ export class PsCore {
   // request's keys at one holder), so each run of entries of one request is one request
   // lookup, one completion count and, per run of consecutive positions, one bulk copy.
 
-  #onPullReply(msg: Record<string, any>): void {
-    const ts = this.#table(msg.tb), dim = ts.table.dim, h: number = msg.h;
-    const r: Uint32Array = msg.r, k: Uint32Array = msg.k, p: Uint32Array = msg.p;
-    const v: Float32Array = msg.v, n = k.length;
-    if (r.length !== n || p.length !== n || v.length !== n * dim) {
-      throw new RangeError(
-        `PULL_R with ${n} keys, ${r.length} request ids, ${p.length} positions, ` +
-          `${v.length} floats (dim ${dim})`,
-      );
-    }
+  #onPullReply(from: number, msg: PullReplyMessage): void {
+    const ts = this.tables[msg.table], dim = ts.table.dim, h = msg.holder;
+    const r = msg.requests, k = msg.keys, p = msg.positions, v = msg.values, n = k.length;
     const cache = ts.cache;
     if (cache !== null) { for (let i = 0; i < n; i++) cache[k[i]] = h; }
     let i = 0;
     while (i < n) {
       const rid = r[i];
+      let end = i + 1;
+      while (end < n && r[end] === rid) end++;
       const req = this.#requests.get(rid);
       if (req === undefined || req.vals === null) {
-        throw new Error(`Invariant: pull answer for unknown request ${rid}`);
+        this.#malformed(from, msg, `answer for unknown pull request ${rid}`);
+      } else if (!positionsFit(p, i, end, req.vals.length / dim)) {
+        this.#malformed(from, msg, `position beyond pull request ${rid} of ${req.remaining} keys`);
+      } else {
+        if (msg.clock < req.clock) req.clock = msg.clock;
+        scatterRows(v, req.vals, p, i, end, dim);
+        this.#complete(rid, req, end - i);
       }
-      const vals = req.vals;
-      const c: number = msg.c ?? 0;
-      if (c < req.clock) req.clock = c;
-      let end = i + 1;
-      while (end < n && r[end] === rid) end++;
-      let j = i;
-      while (j < end) {
-        const first = p[j];
-        let last = j + 1;
-        while (last < end && p[last] === first + (last - j)) last++;
-        if ((first + last - j) * dim > vals.length) {
-          throw new RangeError(`PULL_R position ${first + last - j - 1} beyond request ${rid}`);
-        }
-        vals.set(v.subarray(j * dim, last * dim), first * dim);
-        j = last;
-      }
-      this.#complete(rid, req, end - i);
       i = end;
     }
   }
 
-  #onPushReply(msg: Record<string, any>): void {
-    const ts = this.#table(msg.tb), h: number = msg.h;
-    const r: Uint32Array = msg.r, k: Uint32Array = msg.k, n = k.length;
-    if (r.length !== n) throw new RangeError(`PUSH_R with ${n} keys, ${r.length} request ids`);
+  #onPushReply(from: number, msg: PushReplyMessage): void {
+    const ts = this.tables[msg.table], h = msg.holder;
+    const r = msg.requests, k = msg.keys, n = k.length;
     const cache = ts.cache;
     if (cache !== null) { for (let i = 0; i < n; i++) cache[k[i]] = h; }
     let i = 0;
@@ -746,29 +760,33 @@ export class PsCore {
       const rid = r[i];
       let end = i + 1;
       while (end < n && r[end] === rid) end++;
-      this.#done(rid, end - i);
+      const req = this.#requests.get(rid);
+      if (req === undefined || req.kind !== PUSH) {
+        this.#malformed(from, msg, `answer for unknown push request ${rid}`);
+      } else this.#complete(rid, req, end - i);
       i = end;
     }
   }
 
-  #onLocalize(msg: Record<string, any>): void {
-    const tb: number = msg.tb, ts = this.#table(tb), d: number = msg.d, k: Uint32Array = msg.k;
+  #onLocalize(msg: LocalizeMessage): void {
+    const tb = msg.table, ts = this.tables[tb], d = msg.dest, k = msg.keys;
     for (let i = 0; i < k.length; i++) this.#relocate(ts, tb, k[i], d);
   }
 
-  #onHandover(msg: Record<string, any>): void {
-    const tb: number = msg.tb, ts = this.#table(tb), d: number = msg.d, k: Uint32Array = msg.k;
+  #onHandover(msg: HandoverMessage): void {
+    const tb = msg.table, ts = this.tables[tb], d = msg.dest, k = msg.keys;
     for (let i = 0; i < k.length; i++) this.#giveAway(ts, tb, k[i], d);
   }
 
-  #onTransfer(msg: Record<string, any>): void {
-    const tb: number = msg.tb, ts = this.#table(tb), table = ts.table, dim = table.dim;
-    const k: Uint32Array = msg.k, v: Float32Array = msg.v, self = this.self;
+  #onTransfer(from: number, msg: TransferMessage): void {
+    const tb = msg.table, ts = this.tables[tb], table = ts.table, dim = table.dim;
+    const k = msg.keys, v = msg.values, self = this.self;
     for (let i = 0; i < k.length; i++) {
       const key = k[i], off = i * dim;
       const tr = ts.transfers.get(key);
       if (tr === undefined) {
-        throw new Error(`Invariant: node ${self} got key ${key} of table ${tb} it did not ask for`);
+        this.#malformed(from, msg, `key ${key} that node ${self} did not ask for`);
+        continue;
       }
       // Step 4: the queued operations, in arrival order, on the value before anything else.
       let deltaAt = 0;
@@ -793,7 +811,7 @@ export class PsCore {
         const buf = this.#outbox.buf;
         for (let j = 0; j < dim; j++) buf[at + j] = v[off + j];
         if (ts.cache !== null) ts.cache[key] = tr.passTo;
-        this.stats.transfers_out++;
+        this.stats.transfersOut++;
       } else {
         table.insert(key, v, off);
       }
@@ -808,4 +826,10 @@ export class PsCore {
       this.#spare.push(tr);
     }
   }
+}
+
+/** True if every position in `pos[from .. end)` is below `limit`. */
+function positionsFit(pos: Uint32Array, from: number, end: number, limit: number): boolean {
+  for (let i = from; i < end; i++) if (pos[i] >= limit) return false;
+  return true;
 }

@@ -74,7 +74,11 @@ const RESET_BUFFER_MODE = 1024;
 // size in memory for the life of the process.
 const SHARED_ENCODER_BYTES_MAX = 1024 * 1024;
 
-let shared_encoder = new Encoder({ useRecords: false });
+// variableMapSize: cbor-x's default map writer always writes a 16-bit count, which is invalid
+// CBOR for a map of 65,536 keys or more (the count wraps); this one writes the right width.
+// The messages themselves never hold such maps (messages.ts); this keeps any other use valid.
+const ENCODER_OPTIONS = { useRecords: false, variableMapSize: true };
+let shared_encoder = new Encoder(ENCODER_OPTIONS);
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -310,7 +314,7 @@ function encodeWithCborX(value: unknown): Uint8Array {
     RESET_BUFFER_MODE,
   );
   // The caller copies `body` before anything else encodes, so dropping the encoder is safe.
-  if (body.length > SHARED_ENCODER_BYTES_MAX) shared_encoder = new Encoder({ useRecords: false });
+  if (body.length > SHARED_ENCODER_BYTES_MAX) shared_encoder = new Encoder(ENCODER_OPTIONS);
   return body;
 }
 

@@ -6,11 +6,11 @@
 import assert from "node:assert/strict";
 import type { PsMode } from "../../core/types.ts";
 import type { TableSpec } from "../../core/types.ts";
-import { Msg } from "../../server/messages.ts";
+import { Msg, type PullReplyMessage, validateMessage } from "../../server/messages.ts";
 import { MESSAGE_BYTES_SPLIT } from "../../server/outbox.ts";
 import { Placement } from "../../server/placement.ts";
 import { PsCore } from "../../server/ps_core.ts";
-import { Rng, SimCluster, type SimOptions, type Ticket } from "./sim_network.ts";
+import { Rng, SIM_JOB, SimCluster, type SimOptions, type Ticket } from "./sim_network.ts";
 
 // 12 keys over 3 nodes, range placement: keys 0-3 at node 0, 4-7 at node 1, 8-11 at node 2.
 // Over 4 nodes: 0-2 at 0, 3-5 at 1, 6-8 at 2, 9-11 at 3.
@@ -43,8 +43,8 @@ Deno.test("localize: home holds the key and is not the requester (LOCALIZE, TRAN
   assert.equal(s.cores[1].pendingTransfers, 1);
   assert.equal(t.done, false);
   const loc = s.deliver(1, 0, Msg.LOCALIZE).msg;
-  assert.equal(loc.d, 1);
-  assert.deepEqual(Array.from(loc.k), [0]);
+  assert.equal(loc.dest, 1);
+  assert.deepEqual(Array.from(loc.keys), [0]);
   // The home gave the key up at once and names the requester.
   assert.deepEqual(s.flying(), ["TRANSFER 0->1"]);
   assert.deepEqual(s.holders(0, 0), []);
@@ -55,7 +55,7 @@ Deno.test("localize: home holds the key and is not the requester (LOCALIZE, TRAN
   assert.ok(t.done);
   assert.deepEqual(s.holders(0, 0), [1]);
   assert.deepEqual(s.value(0, 0), [INIT + 1, INIT + 2]);
-  assert.equal(s.cores[0].stats.transfers_out, 1);
+  assert.equal(s.cores[0].stats.transfersOut, 1);
   assert.deepEqual(s.sent, { LOCALIZE: 1, TRANSFER: 1 });
   s.checkSettled();
 });
@@ -71,7 +71,7 @@ Deno.test("localize: requester is the home, key held by another node (HANDOVER i
   assert.equal(s.owner(0, 0), 0);
   assert.equal(s.cores[0].pendingTransfers, 1);
   const h = s.deliver(0, 2, Msg.HANDOVER).msg;
-  assert.equal(h.d, 0);
+  assert.equal(h.dest, 0);
   assert.deepEqual(s.flying(), ["TRANSFER 2->0"]);
   assert.deepEqual(s.holders(0, 0), []);
   assert.equal(t.done, false);
@@ -96,15 +96,15 @@ Deno.test("localize: key owned by a third node (LOCALIZE, HANDOVER, TRANSFER)", 
   assert.deepEqual(s.holders(0, 0), [1], "the old owner holds the key until the HANDOVER");
   assert.deepEqual(s.flying(), ["HANDOVER 0->1"]);
   const h = s.deliver(0, 1, Msg.HANDOVER).msg;
-  assert.equal(h.d, 2);
-  assert.deepEqual(Array.from(h.k), [0]);
+  assert.equal(h.dest, 2);
+  assert.deepEqual(Array.from(h.keys), [0]);
   assert.deepEqual(s.flying(), ["TRANSFER 1->2"]);
   assert.deepEqual(s.holders(0, 0), []);
   s.deliver(1, 2, Msg.TRANSFER);
   assert.ok(t.done);
   assert.deepEqual(s.holders(0, 0), [2]);
   assert.deepEqual(s.value(0, 0), [INIT + 5, INIT + 6]);
-  assert.equal(s.cores[1].stats.transfers_out, 1);
+  assert.equal(s.cores[1].stats.transfersOut, 1);
   s.checkSettled();
 });
 
@@ -153,12 +153,12 @@ Deno.test("localize: several keys make one LOCALIZE per home and one TRANSFER pe
   const s = sim();
   const t = s.localize(0, 0, 0, [4, 8, 5, 9, 1]);
   assert.deepEqual(s.flying(), ["LOCALIZE 0->1", "LOCALIZE 0->2"]);
-  assert.deepEqual(Array.from(s.queue(0, 1)[0].msg.k), [4, 5]);
-  assert.deepEqual(Array.from(s.queue(0, 2)[0].msg.k), [8, 9]);
+  assert.deepEqual(Array.from(s.queue(0, 1)[0].msg.keys), [4, 5]);
+  assert.deepEqual(Array.from(s.queue(0, 2)[0].msg.keys), [8, 9]);
   s.deliver(0, 1);
   s.deliver(0, 2);
   assert.deepEqual(s.flying(), ["TRANSFER 1->0", "TRANSFER 2->0"]);
-  assert.deepEqual(Array.from(s.queue(2, 0)[0].msg.k), [8, 9]);
+  assert.deepEqual(Array.from(s.queue(2, 0)[0].msg.keys), [8, 9]);
   s.deliver(1, 0);
   assert.equal(t.done, false, "8 and 9 are still coming");
   s.deliver(2, 0);
@@ -189,7 +189,7 @@ Deno.test("pass it on: localized at B, then at C before B's TRANSFER arrived", (
   s.deliver(2, 0, Msg.LOCALIZE);
   assert.equal(s.owner(0, 0), 2);
   const h = s.deliver(0, 1, Msg.HANDOVER).msg;
-  assert.equal(h.d, 2);
+  assert.equal(h.dest, 2);
   assert.equal(s.cores[1].tables[0].transfers.get(0)?.passTo, 2);
   assert.deepEqual(s.flying(), ["TRANSFER 3->1"]);
   assert.ok(!tb.done && !bPush.done && !bPull.done && !cPush.done && !tc.done);
@@ -200,7 +200,7 @@ Deno.test("pass it on: localized at B, then at C before B's TRANSFER arrived", (
   assert.deepEqual(bPull.row(0, 2), [INIT + 2, INIT + 20]);
   assert.deepEqual(s.holders(0, 0), [], "B did not keep it");
   assert.equal(s.cores[1].pendingTransfers, 0);
-  assert.equal(s.cores[1].stats.transfers_out, 1);
+  assert.equal(s.cores[1].stats.transfersOut, 1);
   assert.deepEqual([...s.flying()].sort(), ["PUSH_R 1->2", "TRANSFER 1->2"]);
   s.run(100);
   assert.ok(tc.done && cPush.done);
@@ -322,7 +322,7 @@ Deno.test("forwarding: home forwards to the owner, which answers the requester d
   assert.deepEqual(s.flying(), ["PULL 2->0"]);
   s.deliver(2, 0, Msg.PULL);
   assert.deepEqual(s.flying(), ["PULL 0->1"]);
-  assert.equal(s.queue(0, 1)[0].msg.o, 2, "forward keeps the origin");
+  assert.equal(s.queue(0, 1)[0].msg.origin, 2, "forward keeps the origin");
   s.deliver(0, 1, Msg.PULL);
   assert.deepEqual(s.flying(), ["PULL_R 1->2"], "answered directly, not through the home");
   s.deliver(1, 2, Msg.PULL_R);
@@ -350,7 +350,7 @@ Deno.test("forwarding: one message per destination, answers land in key order", 
   for (const k of [0, 4, 5, 8, 9]) s.push(s.home(0, k), 0, 0, [k], [k, -k]);
   const p = s.pull(0, 0, 0, [4, 8, 0, 5, 9, 4]);
   assert.deepEqual(s.flying(), ["PULL 0->1", "PULL 0->2"]);
-  assert.deepEqual(Array.from(s.queue(0, 1)[0].msg.k), [4, 5, 4]);
+  assert.deepEqual(Array.from(s.queue(0, 1)[0].msg.keys), [4, 5, 4]);
   s.run(10);
   const got = [0, 1, 2, 3, 4, 5].map((i) => p.row(i, 2));
   const want = [4, 8, 0, 5, 9, 4].map((k) => [INIT + k, INIT - k]);
@@ -359,7 +359,7 @@ Deno.test("forwarding: one message per destination, answers land in key order", 
 });
 
 Deno.test("forwarding with location caches: a stale hint still converges", () => {
-  const s = sim({ nodes: 4, location_caches: true });
+  const s = sim({ nodes: 4, locationCaches: true });
   moveTo(s, 1, 0);
   const p1 = s.pull(2, 0, 0, [0]);
   s.run(10);
@@ -390,7 +390,7 @@ Deno.test("forwarding with location caches: a stale hint still converges", () =>
 });
 
 Deno.test("forwarding with location caches: a stale hint during a transfer is queued", () => {
-  const s = sim({ nodes: 4, location_caches: true });
+  const s = sim({ nodes: 4, locationCaches: true });
   moveTo(s, 1, 0);
   s.run(10);
   s.pull(2, 0, 0, [0]);
@@ -425,7 +425,7 @@ Deno.test("forwarding with location caches: a stale hint during a transfer is qu
 
 for (const mode of ["classic", "classic_remote"] as const) {
   Deno.test(`${mode}: localize is a no-op and every key stays at its home`, () => {
-    const s = sim({ mode, placement: "random", seed: 3, location_caches: true });
+    const s = sim({ mode, placement: "random", seed: 3, locationCaches: true });
     const pl = new Placement("random", 12, 3, 3);
     const homes = Array.from({ length: 12 }, (_, k) => pl.home(k));
     assert.notDeepEqual(homes, Array.from({ length: 12 }, (_, k) => Math.floor(k / 4)));
@@ -511,7 +511,7 @@ function stress(cfg: StressConfig): { steps: number; ops: number; moves: number 
     nodes: cfg.nodes,
     tables: STRESS_TABLES,
     mode: cfg.mode,
-    location_caches: cfg.caches,
+    locationCaches: cfg.caches,
     placement: cfg.placement,
     seed: cfg.seed,
     schedSeed: cfg.seed * 7919 + 1,
@@ -725,7 +725,7 @@ function stress(cfg: StressConfig): { steps: number; ops: number; moves: number 
     }
   }
   let moves = 0;
-  for (const c of s.cores) moves += c.stats.transfers_out;
+  for (const c of s.cores) moves += c.stats.transfersOut;
   if (cfg.mode !== "lapse") assert.equal(moves, 0, `${ctx}: a key moved in ${cfg.mode} mode`);
   return { steps, ops, moves };
 }
@@ -809,7 +809,7 @@ Deno.test("large batches go out in parts of about MESSAGE_BYTES_SPLIT and arrive
     TRANSFER: parts,
   });
   for (const m of s.log) {
-    const v = m.msg.v as Float32Array | undefined;
+    const v = m.msg.values as Float32Array | undefined;
     if (v !== undefined) assert.ok(v.byteLength <= MESSAGE_BYTES_SPLIT + 4 * dim, `${m.msg.t}`);
   }
   s.checkSettled();
@@ -822,8 +822,8 @@ Deno.test("a reply with entries of several requests, in runs and out of order", 
   const b = s.pull(1, 1, 0, [4, 5]);
   const rid = (ticket: Ticket) => {
     const m = s.deliver(1, 0, Msg.PULL).msg;
-    assert.deepEqual(Array.from(m.k), Array.from(ticket.keys));
-    return m.r[0] as number;
+    assert.deepEqual(Array.from(m.keys), Array.from(ticket.keys));
+    return m.requests[0] as number;
   };
   const ra = rid(a), rb = rid(b);
   s.log.length = 0;
@@ -839,16 +839,18 @@ Deno.test("a reply with entries of several requests, in runs and out of order", 
   ];
   const v = new Float32Array(entries.length * 2);
   entries.forEach(([, key], i) => v.set([10 * key, 10 * key + 1], 2 * i));
-  const reply = {
+  const reply: PullReplyMessage = {
     t: Msg.PULL_R,
-    tb: 0,
-    h: 0,
-    r: Uint32Array.from(entries.map((e) => e[0])),
-    k: Uint32Array.from(entries.map((e) => e[1])),
-    p: Uint32Array.from(entries.map((e) => e[2])),
-    v,
+    job: SIM_JOB,
+    table: 0,
+    holder: 0,
+    requests: Uint32Array.from(entries.map((e) => e[0])),
+    keys: Uint32Array.from(entries.map((e) => e[1])),
+    positions: Uint32Array.from(entries.map((e) => e[2])),
+    values: v,
+    clock: 0,
   };
-  assert.equal(s.cores[1].onMessage(0, reply), true);
+  s.cores[1].onMessage(0, reply);
   assert.ok(a.done && b.done);
   assert.deepEqual(Array.from(a.vals!), [0, 1, 10, 11, 20, 21, 30, 31]);
   assert.deepEqual(Array.from(b.vals!), [40, 41, 50, 51]);
@@ -858,18 +860,41 @@ Deno.test("a reply with entries of several requests, in runs and out of order", 
 Deno.test("a malformed pull reply is refused before it touches a request", () => {
   const s = sim({ nodes: 2 });
   const t = s.pull(1, 0, 0, [0, 1]);
-  const r = s.deliver(1, 0, Msg.PULL).msg.r[0] as number;
-  const reply = (p: number[], floats: number) => ({
+  const r = s.deliver(1, 0, Msg.PULL).msg.requests[0] as number;
+  const reply = (p: number[], floats: number, rid = r): PullReplyMessage => ({
     t: Msg.PULL_R,
-    tb: 0,
-    h: 0,
-    r: Uint32Array.of(r, r),
-    k: Uint32Array.of(0, 1),
-    p: Uint32Array.from(p),
-    v: new Float32Array(floats),
+    job: SIM_JOB,
+    table: 0,
+    holder: 0,
+    requests: Uint32Array.of(rid, rid),
+    keys: Uint32Array.of(0, 1),
+    positions: Uint32Array.from(p),
+    values: new Float32Array(floats),
+    clock: 0,
   });
-  assert.throws(() => s.cores[1].onMessage(0, reply([0, 1], 3)), /PULL_R with 2 keys.*3 floats/);
-  assert.throws(() => s.cores[1].onMessage(0, reply([0, 2], 4)), /position 2 beyond request/);
+  // What the message alone shows is the validator's (every node runs it before any handler).
+  const ctx = { from: { node: 0, nodes: 2 }, job: { id: SIM_JOB, tables: [{ keys: 12, dim: 2 }] } };
+  assert.match(validateMessage(reply([0, 1], 3), ctx)!, /values: 3 floats for 2 keys of dim 2/);
+  assert.equal(validateMessage(reply([0, 1], 4), ctx), null);
+  // What needs the core's state is the handler's: it drops the entries and reports, no throw.
+  const reports: string[] = [];
+  const core = s.cores[1];
+  assert.throws(() => core.onMessage(0, reply([0, 2], 4)), /position beyond pull request/);
+  const lenient = new PsCore({
+    self: 1,
+    nodes: 2,
+    job: SIM_JOB,
+    mode: "lapse",
+    locationCaches: false,
+    placement: "range",
+    seed: 1,
+    send: () => {},
+    reply: () => assert.fail("nothing to answer"),
+    malformed: (from, reason) => reports.push(`${from}: ${reason}`),
+  });
+  lenient.createTables([{ name: "w", keys: 12, dim: 2, init: { kind: "constant", value: 0 } }]);
+  lenient.onMessage(0, reply([0, 1], 4, 77));
+  assert.deepEqual(reports, ["0: PULL_R of table 0: answer for unknown pull request 77"]);
   assert.equal(t.done, false);
 });
 
@@ -879,9 +904,10 @@ Deno.test("buffers of large requests are recycled as answers; small ones are not
     self: 0,
     nodes: 1,
     mode: "lapse",
-    location_caches: false,
+    locationCaches: false,
     placement: "range",
     seed: 1,
+    job: 1,
     send: () => {
       throw new Error("one node sends nothing");
     },

@@ -16,7 +16,7 @@
  */
 import type { PsMode } from "../../core/types.ts";
 import type { TableSpec } from "../../core/types.ts";
-import { Msg, msgName } from "../../server/messages.ts";
+import { type DataMessage, Msg, msgName, validateMessage } from "../../server/messages.ts";
 import { PsCore } from "../../server/ps_core.ts";
 
 /** A small, fast, seeded PRNG (mulberry32). */
@@ -49,7 +49,7 @@ export interface SimOptions {
   nodes: number;
   tables: TableSpec[];
   mode?: PsMode;
-  location_caches?: boolean;
+  locationCaches?: boolean;
   placement?: "range" | "random";
   /** Seed of placement and initial values. */
   seed?: number;
@@ -95,15 +95,8 @@ export class Ticket {
   }
 }
 
-const DATA_TYPES = new Set<number>([
-  Msg.PULL,
-  Msg.PUSH,
-  Msg.PULL_R,
-  Msg.PUSH_R,
-  Msg.LOCALIZE,
-  Msg.HANDOVER,
-  Msg.TRANSFER,
-]);
+/** The job id of every simulated core. */
+export const SIM_JOB = 1;
 
 /** Deep copy of a message: typed arrays become compact copies (as a decoder would produce). */
 function copyMsg(msg: Record<string, unknown>): Record<string, any> {
@@ -153,8 +146,9 @@ export class SimCluster {
       const core = new PsCore({
         self,
         nodes: this.n,
+        job: SIM_JOB,
         mode: opts.mode ?? "lapse",
-        location_caches: opts.location_caches ?? false,
+        locationCaches: opts.locationCaches ?? false,
         placement: opts.placement ?? "range",
         seed: opts.seed ?? 7,
         send: (to, msg) => this.#enqueue(self, to, msg),
@@ -181,63 +175,23 @@ export class SimCluster {
     this.sent[name] = (this.sent[name] ?? 0) + 1;
     if (this.#record) this.log.push(m);
     if (msg.t === Msg.TRANSFER) {
-      const fly = this.#flyingTransfers[msg.tb];
-      for (const k of msg.k as Uint32Array) fly[k]++;
+      const fly = this.#flyingTransfers[msg.table];
+      for (const k of msg.keys as Uint32Array) fly[k]++;
     }
   }
 
-  /** Checks the shape of a data-plane message (what a decoder on the other side relies on). */
+  /**
+   * Checks a sent message with the validator every node runs on receive (messages.ts), plus
+   * one rule of the protocol that needs the receiver: a HANDOVER never names its receiver.
+   */
   #validate(from: number, to: number, msg: Record<string, any>): void {
-    const fail = (why: string) => {
-      throw new Error(`sim: malformed ${msgName(msg.t)} from node ${from}: ${why}`);
-    };
-    if (!DATA_TYPES.has(msg.t)) fail("not a data-plane type");
-    const spec = this.specs[msg.tb];
-    if (spec === undefined) fail(`unknown table ${msg.tb}`);
-    const k = msg.k;
-    if (!(k instanceof Uint32Array) || k.length === 0) fail("k is not a non-empty Uint32Array");
-    for (const key of k) if (key >= spec.keys) fail(`key ${key} out of range`);
-    const n = k.length, dim = spec.dim;
-    const u32 = (name: string) => {
-      if (!(msg[name] instanceof Uint32Array) || msg[name].length !== n) {
-        fail(`${name} is not a Uint32Array of ${n}`);
-      }
-    };
-    const f32 = () => {
-      if (!(msg.v instanceof Float32Array) || msg.v.length !== n * dim) {
-        fail(`v is not a Float32Array of ${n} x ${dim}`);
-      }
-    };
-    const node = (name: string) => {
-      const x = msg[name];
-      if (!Number.isInteger(x) || x < 0 || x >= this.n) fail(`${name} = ${x} is not a node`);
-    };
-    switch (msg.t) {
-      case Msg.PULL:
-        node("o"), u32("r"), u32("p");
-        break;
-      case Msg.PUSH:
-        node("o"), u32("r"), u32("p"), f32();
-        break;
-      case Msg.PULL_R:
-        if (msg.h !== from) fail(`h = ${msg.h}`);
-        u32("r"), u32("p"), f32();
-        break;
-      case Msg.PUSH_R:
-        if (msg.h !== from) fail(`h = ${msg.h}`);
-        u32("r");
-        break;
-      case Msg.LOCALIZE: // requester -> home
-        node("d");
-        if (msg.d !== from) fail(`d = ${msg.d} is not the requester`);
-        break;
-      case Msg.HANDOVER: // home -> old owner; d may be the home itself
-        node("d");
-        if (msg.d === to) fail("hands the key over to its receiver");
-        break;
-      case Msg.TRANSFER:
-        f32();
-        break;
+    const why = validateMessage(msg, {
+      from: { node: from, nodes: this.n },
+      job: { id: SIM_JOB, tables: this.specs },
+    });
+    if (why !== null) throw new Error(`sim: malformed ${msgName(msg.t)} from node ${from}: ${why}`);
+    if (msg.t === Msg.HANDOVER && msg.dest === to) {
+      throw new Error(`sim: HANDOVER from node ${from} hands the key over to its receiver ${to}`);
     }
   }
 
@@ -295,12 +249,11 @@ export class SimCluster {
     }
     this.#inFlight--;
     if (m.msg.t === Msg.TRANSFER) {
-      const fly = this.#flyingTransfers[m.msg.tb];
-      for (const k of m.msg.k as Uint32Array) fly[k]--;
+      const fly = this.#flyingTransfers[m.msg.table];
+      for (const k of m.msg.keys as Uint32Array) fly[k]--;
     }
     this.now++;
-    const handled = this.cores[to].onMessage(from, m.msg);
-    if (!handled) throw new Error(`sim: node ${to} did not handle ${msgName(m.msg.t)}`);
+    this.cores[to].onMessage(from, m.msg as DataMessage);
     return m;
   }
 
