@@ -298,8 +298,10 @@ Deno.test("the validator refuses malformed messages with a reason, and never thr
     keys: Uint32Array.of(3, 4),
     positions: Uint32Array.of(0, 1),
     values: new Float32Array(6),
+    clock: 0,
   };
   assert.equal(validateMessage(ok, AT_NODE(1)), null);
+  assert.match(validateMessage({ ...ok, clock: -1 }, AT_NODE(1))!, /clock is not a clock/);
   const bad: [Record<string, unknown>, RegExp][] = [
     [{ ...ok, holder: 2 }, /holder 2 is not the sender 1/],
     [{ ...ok, requests: Uint32Array.of(1) }, /requests: not a Uint32Array of 2/],

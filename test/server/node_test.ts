@@ -72,6 +72,8 @@ Deno.test("a PREPARE makes the job's tables; data of that job is applied, of oth
     requests: Uint32Array.of(5),
     keys: Uint32Array.of(4),
     positions: Uint32Array.of(0),
+    need: 0,
+    barriers: 0,
   });
   node.onNodeMessage(0, pull(7));
   assert.equal(sent.length, 2);
