@@ -148,6 +148,18 @@ function randomMessage(rng: Rng, t: number, from: number, n: number): Record<str
       return { t, job, stats: named(rng, n) };
     case Msg.ABORT:
       return { t, job, reason: "the driver disconnected ✓" };
+    case Msg.CHECKPOINT_READY:
+    case Msg.CHECKPOINT_WRITE:
+    case Msg.CHECKPOINT_GO:
+      return { t, job, epoch: rng.nextInt(100) };
+    case Msg.CHECKPOINT_DONE:
+      return {
+        t,
+        job,
+        epoch: 3,
+        file: { node: from, path: "node-1.ckpt", bytes: 4e9, hash: rng.nextInt(2 ** 32) },
+        writeSeconds: 0.25,
+      };
     case Msg.FAILED:
     case Msg.LOG:
       return { t, job, node: rng.nextInt(NODES), message: "x".repeat(n % 5000) };
