@@ -99,7 +99,7 @@ for (const dim of [100, 10]) {
     group,
     fn() {
       const m = decodeMessage(receive(frame)) as Record<string, any>;
-      sink += m.v.length;
+      sink += m.values.length;
     },
   });
 
@@ -108,7 +108,7 @@ for (const dim of [100, 10]) {
     group,
     fn() {
       const m = decodeMessage(receive(encodeFrame(msg))) as Record<string, any>;
-      sink += m.v.length;
+      sink += m.values.length;
     },
   });
 
@@ -127,7 +127,7 @@ for (const dim of [100, 10]) {
     group,
     fn() {
       const m = decodeMessage(receive(frame, reusing)) as Record<string, any>;
-      sink += m.v.length;
+      sink += m.values.length;
     },
   });
 
@@ -137,7 +137,7 @@ for (const dim of [100, 10]) {
     fn() {
       const n = encodeFrameInto(msg, () => send_buf);
       const m = decodeMessage(receive(send_buf.subarray(0, n), reusing)) as Record<string, any>;
-      sink += m.v.length;
+      sink += m.values.length;
     },
   });
 
@@ -146,7 +146,7 @@ for (const dim of [100, 10]) {
     group,
     fn() {
       const body = frame.subarray(4, 4 + new DataView(frame.buffer).getUint32(0, true));
-      sink += (decodeMessage(body) as Record<string, any>).v.length;
+      sink += (decodeMessage(body) as Record<string, any>).values.length;
     },
   });
 
