@@ -171,6 +171,7 @@ export class EpochProgress {
   /** Whether the bar is redrawn in place (else plain lines). */
   readonly terminal: boolean;
   #write: (text: string) => void;
+  #fixedColumns: number | undefined;
   #now: () => number;
   #columns: number;
   #redrawMs: number;
@@ -188,15 +189,8 @@ export class EpochProgress {
     this.#write = options.write ?? ((t) => writeAllSync(Deno.stderr, t));
     this.terminal = options.terminal ?? Deno.stderr.isTerminal();
     this.#now = options.now ?? (() => performance.now());
-    let columns = options.columns;
-    if (columns === undefined) {
-      try {
-        columns = Deno.consoleSize().columns;
-      } catch {
-        columns = 80;
-      }
-    }
-    this.#columns = Math.max(40, columns);
+    this.#fixedColumns = options.columns;
+    this.#columns = Math.max(40, options.columns ?? terminalColumns());
     this.#redrawMs = options.redrawMs ?? 100;
     this.#plainEveryMs = options.plainEveryMs ?? 5000;
   }
@@ -254,6 +248,10 @@ export class EpochProgress {
 
   #draw(t: number): void {
     this.#lastDraw = t;
+    // The real width, now: a resized terminal gets a bar that fits.
+    if (this.terminal && this.#fixedColumns === undefined) {
+      this.#columns = Math.max(40, terminalColumns());
+    }
     const secs = (t - this.#t0) / 1000;
     const rate = secs > 0 ? this.#done / secs : 0;
     const total = this.#total;
@@ -271,7 +269,7 @@ export class EpochProgress {
         const head = `epoch ${this.#epoch} `;
         const pct = ` ${(frac * 100).toFixed(0).padStart(3)}%  `;
         const room = this.#columns - 1 - head.length - pct.length - tail.length - 2;
-        const w = Math.max(10, Math.min(40, room));
+        const w = Math.max(10, Math.min(100, room));
         const full = Math.floor(frac * w);
         const bar = "=".repeat(full) + (full < w ? ">" + " ".repeat(w - full - 1) : "");
         line = `${head}[${bar}]${pct}${tail}`;
@@ -404,4 +402,14 @@ export function formatTable(
     parts.map((p, j) => (right[j] ? p.padStart(widths[j]) : p.padEnd(widths[j]))).join("  ")
       .trimEnd();
   return [line(headers), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
+}
+
+/** The terminal's width (Deno.consoleSize), else $COLUMNS, else 80. */
+export function terminalColumns(): number {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    const env = Number(Deno.env.get("COLUMNS"));
+    return Number.isInteger(env) && env > 0 ? env : 80;
+  }
 }

@@ -77,7 +77,8 @@ export async function serve(args: string[]): Promise<number> {
   const listen = v.listen !== undefined
     ? parseHostPort(v.listen, { flag: "--listen", allowPortZero: true })
     : { host: "127.0.0.1", port: own.port };
-  const log = v.quiet ? () => {} : (line: string) => console.error(line);
+  // Every line of a node's log carries the time: a node runs for days.
+  const log = v.quiet ? () => {} : (line: string) => console.error(`${timestamp()} ${line}`);
   // A rejection nobody handles is a bug of the node; it must not take the node (and with node 0
   // the whole cluster) down. It is logged loudly; the fault tests fail on such a line.
   globalThis.addEventListener("unhandledrejection", (e) => {
@@ -122,7 +123,6 @@ export async function serve(args: string[]): Promise<number> {
   );
   await peers.connectAll();
   node.meshReady();
-  log(`node ${self}: cluster of ${cluster.nodes.length} nodes is up`);
   const stop = new Promise<void>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) {
       try {
@@ -139,8 +139,19 @@ export async function serve(args: string[]): Promise<number> {
       })();
     }
   });
+  // After the signal handlers: a node that says it is ready can be stopped cleanly.
+  log(`node ${self}: cluster of ${cluster.nodes.length} nodes is up, ready for jobs`);
   await stop;
+  log(`node ${self}: stopping`);
   node.close();
   await peers.close();
+  log(`node ${self}: stopped`);
   return 0;
+}
+
+/** The local time of a log line, e.g. `2026-11-30 02:41:07.123`. */
+export function timestamp(d = new Date()): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:` +
+    `${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
 }

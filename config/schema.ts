@@ -100,7 +100,11 @@ export class Checker {
     const sets = this.where.sets;
     if (sets) {
       for (const [p, flag] of sets) {
-        if (path === p || path.startsWith(p + ".") || path.startsWith(p + "[")) {
+        // The flag set this key, or created it (`--set modle.lr=1` makes the key `modle`, which
+        // the file does not have): blame the flag, not the file.
+        const created = (p.startsWith(path + ".") || p.startsWith(path + "[")) &&
+          this.where.lines?.has(path) !== true;
+        if (path === p || path.startsWith(p + ".") || path.startsWith(p + "[") || created) {
           return new ConfigError(`--set ${flag}: ${problem}`, { path, hint });
         }
       }

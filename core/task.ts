@@ -77,6 +77,11 @@ export interface TaskDefinition {
   tables(config: JobConfig): TableSpec[];
   /** The training loop of one worker. */
   run(ctx: TaskContext): Promise<void>;
+  /**
+   * Optional: what the printed metrics mean, in a line or two (`lapse train` prints it before
+   * the first epoch; e.g. "train_loss: mean squared training error ...").
+   */
+  columns?: string;
   /** Turns summed per-epoch numbers into printed metrics (e.g. sse, n -> rmse). */
   summarize(sums: Record<string, number>): Record<string, number>;
   /**

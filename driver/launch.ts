@@ -34,28 +34,54 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
   // What the data decides (mf: the matrix size of a file), filled in here once for all nodes.
   await task.prepare?.(config);
   checkJob(config, task);
+  const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   if (opts.clusterFile !== undefined) {
     const cluster = await loadClusterFile(opts.clusterFile);
     const token = await readToken({ tokenFile: opts.tokenFile });
-    return await runJob(
-      formatHostPort(cluster.nodes[0]),
-      token,
-      config,
-      opts.events,
-      cluster.connect_timeout_ms,
-      opts.signal,
-    );
+    // Ctrl-C: one line; closing the connection makes node 0 abort the job on every node.
+    const onSignal = () => {
+      interruptedLine("the job is aborted on the cluster");
+      Deno.exit(130);
+    };
+    for (const sig of SIGNALS) {
+      try {
+        Deno.addSignalListener(sig, onSignal);
+      } catch { /* no such signal here */ }
+    }
+    try {
+      return await runJob(
+        formatHostPort(cluster.nodes[0]),
+        token,
+        config,
+        opts.events,
+        cluster.connect_timeout_ms,
+        opts.signal,
+      );
+    } finally {
+      for (const sig of SIGNALS) {
+        try {
+          Deno.removeSignalListener(sig, onSignal);
+        } catch { /* no such signal here */ }
+      }
+    }
   }
+  let interrupted = false;
+  const showLine = opts.onNodeLine ?? ((n: number, l: string) => console.error(`node ${n} | ${l}`));
   const local = await startLocalCluster({
     nodes: config.cluster.nodes,
     workers_per_node: config.cluster.workers_per_node,
-    onLine: opts.onNodeLine,
+    // After Ctrl-C the nodes' lines (lost connections, stopping) are noise: one line says it.
+    onLine: (n, l) => {
+      if (!interrupted) showLine(n, l);
+    },
     data_dirs: localDataDirs(config, task),
   });
   // Ctrl-C or a SIGTERM: stop the nodes and remove the temporary directory (with the token)
   // before exiting. (After a SIGKILL the next embedded cluster removes it.)
-  const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   const onSignal = () => {
+    if (interrupted) return;
+    interrupted = true;
+    interruptedLine("stopping the local cluster");
     local.stop().finally(() => Deno.exit(130));
   };
   for (const sig of SIGNALS) {
@@ -65,6 +91,10 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
   }
   try {
     return await runJob(local.addresses[0], local.token, config, opts.events, 30_000, opts.signal);
+  } catch (e) {
+    // Interrupted: the lost connection is no error of its own; the signal handler exits.
+    if (interrupted) await new Promise(() => {});
+    throw e;
   } finally {
     for (const sig of SIGNALS) {
       try {
@@ -102,4 +132,10 @@ export function localDataDirs(config: JobConfig, task: TaskDefinition): string[]
     }
   }
   return [...dirs];
+}
+
+/** The one line of an interrupted job (clearing a progress bar on the terminal first). */
+function interruptedLine(what: string): void {
+  const clear = Deno.stderr.isTerminal() ? "\r\x1b[K" : "";
+  Deno.stderr.writeSync(new TextEncoder().encode(`${clear}interrupted: ${what}\n`));
 }

@@ -463,9 +463,12 @@ export class LapseNode {
         break;
       case Msg.PROGRESS: {
         coord.points[from] = msg.points;
+        // A node declaring its epoch size changes the total: sent at once, so that the driver's
+        // bar never shows the total of some nodes only.
+        const declared = coord.epochPointsPerNode[from] !== msg.epochPoints;
         coord.epochPointsPerNode[from] = msg.epochPoints;
         const now = performance.now();
-        if (now - coord.lastProgressAt >= PROGRESS_INTERVAL_MS) {
+        if (declared || now - coord.lastProgressAt >= PROGRESS_INTERVAL_MS) {
           coord.lastProgressAt = now;
           coord.driver.send({
             t: Msg.JOB_PROGRESS,
@@ -858,6 +861,9 @@ export class LapseNode {
   #run(job: NodeJob): void {
     const { config } = job;
     const wpn = config.cluster.workers_per_node;
+    this.#info(
+      `node ${this.self}: job ${job.id} runs: task ${config.task}, ${wpn} worker(s) on this node`,
+    );
     const shared = job.core.shared();
     for (let i = 0; i < wpn; i++) {
       const w = new Worker(this.#workerUrl, { type: "module" });
@@ -1071,6 +1077,7 @@ export class LapseNode {
 
   #finish(job: NodeJob): void {
     const { core } = job;
+    this.#info(`node ${this.self}: job ${job.id} ended`);
     // Statistic names are output (the job summary): snake_case like config keys.
     const stats: Record<string, number> = {
       transfers_out: core.stats.transfersOut,

@@ -432,6 +432,12 @@ Deno.test("loadJobConfig: --set overrides win and their errors name the flag, no
       /^--set model\.lr=fast: model\.lr: expected a number/,
     );
     assert.equal(e.line, undefined);
+    // A misspelt section that only the flag made: the flag is to blame, not the file.
+    const t = await failsAsync(
+      () => loadJobConfig(path, ["modle.lr=1"], resolve),
+      /^--set modle\.lr=1: unknown key modle \(did you mean model\?\)/,
+    );
+    assert.equal(t.file, undefined);
   });
 });
 

@@ -63,8 +63,21 @@ Deno.test("lapse train --config tasks/mf.yaml learns to the noise floor, all loc
     assert.ok(!timedOut, `the demo did not end within ${DEADLINE_MS} ms\n${show}`);
     assert.equal(out.code, 0, `exit status\n${show}`);
 
-    const records = (await Deno.readTextFile(metricsFile)).trim().split("\n")
-      .map((l) => JSON.parse(l) as Record<string, number>);
+    const lines = (await Deno.readTextFile(metricsFile)).trim().split("\n")
+      .map((l) => JSON.parse(l) as Record<string, any>);
+    // A header (run id, time, config, cluster), the epochs, a summary of the same run.
+    const header = lines[0], summary = lines[lines.length - 1];
+    assert.equal(header.type, "header", JSON.stringify(header));
+    assert.equal(header.task, "mf");
+    assert.equal(header.cluster.nodes, 2);
+    assert.equal(header.config.model.epochs, epochs);
+    assert.ok(!Number.isNaN(Date.parse(header.time)));
+    assert.equal(summary.type, "summary", JSON.stringify(summary));
+    assert.equal(summary.run_id, header.run_id);
+    assert.equal(summary.status, "done");
+    assert.equal(summary.epochs, epochs);
+    const records = lines.slice(1, -1) as Record<string, number>[];
+    assert.equal(summary.metrics.test_rmse, records[records.length - 1].test_rmse);
     assert.equal(records.length, epochs, `one record per epoch\n${show}`);
     records.forEach((r, e) => {
       assert.equal(r.epoch, e);
