@@ -71,6 +71,8 @@ interface Series {
   name: string;
   color: string;
   points: [number, number][];
+  /** The node count of a per-epoch series (for the chart title). */
+  nodes?: number | null;
   /** Optional vertical ranges per point (min, max), e.g. repeats. */
   ranges?: ([number, number] | null)[];
   dashed?: boolean;
@@ -91,7 +93,7 @@ interface ChartSpec {
   empty: string;
 }
 
-const W = 560, H = 340, M = { l: 64, r: 150, t: 34, b: 46 };
+const W = 580, H = 340, M = { l: 64, r: 165, t: 34, b: 46 };
 
 function niceTicks(lo: number, hi: number, n = 5): number[] {
   if (!(hi > lo)) return [lo];
@@ -324,13 +326,19 @@ export function chartSpecs(rows: ReportRow[], unit = "points"): ChartSpec[] {
         if (p !== null && finite(p[0]) && finite(p[1])) pts.push(p);
       });
       return pts.length === 0 ? [] : [{
-        name: r.nodes === null ? mode : `${mode} (${r.nodes} nodes)`,
+        name: r.nodes === null ? `${mode} (1 process)` : mode,
         color: colorOf(mode, extra),
         points: pts,
+        nodes: r.nodes,
       }];
     });
   const quality = perEpoch((r, e, t) => [t, r.per_epoch_quality?.[e] ?? NaN]);
   const throughput = perEpoch((r, e) => [e, r.per_epoch_points_per_s?.[e] ?? NaN]);
+  /** " on 4 nodes" when every cluster series ran on 4 nodes, else " (most nodes per mode)". */
+  const onNodes = (ss: Series[]) => {
+    const ns = [...new Set(ss.map((x) => x.nodes).filter((n) => n !== null && n !== undefined))];
+    return ns.length === 1 ? ` on ${ns[0]} node(s)` : ns.length > 1 ? " (most nodes per mode)" : "";
+  };
 
   return [
     {
@@ -354,7 +362,7 @@ export function chartSpecs(rows: ReportRow[], unit = "points"): ChartSpec[] {
     },
     {
       id: "quality",
-      title: `${metric} against training time`,
+      title: `${metric} against training time${onNodes(quality)}`,
       xLabel: "training seconds (cumulative epoch time)",
       yLabel: metric,
       series: quality,
@@ -362,7 +370,7 @@ export function chartSpecs(rows: ReportRow[], unit = "points"): ChartSpec[] {
     },
     {
       id: "throughput",
-      title: "Throughput per epoch",
+      title: `Throughput per epoch${onNodes(throughput)}`,
       xLabel: "epoch",
       yLabel: `${unit}/s`,
       series: throughput,
