@@ -514,8 +514,10 @@ async function run(ctx: TaskContext): Promise<void> {
   const lapse = config.ps.mode === "lapse";
   const K = s.ahead;
   // Classic modes: the prefetch of the triple K ahead is an asynchronous pull (a real one
-  // only with more than one node: on one node every key is local).
-  const prefetch = !lapse && K > 0 && ctx.nodes > 1;
+  // only with more than one node: on one node every key is local). Not in the stale mode:
+  // its worker cache is its latency hiding, and a prefetched copy would miss the worker's
+  // own updates of the last K triples (pullIfLocal is false there for every key).
+  const prefetch = !lapse && config.ps.mode !== "stale" && K > 0 && ctx.nodes > 1;
   const ring = new AheadRing(K, SL, ED, RKD, prefetch);
   const R = ring.size;
   const rng = new Rng(0);
