@@ -91,6 +91,52 @@ export function markdownTable(rows: Record<string, any>[]): string {
   return lines.join("\n");
 }
 
+/**
+ * One compact table over all tasks: per task and mode the epoch time on each node count, and
+ * on the most nodes the ratio to lapse, the local fraction and the quality.
+ */
+export function compactTable(byTask: Record<string, Record<string, any>[]>): string {
+  const nodeCounts = [
+    ...new Set(
+      Object.values(byTask).flat().filter((r) => !r.in_process).map((r) => r.nodes as number),
+    ),
+  ].sort((a, b) => a - b);
+  const most = nodeCounts[nodeCounts.length - 1];
+  const head = [
+    "task",
+    "mode",
+    ...nodeCounts.map((n) => `epoch s, ${n} node${n > 1 ? "s" : ""}`),
+    `vs lapse (${most})`,
+    `local (${most})`,
+    `quality (${most})`,
+  ];
+  const lines = [`| ${head.join(" | ")} |`, `| ${head.map(() => "---").join(" | ")} |`];
+  for (const [task, rows] of Object.entries(byTask)) {
+    for (const mode of [...new Set(rows.map((r) => r.mode as string))]) {
+      const rs = rows.filter((r) => r.mode === mode);
+      const at = (n: number) => rs.find((r) => !r.in_process && r.nodes === n);
+      const top = at(most) ?? rs[0];
+      const epoch = (r: Record<string, any> | undefined) =>
+        r === undefined ? "" : r.status === "ok" ? fmt(r.epoch_s) : String(r.status).split(" ")[0];
+      lines.push(
+        `| ${
+          [
+            task,
+            rs[0].in_process ? `${mode} (1 process)` : mode,
+            ...nodeCounts.map((n) => epoch(rs[0].in_process && n === 1 ? rs[0] : at(n))),
+            top?.vs_lapse ? `${fmt(top.vs_lapse)}x` : "",
+            typeof top?.local_fraction === "number" && !top.in_process
+              ? `${(top.local_fraction * 100).toFixed(1)}%`
+              : "",
+            top ? `${fmt(top.quality, 3)} ${top.quality_metric}` : "",
+          ].join(" | ")
+        } |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
 /** "lapse is Nx faster than MODE on K nodes" for the largest node count. */
 export function headline(rows: Record<string, any>[]): string {
   const ok = rows.filter((r) => !r.in_process && r.status === "ok");
@@ -132,6 +178,7 @@ async function main(): Promise<number> {
   const main = new URL("../main.ts", import.meta.url).pathname;
   const machine = machineLine();
   const sections: string[] = [];
+  const byTask: Record<string, Record<string, any>[]> = {};
   const t0 = performance.now();
   let failed = 0;
   for (const task of tasks) {
@@ -196,6 +243,7 @@ async function main(): Promise<number> {
     }
     if (!status.success) failed++;
     await Deno.writeTextFile(`${out}/${task}.json`, JSON.stringify(rows, null, 2) + "\n");
+    byTask[task] = rows;
     sections.push(
       `### ${task}: ${PAPER_TASKS[task].note}\n\n${markdownTable(rows)}\n\n${headline(rows)}\n`,
     );
@@ -206,7 +254,7 @@ async function main(): Promise<number> {
     `seed.${
       skipped.length > 0 ? ` Not run (no lapse bench entry): ${skipped.join(", ")}.` : ""
     }\n\n` +
-    sections.join("\n");
+    `${compactTable(byTask)}\n\n` + sections.join("\n");
   await Deno.writeTextFile(`${out}/summary.md`, summary);
   console.log(
     `\n${summary}\nwritten: ${out}/summary.md, ${tasks.map((t) => `${out}/${t}.html`).join(", ")}`,

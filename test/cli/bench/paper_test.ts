@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { headline, machineLine, markdownTable } from "../../../cli/bench/paper.ts";
+import { compactTable, headline, machineLine, markdownTable } from "../../../cli/bench/paper.ts";
 
 const rows = [
   { mode: "plain", nodes: 1, in_process: true, epoch_s: 0.1, status: "ok", quality: 0.2 },
@@ -22,4 +22,13 @@ Deno.test("bench:paper summary: one markdown row per bench row; the headline com
     "On 4 nodes lapse is 8x vs classic, 4x vs stale (epoch time ratio).",
   );
   assert.match(machineLine(), /UTC; .* cores, load average [\d.]+ [\d.]+ [\d.]+; Deno \d/);
+});
+
+Deno.test("bench:paper compact table: one line per task and mode, epoch time per node count", () => {
+  const t = compactTable({ mf: rows }).split("\n");
+  assert.match(t[0], /\| task \| mode \| epoch s, 4 nodes \| vs lapse \(4\) \|/);
+  assert.equal(t.length, 2 + 5);
+  assert.match(t[2], /^\| mf \| plain \(1 process\) \|/);
+  assert.match(t[3], /^\| mf \| classic \| 4 \| 8x \|/);
+  assert.match(t[6], /^\| mf \| classic_remote \| timeout \|/);
 });
