@@ -1119,8 +1119,11 @@ export class LapseNode {
       this.#log(`node ${this.self}: job ${job.id} dropped: the coordinator (node 0) is gone`);
       this.#teardown(job);
     } else if (job !== null) {
-      // Messages queued to that node may be lost: the job cannot be trusted to finish right.
+      // Messages queued to that node may be lost: the job cannot finish right. Node 0 is told
+      // (it aborts the job everywhere), and this node drops its part now, so that nothing of
+      // it runs on when the link comes back.
       this.#failJob(job, `lost node ${n} (${reason})`);
+      this.#teardown(job);
     }
   }
 
