@@ -6,6 +6,14 @@
  * thread, `summarize` runs on node 0 to turn the summed per-epoch numbers of all workers into
  * the metrics that are printed.
  *
+ * Writing the trained model (`lapse train --out PATH`): a task that can declares `model.out`
+ * (a string field with `path: true`) in its schema; `--out` sets it to an absolute path. After
+ * its last epoch (and the barrier after it, so every update is in), worker 0 pulls what it needs
+ * and writes it on its node (node 0's machine), each file to a temporary name in the same folder
+ * and then renamed, the file that marks a complete model last (mf: `tasks/mf_model.ts`, kge:
+ * `tasks/kge_out.ts`, w2v: `data/word_vectors.ts`; `.npy` helpers in `data/npy.ts`). When PATH is
+ * a folder after the job, `lapse train` adds `run.json` there: the config and the final metrics.
+ *
  * @module
  */
 import type { ParameterServer } from "./parameter_server.ts";

@@ -18,7 +18,7 @@
  */
 import type { JobConfig } from "../../core/types.ts";
 import { UsageError } from "../../core/errors.ts";
-import { task as mfTask } from "../../tasks/mf.ts";
+import { mfSettings, task as mfTask } from "../../tasks/mf.ts";
 import type { ClusterRun } from "./harness.ts";
 
 /** Options of {@linkcode runManualMf}. */
@@ -102,6 +102,15 @@ export async function runManualMf(config: JobConfig, opts: ManualMfOptions): Pro
     throw new UsageError(
       `the manual mode runs one worker per node process: workers_per_node must be 1, got ` +
         `${config.cluster.workers_per_node} (--workers 1)`,
+    );
+  }
+  // The hand-coded loop implements the plain <w, h> model by SGD (rows of `rank` floats, raw
+  // ratings): anything else would silently compare two different models.
+  const m = mfSettings(config);
+  if (m.biases || m.standardize || m.optimizer !== "sgd") {
+    throw new UsageError(
+      `the manual mode implements plain SGD on <w, h>: set model.biases=false, ` +
+        `model.standardize=false and model.optimizer=sgd (as tasks/mf.yaml does)`,
     );
   }
   const N = config.cluster.nodes;

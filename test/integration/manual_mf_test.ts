@@ -64,6 +64,14 @@ Deno.test("manual mf on 2 processes reaches the test RMSE of mf on 2 lapse nodes
   for (const w of manual.workers) assert.ok(w.train_s > 0, `breakdown ${JSON.stringify(w)}`);
 });
 
+Deno.test("manual mf refuses a model it does not implement (biases, standardize)", async () => {
+  const config = await loadConfigFromArgs(MF_YAML, [...SETS, "model.biases=true"], "2", "1");
+  await assert.rejects(
+    () => runManualMf(config, { timeout_s: TIMEOUT_S }),
+    (e: Error) => e instanceof UsageError && /model\.biases=false/.test(e.message),
+  );
+});
+
 Deno.test("manual mf refuses more than one worker per node, naming the flag", async () => {
   const config = await loadConfigFromArgs(MF_YAML, SETS, "2", "2");
   await assert.rejects(
