@@ -371,6 +371,9 @@ export class PsCore {
     const msg: ClockMessage = { t: Msg.CLOCK, job: this.#opts.job, worker, clock, idleAt };
     for (let n = 0; n < this.nodes; n++) if (n !== this.self) this.#opts.send(n, msg);
     this.#onClock(worker, clock, idleAt);
+    // Pulls this clock released may have been answered to other nodes: send them now, not
+    // with whatever message comes next (maybe none).
+    this.#outbox.flush();
   }
 
   /** Stale mode: the least clock every worker has flushed up to, as known here. */

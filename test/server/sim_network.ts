@@ -57,6 +57,8 @@ export interface SimOptions {
   schedSeed?: number;
   /** Keep every sent message in {@linkcode SimCluster.log}. */
   record?: boolean;
+  /** Stale mode: workers of the job over all nodes (default 1). */
+  workers?: number;
 }
 
 /** One message on the simulated network. */
@@ -73,6 +75,8 @@ export class Ticket {
   doneAt = -1;
   /** A copy of the pulled values (pull only). */
   vals: Float32Array | null = null;
+  /** Stale mode, pulls: the clock the values are fresh to. */
+  clock = -1;
   replies = 0;
   constructor(
     readonly kind: "pull" | "push" | "localize",
@@ -152,7 +156,8 @@ export class SimCluster {
         placement: opts.placement ?? "range",
         seed: opts.seed ?? 7,
         send: (to, msg) => this.#enqueue(self, to, msg),
-        reply: (worker, id, vals) => this.#reply(self, worker, id, vals),
+        reply: (worker, id, vals, clock) => this.#reply(self, worker, id, vals, clock),
+        workers: opts.workers,
       });
       core.createTables(opts.tables);
       this.cores.push(core);
@@ -311,7 +316,13 @@ export class SimCluster {
     return t;
   }
 
-  #reply(node: number, worker: number, id: number, vals: Float32Array | null): void {
+  #reply(
+    node: number,
+    worker: number,
+    id: number,
+    vals: Float32Array | null,
+    clock = -1,
+  ): void {
     const key = this.#ticketKey(node, worker, id);
     const t = this.#tickets.get(key);
     if (t === undefined) {
@@ -329,6 +340,7 @@ export class SimCluster {
       throw new Error(`sim: ${t.kind} ${key} answered with values`);
     }
     t.doneAt = this.now;
+    t.clock = clock;
     this.#tickets.delete(key);
     this.onReply?.(t);
   }
@@ -338,10 +350,18 @@ export class SimCluster {
     return this.#tickets.size;
   }
 
-  pull(node: number, worker: number, tb: number, keys: ArrayLike<number>): Ticket {
+  /** A pull; stale mode: fresh to clock `need`, by a worker past `barriers` barriers. */
+  pull(
+    node: number,
+    worker: number,
+    tb: number,
+    keys: ArrayLike<number>,
+    need = 0,
+    barriers = 0,
+  ): Ticket {
     const k = Uint32Array.from(keys);
     const t = this.#issue("pull", node, worker, tb, k);
-    this.cores[node].workerPull(worker, t.id, tb, k);
+    this.cores[node].workerPull(worker, t.id, tb, k, need, barriers);
     return t;
   }
 
