@@ -23,7 +23,7 @@ const COMMANDS: Record<
     run: async () => (await import("./predict.ts")).predict,
   },
   init: {
-    summary: "write a shipped task config (mf, pscheck) to a file to edit",
+    summary: "write a shipped task config (tasks/NAME.yaml: mf, mf_ratings, ...) to a file",
     run: async () => (await import("./init.ts")).init,
   },
   data: {

@@ -407,9 +407,10 @@ export function formatTable(
 /** The terminal's width (Deno.consoleSize), else $COLUMNS, else 80. */
 export function terminalColumns(): number {
   try {
-    return Deno.consoleSize().columns;
-  } catch {
-    const env = Number(Deno.env.get("COLUMNS"));
-    return Number.isInteger(env) && env > 0 ? env : 80;
-  }
+    // A pseudo-terminal without a size (e.g. under `script`) says 0.
+    const c = Deno.consoleSize().columns;
+    if (c > 0) return c;
+  } catch { /* not a terminal */ }
+  const env = Number(Deno.env.get("COLUMNS"));
+  return Number.isInteger(env) && env > 0 ? env : 80;
 }
