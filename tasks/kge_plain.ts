@@ -69,11 +69,12 @@ export async function runPlainKge(
       keys[1] = train.tails[t];
       for (let j = 2; j < SL; j++) keys[j] = rng.nextInt(data.entities);
       const r = train.rels[t];
+      // Copies by loops (no subarray views per key), like the PS's local pull.
       for (let sl = 0; sl < SL; sl++) {
-        const o = keys[sl] * ED;
-        ent.set(E.subarray(o, o + ED), sl * ED);
+        const o = keys[sl] * ED, d = sl * ED;
+        for (let f = 0; f < ED; f++) ent[d + f] = E[o + f];
       }
-      rel.set(R.subarray(r * RKD, r * RKD + RKD));
+      for (let f = 0, ro = r * RKD; f < RKD; f++) rel[f] = R[ro + f];
       loss += step.run(params);
       for (let sl = 0; sl < SL; sl++) {
         const o = keys[sl] * ED, d = sl * ED;
