@@ -122,6 +122,7 @@ export function helpText(spec: CommandSpec<any>): string {
  *
  * @example
  * ```ts
+ * import { HELP, parseCommandArgs } from "./args.ts";
  * const args = parseCommandArgs({
  *   name: "train",
  *   summary: "train a model",
@@ -131,9 +132,10 @@ export function helpText(spec: CommandSpec<any>): string {
  *     set: { type: "string", multiple: true, arg: "PATH=VALUE", doc: "override a config key" },
  *   },
  * }, Deno.args.slice(1));
- * if (args === HELP) return 0;
- * args.values.config; // string | undefined
- * args.values.set; // string[]
+ * if (args !== HELP) {
+ *   args.values.config; // string | undefined
+ *   args.values.set; // string[]
+ * }
  * ```
  */
 export function parseCommandArgs<const O extends Record<string, OptionSpec>>(

@@ -37,6 +37,8 @@ function stderrSink(): ErrorSink {
  *
  * @example
  * ```ts
+ * import { reportError } from "./errors.ts";
+ * import { UsageError } from "../core/errors.ts";
  * const status = reportError(new UsageError("unknown option --nodez"));
  * // stderr: "error: unknown option --nodez"; status === 2
  * ```
@@ -65,6 +67,8 @@ export function reportError(e: unknown, sink: ErrorSink = stderrSink()): number 
  *
  * @example
  * ```ts
+ * import { runMain } from "./errors.ts";
+ * const main = (args: string[]) => Promise.resolve(args.length === 0 ? 0 : 2);
  * if (import.meta.main) runMain(() => main(Deno.args));
  * ```
  */

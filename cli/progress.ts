@@ -160,6 +160,8 @@ export interface ProgressOptions {
  *
  * @example
  * ```ts
+ * import { EpochProgress, formatMetrics } from "./progress.ts";
+ * const metrics = { test_rmse: 0.25, epoch_s: 1.5 };
  * const p = new EpochProgress();
  * p.start(1, 2_500_000);
  * p.add(10_000); // ... as progress reports arrive

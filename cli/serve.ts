@@ -93,6 +93,7 @@ export async function serve(args: string[]): Promise<number> {
     stats: () => peers.stats(),
     isConnected: (n) => peers.isConnected(n),
     setPeerTimeout: (ms) => peers.setPeerTimeout(ms),
+    setFrameLimit: (bytes) => peers.setFrameLimit(bytes),
   };
   const node = new LapseNode({
     self,

@@ -10,6 +10,8 @@ import { type SharedTable, Table } from "../server/store.ts";
 import type { AccessCounters, Keys, ParameterServer, TableInfo } from "../core/parameter_server.ts";
 import type { ToServer, ToWorker } from "../server/worker_protocol.ts";
 import { CacheTable } from "./stale_cache.ts";
+import { BufferPool } from "../server/buffer_pool.ts";
+import { gatherRows, scatterRows } from "../server/rows.ts";
 
 export type { ToServer, ToWorker };
 
@@ -39,12 +41,6 @@ export interface StaleOptions {
 /** Most keys in one call; a larger batch is a RangeError (split it). */
 export const BATCH_KEYS_MAX_DEFAULT = 1_000_000;
 
-// Buffers of pull answers kept for reuse (see WorkerPs.#spareFor): at most this many and bytes.
-const SPARE_BUFFERS_MAX = 4;
-const SPARE_BYTES_MAX = 64 * 1024 * 1024;
-// Smaller requests are allocated fresh (cheap); only large buffers are worth circulating.
-const SPARE_BYTES_MIN = 64 * 1024;
-
 /** The {@linkcode ParameterServer} of one worker thread. */
 export class WorkerPs implements ParameterServer {
   readonly #tables: Table[];
@@ -62,8 +58,7 @@ export class WorkerPs implements ParameterServer {
    * buffers for later answers (PsCore.workerPull): the memory of large pulls and pushes
    * circulates instead of being allocated, page-faulted and collected per call.
    */
-  readonly #spares: ArrayBuffer[] = [];
-  #sparesBytes = 0;
+  readonly #spares = new BufferPool();
   #local = 0;
   #remote = 0;
   // Stale mode: this worker's clock, the caches (one per table), the node's flushed clock.
@@ -121,15 +116,8 @@ export class WorkerPs implements ParameterServer {
       this.#barrierClock = msg.clock ?? 0;
     } else if (p.out !== null) {
       // One bulk copy per run of consecutive positions (a remote-only call is one run).
-      const vals = msg.vals!, out = p.out, pos = p.pos!, dim = p.dim, n = pos.length;
-      let j = 0;
-      while (j < n) {
-        const first = pos[j];
-        let end = j + 1;
-        while (end < n && pos[end] === first + (end - j)) end++;
-        out.set(vals.subarray(j * dim, end * dim), first * dim);
-        j = end;
-      }
+      const vals = msg.vals!, pos = p.pos!;
+      scatterRows(vals, p.out, pos, 0, pos.length, p.dim);
       this.#keepSpare(vals.buffer);
     }
     p.resolve();
@@ -190,28 +178,12 @@ export class WorkerPs implements ParameterServer {
 
   /** Keeps an answer's buffer for a later request (bounded; small ones are not worth it). */
   #keepSpare(buf: ArrayBufferLike): void {
-    if (!(buf instanceof ArrayBuffer) || buf.byteLength < SPARE_BYTES_MIN) return;
-    const spares = this.#spares;
-    if (spares.includes(buf)) return;
-    spares.push(buf);
-    this.#sparesBytes += buf.byteLength;
-    spares.sort((a, b) => a.byteLength - b.byteLength);
-    while (spares.length > SPARE_BUFFERS_MAX || this.#sparesBytes > SPARE_BYTES_MAX) {
-      this.#sparesBytes -= spares.shift()!.byteLength;
-    }
+    this.#spares.give(buf);
   }
 
   /** The smallest spare buffer of at least `bytes` bytes (taken), or null. */
   #spareFor(bytes: number): ArrayBuffer | null {
-    if (bytes < SPARE_BYTES_MIN) return null;
-    const spares = this.#spares;
-    for (let i = 0; i < spares.length; i++) {
-      if (spares[i].byteLength < bytes) continue;
-      const buf = spares.splice(i, 1)[0];
-      this.#sparesBytes -= buf.byteLength;
-      return buf;
-    }
-    return null;
+    return this.#spares.take(bytes);
   }
 
   #missing(n: number): Uint32Array {
@@ -281,16 +253,9 @@ export class WorkerPs implements ParameterServer {
     const vals = spare === null
       ? new Float32Array(missing * dim)
       : new Float32Array(spare, 0, missing * dim);
+    for (let j = 0; j < missing; j++) remoteKeys[j] = keys[miss[j]];
     // One bulk copy per run of consecutive missing keys (a remote-only call is one run).
-    let j = 0;
-    while (j < missing) {
-      const first = miss[j];
-      let end = j + 1;
-      while (end < missing && miss[end] === first + (end - j)) end++;
-      for (let r = j; r < end; r++) remoteKeys[r] = keys[miss[r]];
-      vals.set(deltas.subarray(first * dim, (first + end - j) * dim), j * dim);
-      j = end;
-    }
+    gatherRows(deltas, vals, miss, 0, missing, dim);
     const id = this.#nextId++;
     return this.#request(
       { op: "push", id, tb: table, keys: remoteKeys, vals },

@@ -70,6 +70,8 @@ const CLUSTER_SCHEMA: FieldSchema = {
  *
  * @example
  * ```ts
+ * import { loadClusterFile } from "./cluster_file.ts";
+ * import { formatHostPort } from "../core/host_port.ts";
  * const cluster = await loadClusterFile("cluster.yaml");
  * console.log(cluster.nodes.map(formatHostPort), cluster.workers_per_node);
  * ```
@@ -198,6 +200,8 @@ export interface TokenSource {
  *
  * @example
  * ```ts
+ * import { readToken } from "./cluster_file.ts";
+ * const flags: Record<string, string | undefined> = { "token-file": "lapse.token" };
  * const token = await readToken({ tokenFile: flags["token-file"], env: Deno.env });
  * ```
  */

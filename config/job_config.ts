@@ -16,7 +16,7 @@ import { Checker, describe } from "./schema.ts";
 
 /** The generic sections of every job config (besides the task's `data` and `model`). */
 export const GENERIC_FIELDS: Readonly<Record<string, FieldSchema>> = {
-  task: { type: "string", required: true, doc: "the task to run: mf, kge or w2v" },
+  task: { type: "string", required: true, doc: "the task to run (e.g. mf, kge, w2v, pscheck)" },
   seed: { type: "integer", default: 1, min: 0, doc: "seed of all randomness of the job" },
   cluster: {
     type: "object",
@@ -135,7 +135,9 @@ export const GENERIC_FIELDS: Readonly<Record<string, FieldSchema>> = {
  *
  * @example
  * ```ts
- * const cfg = validateJobConfig({ task: "mf", model: { lr: 0.1 } }, mfSchema);
+ * import { validateJobConfig } from "./job_config.ts";
+ * import { task } from "../tasks/mf.ts";
+ * const cfg = validateJobConfig({ task: "mf", model: { lr: 0.1 } }, task.schema);
  * cfg.cluster.nodes; // 2 (the default)
  * cfg.ps.placement; // "range"
  * ```

@@ -356,6 +356,8 @@ export class Checker {
  *
  * @example
  * ```ts
+ * import { validateValue } from "./schema.ts";
+ * import { parseYamlWithLines } from "./yaml.ts";
  * const parsed = parseYamlWithLines("workers_per_node: 2\n", "cluster.yaml");
  * const v = validateValue(parsed.value, {
  *   type: "object",

@@ -1,5 +1,6 @@
 /**
- * The contract between a task (mf, kge, w2v) and the system.
+ * The contract between a task (mf, kge, w2v, pscheck, ...: tasks/registry.ts lists them) and
+ * the system.
  *
  * A task module exports a {@linkcode TaskDefinition} as `task`. The driver and every node
  * import it: `tables` runs everywhere (it must be deterministic), `run` runs on every worker

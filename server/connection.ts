@@ -154,8 +154,8 @@ export interface ConnectionOptions {
 export class Connection {
   /** How log lines name the peer. */
   readonly name: string;
-  /** Largest frame body accepted and sent, in bytes. */
-  readonly frame_bytes_max: number;
+  /** The limit of frame bodies accepted and sent (see the accessor). */
+  #frameBytesMax: number;
   /** Largest number of bytes queued for sending. */
   readonly queue_bytes_max: number;
   /**
@@ -214,11 +214,11 @@ export class Connection {
   constructor(conn: Deno.Conn, options: ConnectionOptions) {
     this.#conn = conn;
     this.name = options.name;
-    this.frame_bytes_max = options.frame_bytes_max ?? options.decoder?.frame_bytes_max ??
+    this.#frameBytesMax = options.frame_bytes_max ?? options.decoder?.frame_bytes_max ??
       FRAME_BYTES_MAX_DEFAULT;
     this.queue_bytes_max = options.queue_bytes_max ?? QUEUE_BYTES_MAX_DEFAULT;
-    this.#decoder = options.decoder ?? new FrameDecoder(this.frame_bytes_max);
-    this.#decoder.frame_bytes_max = this.frame_bytes_max;
+    this.#decoder = options.decoder ?? new FrameDecoder(this.#frameBytesMax);
+    this.#decoder.frame_bytes_max = this.#frameBytesMax;
     // Bodies handed out before (the handshake's) are no longer used by anyone.
     this.#decoder.reuse = options.reuse_receive_buffer ?? true;
     this.bytes_received = this.#decoder.buffered_bytes;
@@ -231,6 +231,19 @@ export class Connection {
     this.closed = new Promise((resolve) => this.#resolve_closed = resolve);
     // Small messages must go out at once: latency of small pulls matters more than packets.
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+  }
+
+  /**
+   * Largest frame body accepted and sent, in bytes. Settable: a node applies the running job's
+   * `ps.max_frame_bytes` to its node connections (both sides of every link use the same job
+   * config, so both apply the same limit).
+   */
+  get frame_bytes_max(): number {
+    return this.#frameBytesMax;
+  }
+  set frame_bytes_max(bytes: number) {
+    this.#decoder.frame_bytes_max = bytes; // checks the range
+    this.#frameBytesMax = bytes;
   }
 
   /** True once close() or abort() was called or the peer went away. */
@@ -317,8 +330,9 @@ export class Connection {
     const body_bytes = frame_bytes - FRAME_HEADER_BYTES;
     if (body_bytes > this.frame_bytes_max) {
       throw new RangeError(
-        `cannot send ${body_bytes} bytes to ${this.name}: above frame_bytes_max=` +
-          `${this.frame_bytes_max} (split the batch, or raise the limit on every node)`,
+        `cannot send ${body_bytes} bytes to ${this.name}: above the frame limit of ` +
+          `${this.#frameBytesMax} bytes (ps.max_frame_bytes between nodes: split the batch, or ` +
+          `raise the limit)`,
       );
     }
     if (this.#queued_bytes + frame_bytes > this.queue_bytes_max) {

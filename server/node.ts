@@ -56,6 +56,11 @@ export interface NodeTransport {
    * job's `ps.peer_timeout_ms`; see server/peers.ts). Optional: in-memory transports lack it.
    */
   setPeerTimeout?(ms: number): void;
+  /**
+   * Sets the largest frame between nodes (the running job's `ps.max_frame_bytes`; without an
+   * argument: back to the node's own limit). Optional: in-memory transports lack it.
+   */
+  setFrameLimit?(bytes?: number): void;
 }
 
 /**
@@ -294,8 +299,13 @@ export class LapseNode {
     try {
       this.#transport.send(0, msg);
     } catch (e) {
-      // Node 0 is gone: the job ends through onPeerLost.
+      // Node 0 is gone (the job ends through onPeerLost), or the message is above the frame
+      // limit (ps.max_frame_bytes) or the send queue's: then the job cannot go on.
       this.#log(`node ${this.self}: cannot send to node 0: ${(e as Error).message}`);
+      const job = this.#job;
+      if (e instanceof RangeError && job !== null && msg.job === job.id) {
+        this.#failJob(job, (e as Error).message);
+      }
     }
   }
 
@@ -743,6 +753,8 @@ export class LapseNode {
     try {
       const timeoutMs = config.ps.peer_timeout_ms ?? PEER_TIMEOUT_FALLBACK_MS;
       this.#transport.setPeerTimeout?.(timeoutMs);
+      // Every node applies the job's frame limit (the job config is the same everywhere).
+      this.#transport.setFrameLimit?.(config.ps.max_frame_bytes);
       const task = await this.#loadTask(config.task);
       if (this.#dataDirs !== undefined) {
         checkDataPaths(config, task.schema, this.#dataDirs, this.self);
@@ -781,6 +793,7 @@ export class LapseNode {
         reply: (worker, id, vals, clock) =>
           this.#replyWorker(nodeJob, worker, { op: "reply", id, vals, clock }),
         workers: this.nodes * config.cluster.workers_per_node,
+        frameBytesMax: config.ps.max_frame_bytes,
         malformed: (from, reason) => {
           this.#dropped.malformed++;
           this.#dropLog.log(() => `node ${this.self}: dropped from node ${from} a ${reason}`);
@@ -1099,6 +1112,7 @@ export class LapseNode {
     if (this.#job === job) {
       this.#job = null;
       this.#transport.setPeerTimeout?.(PEER_TIMEOUT_FALLBACK_MS);
+      this.#transport.setFrameLimit?.();
     }
   }
 

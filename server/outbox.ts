@@ -55,14 +55,26 @@ export class Outbox {
   readonly #self: number;
   readonly #job: number;
   readonly #send: SendFn;
+  readonly #splitBytes: number;
   // buckets[typeIndex][node]
   readonly #buckets: Bucket[][];
   readonly #dirty: Bucket[] = [];
 
-  /** `job` is the id every message carries (job isolation: see messages.ts). */
-  constructor(self: number, nodes: number, job: number, send: SendFn) {
+  /**
+   * `job` is the id every message carries (job isolation: see messages.ts); a batch is sent
+   * once it reaches `splitBytes` (default {@linkcode MESSAGE_BYTES_SPLIT}; smaller under a small
+   * `ps.max_frame_bytes`).
+   */
+  constructor(
+    self: number,
+    nodes: number,
+    job: number,
+    send: SendFn,
+    splitBytes = MESSAGE_BYTES_SPLIT,
+  ) {
     this.#self = self;
     this.#job = job;
+    this.#splitBytes = splitBytes;
     this.#send = send;
     this.#buckets = TYPES.map(() => Array.from({ length: nodes }, () => new Bucket()));
   }
@@ -73,7 +85,7 @@ export class Outbox {
     if (
       b.count > 0 &&
       (b.tb !== tb || b.origin !== origin || b.need !== need || b.barriers !== bar ||
-        b.bytes >= MESSAGE_BYTES_SPLIT)
+        b.bytes >= this.#splitBytes)
     ) {
       this.#flushBucket(type, b);
     }

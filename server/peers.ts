@@ -131,7 +131,9 @@ export class Peers {
   addresses: string[];
 
   readonly #options: PeersOptions;
-  readonly #frame_bytes_max: number;
+  #frame_bytes_max: number;
+  /** The limit this node was started with (restored between jobs). */
+  readonly #frameBytesMaxBase: number;
   readonly #handshake_timeout_ms: number;
   readonly #log: (line: string) => void;
   /** Pending-handshake caps, wrong-token delays, rate-limited refusal log. */
@@ -180,6 +182,7 @@ export class Peers {
     this.self = options.self;
     this.addresses = options.addresses;
     this.#frame_bytes_max = options.frame_bytes_max ?? FRAME_BYTES_MAX_DEFAULT;
+    this.#frameBytesMaxBase = this.#frame_bytes_max;
     this.#handshake_timeout_ms = options.handshake_timeout_ms ??
       Math.min(HANDSHAKE_TIMEOUT_MS_DEFAULT, options.connect_timeout_ms);
     const log = options.log ??
@@ -205,6 +208,17 @@ export class Peers {
   /** Same as setting `peer_timeout_ms` (the node's transport interface). */
   setPeerTimeout(ms: number): void {
     this.peer_timeout_ms = ms;
+  }
+
+  /**
+   * Sets the largest frame body sent to and accepted from other nodes, on every node
+   * connection and on later ones (a running job's `ps.max_frame_bytes`); without an argument,
+   * back to the limit the node was started with. Drivers keep their own limit.
+   */
+  setFrameLimit(bytes?: number): void {
+    const limit = bytes ?? this.#frameBytesMaxBase;
+    this.#frame_bytes_max = limit;
+    for (const c of this.#nodes) if (c) c.frame_bytes_max = limit;
   }
 
   /** The address the listener is bound to (after listen()). */
@@ -328,11 +342,6 @@ export class Peers {
    */
   send(node: number, msg: Message): void {
     this.#connectionTo(node).send(msg);
-  }
-
-  /** Sends a frame made once by `encodeFrame` (broadcasts); see {@linkcode Connection.sendFrame}. */
-  sendFrame(node: number, frame: Uint8Array): void {
-    this.#connectionTo(node).sendFrame(frame);
   }
 
   /** The connection to a node, if open. */

@@ -27,18 +27,13 @@ import {
   type PushReplyMessage,
   type TransferMessage,
 } from "./messages.ts";
-import { Outbox, type SendFn } from "./outbox.ts";
+import { MESSAGE_BYTES_SPLIT, Outbox, type SendFn } from "./outbox.ts";
 import { Placement } from "./placement.ts";
+import { BufferPool } from "./buffer_pool.ts";
 import { scatterRows } from "./rows.ts";
 import { initValue, type SharedTable, Table } from "./store.ts";
 
 const PULL = 0, PUSH = 1, LOCALIZE = 2;
-
-// Recycling of request memory (see PsCore.workerPull): buffers of worker requests at least this
-// large are kept, at most this many and this many bytes, to answer later pulls in.
-const RECYCLE_BYTES_MIN = 64 * 1024;
-const RECYCLE_BUFFERS_MAX = 4;
-const RECYCLE_BYTES_MAX = 64 * 1024 * 1024;
 
 /** A request of one of this node's workers, waiting for its keys. */
 interface Request {
@@ -116,6 +111,11 @@ export interface PsCoreOptions {
   /** Stale mode: the number of workers of the job (all nodes); default 1. */
   workers?: number;
   /**
+   * The job's frame limit (`ps.max_frame_bytes`): batches are sent in parts of at most about
+   * half of it (and at most MESSAGE_BYTES_SPLIT). Default: no limit below that.
+   */
+  frameBytesMax?: number;
+  /**
    * A message of node `from` that passed {@linkcode validateMessage} but does not fit this
    * core's state (an answer for an unknown request, a position beyond its request, a key that
    * was not asked for). The entry was dropped; the job cannot be trusted any more. Default:
@@ -146,8 +146,7 @@ export class PsCore {
   readonly #requests = new Map<number, Request>();
   readonly #spare: Transfer[] = [];
   /** Buffers of finished worker requests, to answer pulls in (smallest first). */
-  readonly #buffers: ArrayBuffer[] = [];
-  #buffersBytes = 0;
+  readonly #buffers = new BufferPool();
   #nextRid = 1;
   // Stale mode (bounded staleness). Every node keeps the clock up to which each worker of the
   // job has flushed its pushes (a CLOCK message from the worker's node, sent after the pushes:
@@ -174,7 +173,13 @@ export class PsCore {
     this.self = opts.self;
     this.nodes = opts.nodes;
     this.mode = opts.mode;
-    this.#outbox = new Outbox(opts.self, opts.nodes, opts.job, opts.send);
+    this.#outbox = new Outbox(
+      opts.self,
+      opts.nodes,
+      opts.job,
+      opts.send,
+      Math.min(MESSAGE_BYTES_SPLIT, Math.floor((opts.frameBytesMax ?? Infinity) / 2)),
+    );
     this.#flushed = new Int32Array(Math.max(1, opts.workers ?? 1));
     this.#idle = new Uint8Array(this.#flushed.length);
     this.#idleAt = new Int32Array(this.#flushed.length);
@@ -247,33 +252,13 @@ export class PsCore {
    * the answer leaves this thread with the reply, so it cannot simply be kept.
    */
   #answerArray(floats: number): Float32Array {
-    const bytes = floats * 4, buffers = this.#buffers;
-    if (bytes >= RECYCLE_BYTES_MIN) {
-      for (let i = 0; i < buffers.length; i++) {
-        const buf = buffers[i];
-        if (buf.byteLength < bytes) continue;
-        buffers.splice(i, 1);
-        this.#buffersBytes -= buf.byteLength;
-        return new Float32Array(buf, 0, floats);
-      }
-    }
-    return new Float32Array(floats);
+    const buf = this.#buffers.take(floats * 4);
+    return buf === null ? new Float32Array(floats) : new Float32Array(buf, 0, floats);
   }
 
   /** Keeps the buffer of a consumed request array for later answers (see workerPull). */
   #recycle(array: ArrayBufferView): void {
-    const buf = array.buffer;
-    if (!(buf instanceof ArrayBuffer) || buf.byteLength < RECYCLE_BYTES_MIN) return;
-    if (buf.resizable || buf.detached) return;
-    const buffers = this.#buffers;
-    if (buffers.includes(buf)) return; // a caller that broke the contract; do not hand out twice
-    buffers.push(buf);
-    this.#buffersBytes += buf.byteLength;
-    buffers.sort((a, b) => a.byteLength - b.byteLength);
-    // Over the limits: drop the smallest (least useful) first.
-    while (buffers.length > RECYCLE_BUFFERS_MAX || this.#buffersBytes > RECYCLE_BYTES_MAX) {
-      this.#buffersBytes -= buffers.shift()!.byteLength;
-    }
+    this.#buffers.give(array.buffer);
   }
 
   /** Counts `n` keys of request `rid` as done; answers the worker when all are. */
