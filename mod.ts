@@ -16,7 +16,7 @@
  * const summary = await launchJob(config, {
  *   events: { onEpoch: (epoch, m) => console.log(epoch, m.test_rmse, m.local_fraction) },
  * });
- * console.log(`done in ${summary.wall_s.toFixed(1)}s`);
+ * console.log(`done in ${summary.wallSeconds.toFixed(1)}s`);
  * ```
  *
  * @example A task's training loop (see tasks/mf.ts for a whole one)

@@ -109,7 +109,7 @@ export async function serve(args: string[]): Promise<number> {
     addresses: cluster.nodes.map(formatHostPort),
     token,
     listen,
-    connect_timeout_ms: cluster.connect_timeout_ms,
+    connectTimeoutMs: cluster.connect_timeout_ms,
     messageName: msgName,
     onNodeClose: (n, reason) => node.onPeerLost(n, reason),
     onNodeOpen: (n) => node.onPeerJoined(n),

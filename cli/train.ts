@@ -289,7 +289,7 @@ export async function train(args: string[]): Promise<number> {
         },
       },
     });
-    console.log(`done in ${formatDuration(summary.wall_s)}`);
+    console.log(`done in ${formatDuration(summary.wallSeconds)}`);
     status = "done";
     const out = config.model.out;
     if (typeof out === "string" && (await Deno.stat(out).catch(() => null))?.isDirectory) {
@@ -300,7 +300,7 @@ export async function train(args: string[]): Promise<number> {
           {
             task: config.task,
             finished_at: new Date().toISOString(),
-            wall_s: summary.wall_s,
+            wall_s: summary.wallSeconds,
             epochs: epoch,
             metrics: lastMetrics,
             config,

@@ -76,7 +76,7 @@ export class WorkerPs implements ParameterServer {
     tables: SharedTable[],
     mode: PsMode,
     post: (msg: ToServer, transfer?: Transferable[]) => void,
-    batch_keys_max = BATCH_KEYS_MAX_DEFAULT,
+    batchKeysMax = BATCH_KEYS_MAX_DEFAULT,
     stale?: StaleOptions,
   ) {
     this.#tables = tables.map((t) => Table.attach(t));
@@ -86,7 +86,7 @@ export class WorkerPs implements ParameterServer {
     this.#post = post;
     this.#localAccess = mode !== "classic_remote";
     this.#localize = mode === "lapse";
-    this.#batchMax = batch_keys_max;
+    this.#batchMax = batchKeysMax;
     if (mode === "stale") {
       if (stale === undefined) throw new TypeError("ps.mode stale needs the staleness settings");
       this.#caches = this.#tables.map((t) => new CacheTable(t.keys, t.dim));

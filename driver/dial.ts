@@ -15,7 +15,7 @@ import {
 } from "../server/peers.ts";
 
 /**
- * Connects the driver to a node (normally node 0), retrying until `timeout_ms` while the node
+ * Connects the driver to a node (normally node 0), retrying until `timeoutMs` while the node
  * is still starting. The returned connection is not started: set `onMessage`, then `start()`.
  *
  * @throws {Error} when the node rejects our token, or nothing answers in time.
@@ -23,22 +23,22 @@ import {
 export async function dialDriver(
   address: string,
   token: string,
-  timeout_ms: number,
+  timeoutMs: number,
   options: Partial<Omit<ConnectionOptions, "decoder">> = {},
 ): Promise<Connection> {
   const { host: hostname, port } = parseAddress(address);
-  const deadline = Date.now() + timeout_ms;
-  let backoff_ms = DIAL_BACKOFF_MS_MIN;
-  let last_error = "";
+  const deadline = Date.now() + timeoutMs;
+  let backoffMs = DIAL_BACKOFF_MS_MIN;
+  let lastError = "";
   const hint = "(check --token-file / LAPSE_TOKEN)";
   while (Date.now() < deadline) {
     let conn: Deno.TcpConn;
     try {
       conn = await Deno.connect({ hostname, port });
     } catch (err) {
-      last_error = connectErrorText(err);
-      await sleep(Math.min(backoff_ms, Math.max(0, deadline - Date.now())));
-      backoff_ms = Math.min(2 * backoff_ms, DIAL_BACKOFF_MS_MAX);
+      lastError = connectErrorText(err);
+      await sleep(Math.min(backoffMs, Math.max(0, deadline - Date.now())));
+      backoffMs = Math.min(2 * backoffMs, DIAL_BACKOFF_MS_MAX);
       continue;
     }
     try {
@@ -47,7 +47,7 @@ export async function dialDriver(
         token,
         { role: "driver" },
         Math.max(1, deadline - Date.now()),
-        { frame_bytes_max: options.frame_bytes_max },
+        { frameBytesMax: options.frameBytesMax },
       );
       const name = result.peer ? `${describeWho(result.peer)} (${address})` : address;
       return new Connection(conn, {
@@ -66,11 +66,11 @@ export async function dialDriver(
       if (err.kind === "refused" || err.kind === "protocol") {
         throw userError(`the lapse node at ${address}: ${err.message}`, { cause: err });
       }
-      last_error = err.message;
+      lastError = err.message;
     }
   }
   throw userError(
-    `no lapse node answered at ${address} within ${timeout_ms} ms` +
-      (last_error ? ` (last error: ${last_error})` : "") + "; is `lapse serve` running there?",
+    `no lapse node answered at ${address} within ${timeoutMs} ms` +
+      (lastError ? ` (last error: ${lastError})` : "") + "; is `lapse serve` running there?",
   );
 }

@@ -18,16 +18,18 @@ import { HEARTBEAT_TYPE, PEER_TIMEOUT_MS_DEFAULT } from "../server/peers.ts";
 /** What a job reports while it runs. */
 export interface JobEvents {
   onInfo?(info: { job: number; nodes: number; workers: number }): void;
-  onProgress?(points: number, epoch_points: number): void;
+  onProgress?(points: number, epochPoints: number): void;
   onEpoch?(epoch: number, metrics: Record<string, number>): void;
   onLog?(node: number, message: string): void;
 }
 
 /** The end of a job: wall time and per-node statistics. */
 export interface JobSummary {
-  wall_s: number;
-  /** From the start of the worker threads to the job's first barrier (data loading). */
-  load_s: number;
+  /** Seconds from the start of the worker threads to the job's end. */
+  wallSeconds: number;
+  /** Seconds from the start of the worker threads to the job's first barrier (data loading). */
+  loadSeconds: number;
+  /** Each node's statistics, by node id (names as in reports: `pending_requests`, ...). */
   nodes: Record<string, number>[];
 }
 
@@ -58,12 +60,12 @@ export async function runJob(
   token: string,
   config: JobConfig,
   events: JobEvents = {},
-  connect_timeout_ms = 30_000,
+  connectTimeoutMs = 30_000,
   signal?: AbortSignal,
 ): Promise<JobSummary> {
   const stopped = () => new JobError(`stopped by the driver: ${signal?.reason ?? "aborted"}`, 0);
   if (signal?.aborted) throw stopped();
-  const conn = await dialDriver(address, token, connect_timeout_ms);
+  const conn = await dialDriver(address, token, connectTimeoutMs);
   let onAbort = () => {};
   let watchdog: ReturnType<typeof setInterval> | undefined;
   try {
@@ -72,27 +74,27 @@ export async function runJob(
       // Node 0 sends heartbeats (server/peers.ts): silence for ps.peer_timeout_ms means it is
       // stopped, hung or cut off, and the job fails instead of waiting forever. A late timer
       // (this process was stalled) judges nobody.
-      const silence_ms = config.ps?.peer_timeout_ms ?? PEER_TIMEOUT_MS_DEFAULT;
+      const silenceMs = config.ps?.peer_timeout_ms ?? PEER_TIMEOUT_MS_DEFAULT;
       let seen = -1, heardAt = performance.now(), lastTick = heardAt;
       watchdog = setInterval(() => {
         const now = performance.now();
-        const stalled = now - lastTick > silence_ms / 2;
+        const stalled = now - lastTick > silenceMs / 2;
         lastTick = now;
-        if (stalled || conn.messages_received !== seen) {
-          seen = conn.messages_received;
+        if (stalled || conn.messagesReceived !== seen) {
+          seen = conn.messagesReceived;
           heardAt = now;
-        } else if (now - heardAt > silence_ms && !ended) {
+        } else if (now - heardAt > silenceMs && !ended) {
           ended = true;
           reject(
             new JobError(
               `node 0 (${address}) sent nothing for ${Math.round(now - heardAt)} ms ` +
-                `(ps.peer_timeout_ms=${silence_ms}): it is stopped, hung or cut off`,
+                `(ps.peer_timeout_ms=${silenceMs}): it is stopped, hung or cut off`,
               0,
             ),
           );
           conn.abort("node 0 is silent");
         }
-      }, Math.min(1000, Math.floor(silence_ms / 4)));
+      }, Math.min(1000, Math.floor(silenceMs / 4)));
       // Giving up on a job closes the connection: node 0 then aborts it on every node.
       onAbort = () => {
         if (ended) return;
@@ -129,8 +131,8 @@ export async function runJob(
           case Msg.JOB_DONE:
             ended = true;
             resolve({
-              wall_s: msg.wallSeconds,
-              load_s: msg.loadSeconds,
+              wallSeconds: msg.wallSeconds,
+              loadSeconds: msg.loadSeconds,
               nodes: msg.nodeStats.map(fromNamed),
             });
             break;

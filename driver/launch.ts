@@ -69,7 +69,7 @@ export async function launchJob(config: JobConfig, opts: LaunchOptions = {}): Pr
   const showLine = opts.onNodeLine ?? ((n: number, l: string) => console.error(`node ${n} | ${l}`));
   const local = await startLocalCluster({
     nodes: config.cluster.nodes,
-    workers_per_node: config.cluster.workers_per_node,
+    workersPerNode: config.cluster.workers_per_node,
     // After Ctrl-C the nodes' lines (lost connections, stopping) are noise: one line says it.
     onLine: (n, l) => {
       if (!interrupted) showLine(n, l);

@@ -81,10 +81,10 @@ export interface LocalCluster {
 /** Options of {@linkcode startLocalCluster}. */
 export interface LocalClusterOptions {
   nodes: number;
-  workers_per_node: number;
+  workersPerNode: number;
   /** Receives every line a node prints (prefixed with its id). Default: stderr. */
   onLine?: (node: number, line: string) => void;
-  connect_timeout_ms?: number;
+  connectTimeoutMs?: number;
   /**
    * The nodes' `--data-dir`s: the directories jobs may read files from (default: the nodes'
    * working directory, which is ours).
@@ -156,7 +156,7 @@ async function pipeLines(
 
 /** Starts `nodes` node processes on 127.0.0.1 and returns when they were spawned. */
 export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
-  const { nodes, workers_per_node } = opts;
+  const { nodes, workersPerNode } = opts;
   const onLine = opts.onLine ?? ((node, line) => console.error(`node ${node} | ${line}`));
   const token = randomToken();
   await removeStaleLocalDirs();
@@ -170,8 +170,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     clusterFile,
     `# written by lapse train for its embedded local cluster\nnodes:\n${
       addresses.map((a) => `  - "${a}"`).join("\n")
-    }\nworkers_per_node: ${workers_per_node}\nconnect_timeout_ms: ${
-      opts.connect_timeout_ms ?? 30000
+    }\nworkers_per_node: ${workersPerNode}\nconnect_timeout_ms: ${
+      opts.connectTimeoutMs ?? 30000
     }\n`,
   );
   const tokenFile = `${dir}/token`;

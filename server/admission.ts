@@ -4,11 +4,11 @@
  *
  * - **Pending handshakes** are capped per remote address and in total; a connection above a
  *   cap is closed at once, before anything is read from it (a handshake frame is at most
- *   4 KiB, so the pending ones cost at most `pending_max` small buffers).
+ *   4 KiB, so the pending ones cost at most `pendingMax` small buffers).
  * - **Wrong tokens** are answered late: each failure of an address within
- *   `failure_memory_ms` doubles the delay before its next REJECT (up to `failure_delay_ms_max`),
+ *   `failureMemoryMs` doubles the delay before its next REJECT (up to `failureDelayMsMax`),
  *   so with the per-address cap an address can try at most
- *   `pending_max_per_address / failure_delay_ms_max` tokens per second.
+ *   `pendingMaxPerAddress / failureDelayMsMax` tokens per second.
  * - **Log lines** about refused connections are rate-limited: the first refusal of an interval
  *   is logged in full, the rest of that interval are summed up in one line at its end.
  *
@@ -18,68 +18,68 @@
 /** Options of {@linkcode Admission}; every field has a default. */
 export interface AdmissionOptions {
   /** Most connections in their handshake at once, from all addresses. */
-  pending_max?: number;
+  pendingMax?: number;
   /** Most connections in their handshake at once from one remote address (host). */
-  pending_max_per_address?: number;
+  pendingMaxPerAddress?: number;
   /** Delay before the REJECT of the first wrong token of an address, in ms. */
-  failure_delay_ms_min?: number;
+  failureDelayMsMin?: number;
   /** Largest delay before a REJECT, in ms. */
-  failure_delay_ms_max?: number;
+  failureDelayMsMax?: number;
   /** How long an address's failures count against it, in ms. */
-  failure_memory_ms?: number;
+  failureMemoryMs?: number;
   /** Most addresses whose failures are remembered (the oldest are forgotten first). */
-  addresses_max?: number;
+  addressesMax?: number;
   /** Refusals after the first are summed up in one line per this interval, in ms. */
-  log_interval_ms?: number;
+  logIntervalMs?: number;
   /** Where log lines go. */
   log: (line: string) => void;
 }
 
 /** Defaults of {@linkcode AdmissionOptions}. */
 export const ADMISSION_DEFAULTS = {
-  pending_max: 256,
-  pending_max_per_address: 64,
-  failure_delay_ms_min: 100,
-  failure_delay_ms_max: 2000,
-  failure_memory_ms: 60_000,
-  addresses_max: 4096,
-  log_interval_ms: 10_000,
+  pendingMax: 256,
+  pendingMaxPerAddress: 64,
+  failureDelayMsMin: 100,
+  failureDelayMsMax: 2000,
+  failureMemoryMs: 60_000,
+  addressesMax: 4096,
+  logIntervalMs: 10_000,
 } as const;
 
 interface Failures {
   count: number;
-  last_ms: number;
+  lastMs: number;
 }
 
 /** Per-node admission control of unauthenticated connections (see the module doc). */
 export class Admission {
-  readonly pending_max: number;
-  readonly pending_max_per_address: number;
+  readonly pendingMax: number;
+  readonly pendingMaxPerAddress: number;
   readonly #o: Required<AdmissionOptions>;
   readonly #pending = new Map<string, number>();
-  #pending_total = 0;
+  #pendingTotal = 0;
   /** Remembered failures by address; Map order is the order of their last failure. */
   readonly #failures = new Map<string, Failures>();
   /** Refusals not logged yet in this interval, and the last one's text. */
   #suppressed = 0;
-  #suppressed_addresses = new Set<string>();
-  #last_suppressed = "";
+  #suppressedAddresses = new Set<string>();
+  #lastSuppressed = "";
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   /** Connections closed at once because a cap was reached (for tests and diagnostics). */
-  over_cap = 0;
+  overCap = 0;
   /** Handshakes that failed (any reason). */
   failed = 0;
 
   constructor(options: AdmissionOptions) {
     this.#o = { ...ADMISSION_DEFAULTS, ...options };
-    this.pending_max = this.#o.pending_max;
-    this.pending_max_per_address = this.#o.pending_max_per_address;
+    this.pendingMax = this.#o.pendingMax;
+    this.pendingMaxPerAddress = this.#o.pendingMaxPerAddress;
   }
 
   /** Connections in their handshake now. */
   get pending(): number {
-    return this.#pending_total;
+    return this.#pendingTotal;
   }
 
   /**
@@ -89,16 +89,16 @@ export class Admission {
    */
   enter(host: string): boolean {
     const mine = this.#pending.get(host) ?? 0;
-    if (this.#pending_total >= this.pending_max || mine >= this.pending_max_per_address) {
-      this.over_cap++;
-      const which = mine >= this.pending_max_per_address
-        ? `${mine} handshakes from ${host} pending (pending_max_per_address=${this.pending_max_per_address})`
-        : `${this.#pending_total} handshakes pending (pending_max=${this.pending_max})`;
+    if (this.#pendingTotal >= this.pendingMax || mine >= this.pendingMaxPerAddress) {
+      this.overCap++;
+      const which = mine >= this.pendingMaxPerAddress
+        ? `${mine} handshakes from ${host} pending (pendingMaxPerAddress=${this.pendingMaxPerAddress})`
+        : `${this.#pendingTotal} handshakes pending (pendingMax=${this.pendingMax})`;
       this.refused(host, `closed a connection from ${host} at once: ${which}`);
       return false;
     }
     this.#pending.set(host, mine + 1);
-    this.#pending_total++;
+    this.#pendingTotal++;
     return true;
   }
 
@@ -107,24 +107,24 @@ export class Admission {
     const mine = this.#pending.get(host) ?? 0;
     if (mine <= 1) this.#pending.delete(host);
     else this.#pending.set(host, mine - 1);
-    this.#pending_total--;
+    this.#pendingTotal--;
   }
 
   /**
    * Records a wrong token from `host` and returns how long to wait before answering it: the
-   * delay doubles with every failure of that address within failure_memory_ms.
+   * delay doubles with every failure of that address within failureMemoryMs.
    */
-  wrongToken(host: string, now_ms = Date.now()): number {
+  wrongToken(host: string, nowMs = Date.now()): number {
     let f = this.#failures.get(host);
-    if (f !== undefined && now_ms - f.last_ms > this.#o.failure_memory_ms) f = undefined;
+    if (f !== undefined && nowMs - f.lastMs > this.#o.failureMemoryMs) f = undefined;
     this.#failures.delete(host); // re-inserted last: Map order is by last failure
-    f = { count: (f?.count ?? 0) + 1, last_ms: now_ms };
+    f = { count: (f?.count ?? 0) + 1, lastMs: nowMs };
     this.#failures.set(host, f);
-    while (this.#failures.size > this.#o.addresses_max) {
+    while (this.#failures.size > this.#o.addressesMax) {
       this.#failures.delete(this.#failures.keys().next().value!);
     }
-    const delay = this.#o.failure_delay_ms_min * 2 ** Math.min(f.count - 1, 30);
-    return Math.min(delay, this.#o.failure_delay_ms_max);
+    const delay = this.#o.failureDelayMsMin * 2 ** Math.min(f.count - 1, 30);
+    return Math.min(delay, this.#o.failureDelayMsMax);
   }
 
   /** The token was right: the address's failures are forgotten. */
@@ -149,30 +149,30 @@ export class Admission {
     if (this.#closed) return;
     if (this.#timer === undefined) {
       this.#o.log(line);
-      this.#timer = setTimeout(() => this.#flush(), this.#o.log_interval_ms);
+      this.#timer = setTimeout(() => this.#flush(), this.#o.logIntervalMs);
       // A pending summary must not keep a stopping process alive.
       if (typeof Deno !== "undefined") Deno.unrefTimer(this.#timer as unknown as number);
       return;
     }
     this.#suppressed++;
-    this.#suppressed_addresses.add(host);
-    this.#last_suppressed = line;
+    this.#suppressedAddresses.add(host);
+    this.#lastSuppressed = line;
   }
 
   #flush(): void {
     this.#timer = undefined;
     if (this.#suppressed === 0) return;
     const n = this.#suppressed;
-    const hosts = this.#suppressed_addresses.size;
+    const hosts = this.#suppressedAddresses.size;
     this.#o.log(
       `refused ${n} more connection${n === 1 ? "" : "s"} from ${hosts} address${
         hosts === 1 ? "" : "es"
-      } in the last ${this.#o.log_interval_ms / 1000} s (last: ${this.#last_suppressed})`,
+      } in the last ${this.#o.logIntervalMs / 1000} s (last: ${this.#lastSuppressed})`,
     );
     this.#suppressed = 0;
-    this.#suppressed_addresses = new Set();
+    this.#suppressedAddresses = new Set();
     // Refusals go on: keep summing up, one line per interval, until an interval is quiet.
-    this.#timer = setTimeout(() => this.#flush(), this.#o.log_interval_ms);
+    this.#timer = setTimeout(() => this.#flush(), this.#o.logIntervalMs);
     if (typeof Deno !== "undefined") Deno.unrefTimer(this.#timer as unknown as number);
   }
 

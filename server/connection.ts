@@ -37,20 +37,20 @@ export const QUEUE_BYTES_MAX_DEFAULT = 4 * FRAME_BYTES_MAX_DEFAULT;
  */
 export const QUEUE_BYTES_MAX_TOTAL_DEFAULT = 1024 * 1024 * 1024;
 
-let queue_bytes_max_total = QUEUE_BYTES_MAX_TOTAL_DEFAULT;
-let queued_bytes_total = 0;
+let queueBytesMaxTotal = QUEUE_BYTES_MAX_TOTAL_DEFAULT;
+let queuedBytesSum = 0;
 
 /** Sets the limit of bytes queued on all connections of this thread together. */
 export function setQueueBytesMaxTotal(bytes: number): void {
   if (!Number.isInteger(bytes) || bytes < 1) {
-    throw new RangeError(`queue_bytes_max_total must be an integer >= 1, got ${bytes}`);
+    throw new RangeError(`queueBytesMaxTotal must be an integer >= 1, got ${bytes}`);
   }
-  queue_bytes_max_total = bytes;
+  queueBytesMaxTotal = bytes;
 }
 
 /** Bytes queued for sending on all connections of this thread together. */
 export function queuedBytesTotal(): number {
-  return queued_bytes_total;
+  return queuedBytesSum;
 }
 
 /** Default time close() waits for queued frames to be written before it drops them. */
@@ -69,36 +69,36 @@ const SEND_POOL_BYTES_MAX = 32 * 1024 * 1024;
 const SEND_BUFFER_SLACK = 1 / 8;
 const SEND_BUFFER_ROUND = 64 * 1024;
 
-const send_pool: Uint8Array[] = [];
-let send_pool_bytes = 0;
+const sendPool: Uint8Array[] = [];
+let sendPoolBytes = 0;
 
 /** A free send buffer of at least `bytes` bytes (coalescing buffers for small frames). */
 function takeSendBuffer(bytes: number): Uint8Array {
   const small = bytes <= COALESCE_BYTES_MAX;
   let best = -1;
-  for (let i = 0; i < send_pool.length; i++) {
-    const length = send_pool[i].length;
+  for (let i = 0; i < sendPool.length; i++) {
+    const length = sendPool[i].length;
     if (small ? length !== COALESCE_BYTES_MAX : length < bytes) continue;
-    if (best < 0 || length < send_pool[best].length) best = i;
+    if (best < 0 || length < sendPool[best].length) best = i;
   }
   if (best < 0) {
     if (small) return new Uint8Array(COALESCE_BYTES_MAX);
     const size = bytes + bytes * SEND_BUFFER_SLACK;
     return new Uint8Array(Math.ceil(size / SEND_BUFFER_ROUND) * SEND_BUFFER_ROUND);
   }
-  const buf = send_pool[best];
-  send_pool[best] = send_pool[send_pool.length - 1];
-  send_pool.pop();
-  send_pool_bytes -= buf.length;
+  const buf = sendPool[best];
+  sendPool[best] = sendPool[sendPool.length - 1];
+  sendPool.pop();
+  sendPoolBytes -= buf.length;
   return buf;
 }
 
 /** Returns a written send buffer to the pool, or drops it when the pool is full. */
 function giveSendBuffer(buf: Uint8Array): void {
-  if (send_pool.length >= SEND_POOL_BUFFERS_MAX) return;
-  if (send_pool_bytes + buf.length > SEND_POOL_BYTES_MAX) return;
-  send_pool.push(buf);
-  send_pool_bytes += buf.length;
+  if (sendPool.length >= SEND_POOL_BUFFERS_MAX) return;
+  if (sendPoolBytes + buf.length > SEND_POOL_BYTES_MAX) return;
+  sendPool.push(buf);
+  sendPoolBytes += buf.length;
 }
 
 /** Frames queued back to back in one buffer: one write. */
@@ -121,9 +121,9 @@ export interface ConnectionOptions {
   /** How log lines name the peer, e.g. "node 2 (127.0.0.1:7002)". */
   name: string;
   /** Largest frame body accepted from the peer and allowed to be sent, in bytes. */
-  frame_bytes_max?: number;
+  frameBytesMax?: number;
   /** Largest number of bytes queued for sending; send() beyond it throws a RangeError. */
-  queue_bytes_max?: number;
+  queueBytesMax?: number;
   /** Decoder from the handshake, holding any bytes the peer pipelined after it. */
   decoder?: FrameDecoder;
   /**
@@ -135,7 +135,7 @@ export interface ConnectionOptions {
    * Receive into one reused buffer (default true). False gives every message arrays that stay
    * valid forever, at the cost of a fresh receive buffer per 256 KiB (or per large frame).
    */
-  reuse_receive_buffer?: boolean;
+  reuseReceiveBuffer?: boolean;
   /** Called once when the connection is closed, by either side, with the reason. */
   onClose?: (reason: string) => void;
   /** Where log lines go (default: stderr, prefixed with "lapse: "). */
@@ -143,7 +143,7 @@ export interface ConnectionOptions {
   /** Names message types in log lines (e.g. `msgName` of messages.ts). */
   messageName?: (t: number) => string;
   /** How long close() waits for queued frames to be written. */
-  close_flush_timeout_ms?: number;
+  closeFlushTimeoutMs?: number;
 }
 
 /**
@@ -157,7 +157,7 @@ export class Connection {
   /** The limit of frame bodies accepted and sent (see the accessor). */
   #frameBytesMax: number;
   /** Largest number of bytes queued for sending. */
-  readonly queue_bytes_max: number;
+  readonly queueBytesMax: number;
   /**
    * Receives every message, in order; a throw is logged and the loop goes on.
    *
@@ -166,21 +166,21 @@ export class Connection {
    * async handler: until its first `await`). A handler that keeps one longer must copy it
    * (`arr.slice()`); it may modify them in place meanwhile. Everything else in a message
    * (numbers, strings, plain objects and arrays) is fresh and may be kept. With
-   * `reuse_receive_buffer: false` the arrays stay valid forever.
+   * `reuseReceiveBuffer: false` the arrays stay valid forever.
    */
   onMessage: (msg: Message) => unknown;
   /** Called once, when the connection closes. */
   onClose: (reason: string) => void;
 
   /** Messages queued by send() (counted when queued). */
-  messages_sent = 0;
+  messagesSent = 0;
   /** Bytes written to the socket, framing included. */
-  bytes_sent = 0;
+  bytesSent = 0;
   /** Messages decoded and handed to onMessage. */
-  messages_received = 0;
+  messagesReceived = 0;
   /** Bytes read from the socket, framing included (bytes pipelined into the handshake too). */
-  bytes_received = 0;
-  /** Calls of `conn.write` (coalescing makes this far smaller than messages_sent). */
+  bytesReceived = 0;
+  /** Calls of `conn.write` (coalescing makes this far smaller than messagesSent). */
   writes = 0;
   /** Set when the connection was closed because of an error, which was logged already. */
   failed = false;
@@ -192,43 +192,43 @@ export class Connection {
   readonly #decoder: FrameDecoder;
   readonly #log: (line: string) => void;
   readonly #messageName: (t: number) => string;
-  readonly #close_flush_timeout_ms: number;
-  #resolve_closed!: () => void;
+  readonly #closeFlushTimeoutMs: number;
+  #resolveClosed!: () => void;
 
-  /** Chunks to write, from #queue_head; the one at #queue_head is being written. */
+  /** Chunks to write, from #queueHead; the one at #queueHead is being written. */
   #queue: Chunk[] = [];
-  #queue_head = 0;
-  #queued_bytes = 0;
-  #flush_scheduled = false;
+  #queueHead = 0;
+  #queuedBytes = 0;
+  #flushScheduled = false;
   #writing: Promise<void> | null = null;
-  #drain_waiters: (() => void)[] = [];
+  #drainWaiters: (() => void)[] = [];
 
   #reading: Promise<void> | null = null;
   /** close() was called: no more sends, deliver no more messages, flush then shut down. */
   #closing = false;
   /** The socket is closed (or closing right now). */
   #shut = false;
-  #close_reason = "";
-  #close_timer: ReturnType<typeof setTimeout> | undefined;
+  #closeReason = "";
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(conn: Deno.Conn, options: ConnectionOptions) {
     this.#conn = conn;
     this.name = options.name;
-    this.#frameBytesMax = options.frame_bytes_max ?? options.decoder?.frame_bytes_max ??
+    this.#frameBytesMax = options.frameBytesMax ?? options.decoder?.frameBytesMax ??
       FRAME_BYTES_MAX_DEFAULT;
-    this.queue_bytes_max = options.queue_bytes_max ?? QUEUE_BYTES_MAX_DEFAULT;
+    this.queueBytesMax = options.queueBytesMax ?? QUEUE_BYTES_MAX_DEFAULT;
     this.#decoder = options.decoder ?? new FrameDecoder(this.#frameBytesMax);
-    this.#decoder.frame_bytes_max = this.#frameBytesMax;
+    this.#decoder.frameBytesMax = this.#frameBytesMax;
     // Bodies handed out before (the handshake's) are no longer used by anyone.
-    this.#decoder.reuse = options.reuse_receive_buffer ?? true;
-    this.bytes_received = this.#decoder.buffered_bytes;
+    this.#decoder.reuse = options.reuseReceiveBuffer ?? true;
+    this.bytesReceived = this.#decoder.bufferedBytes;
     this.onMessage = options.onMessage ?? (() => {});
     this.onClose = options.onClose ?? (() => {});
     this.#log = options.log ?? ((line) => console.error(`lapse: ${line}`));
     this.#messageName = options.messageName ?? ((t) => `t=${t}`);
-    this.#close_flush_timeout_ms = options.close_flush_timeout_ms ??
+    this.#closeFlushTimeoutMs = options.closeFlushTimeoutMs ??
       CLOSE_FLUSH_TIMEOUT_MS_DEFAULT;
-    this.closed = new Promise((resolve) => this.#resolve_closed = resolve);
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
     // Small messages must go out at once: latency of small pulls matters more than packets.
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
   }
@@ -238,22 +238,22 @@ export class Connection {
    * `ps.max_frame_bytes` to its node connections (both sides of every link use the same job
    * config, so both apply the same limit).
    */
-  get frame_bytes_max(): number {
+  get frameBytesMax(): number {
     return this.#frameBytesMax;
   }
-  set frame_bytes_max(bytes: number) {
-    this.#decoder.frame_bytes_max = bytes; // checks the range
+  set frameBytesMax(bytes: number) {
+    this.#decoder.frameBytesMax = bytes; // checks the range
     this.#frameBytesMax = bytes;
   }
 
   /** True once close() or abort() was called or the peer went away. */
-  get is_closed(): boolean {
+  get isClosed(): boolean {
     return this.#closing || this.#shut;
   }
 
   /** Bytes queued and not yet written. */
-  get queued_bytes(): number {
-    return this.#queued_bytes;
+  get queuedBytes(): number {
+    return this.#queuedBytes;
   }
 
   /** Starts the read loop (idempotent). Messages already in the decoder are delivered first. */
@@ -265,8 +265,8 @@ export class Connection {
   /**
    * Encodes `msg` at once and queues it; queued frames of one tick go out in one write.
    *
-   * @throws {RangeError} when the frame is above frame_bytes_max (the peer would drop the
-   *   connection) or the queue would exceed queue_bytes_max (the peer is not keeping up).
+   * @throws {RangeError} when the frame is above frameBytesMax (the peer would drop the
+   *   connection) or the queue would exceed queueBytesMax (the peer is not keeping up).
    * @throws {Error} when the connection is closed.
    */
   send(msg: Message): void {
@@ -298,70 +298,68 @@ export class Connection {
     if (!this.#writing && !this.#shut) this.#writing = this.#flushLoop();
   }
 
-  /** Room for one frame of `frame_bytes` bytes at the end of the send queue, queued. */
-  readonly #reserve = (frame_bytes: number): Uint8Array => {
-    this.#checkSend(frame_bytes);
+  /** Room for one frame of `frameBytes` bytes at the end of the send queue, queued. */
+  readonly #reserve = (frameBytes: number): Uint8Array => {
+    this.#checkSend(frameBytes);
     const queue = this.#queue;
-    let chunk = queue.length > this.#queue_head ? queue[queue.length - 1] : undefined;
-    if (frame_bytes < COALESCE_BYTES_MAX) {
+    let chunk = queue.length > this.#queueHead ? queue[queue.length - 1] : undefined;
+    if (frameBytes < COALESCE_BYTES_MAX) {
       // Appended to the open coalescing buffer, or the start of a new one.
-      if (chunk === undefined || !chunk.open || chunk.buf.length - chunk.end < frame_bytes) {
-        chunk = { buf: takeSendBuffer(frame_bytes), end: 0, open: true, pooled: true };
+      if (chunk === undefined || !chunk.open || chunk.buf.length - chunk.end < frameBytes) {
+        chunk = { buf: takeSendBuffer(frameBytes), end: 0, open: true, pooled: true };
         queue.push(chunk);
       }
     } else {
-      chunk = { buf: takeSendBuffer(frame_bytes), end: 0, open: false, pooled: true };
+      chunk = { buf: takeSendBuffer(frameBytes), end: 0, open: false, pooled: true };
       queue.push(chunk);
     }
     const at = chunk.end;
-    chunk.end += frame_bytes;
-    this.#queued(frame_bytes);
-    return chunk.buf.subarray(at, at + frame_bytes);
+    chunk.end += frameBytes;
+    this.#queued(frameBytes);
+    return chunk.buf.subarray(at, at + frameBytes);
   };
 
-  #checkSend(frame_bytes: number): void {
-    if (this.is_closed) {
+  #checkSend(frameBytes: number): void {
+    if (this.isClosed) {
       throw new Error(
-        `cannot send to ${this.name}: the connection is closed (${
-          this.#close_reason || "closing"
-        })`,
+        `cannot send to ${this.name}: the connection is closed (${this.#closeReason || "closing"})`,
       );
     }
-    const body_bytes = frame_bytes - FRAME_HEADER_BYTES;
-    if (body_bytes > this.frame_bytes_max) {
+    const bodyBytes = frameBytes - FRAME_HEADER_BYTES;
+    if (bodyBytes > this.frameBytesMax) {
       throw new RangeError(
-        `cannot send ${body_bytes} bytes to ${this.name}: above the frame limit of ` +
+        `cannot send ${bodyBytes} bytes to ${this.name}: above the frame limit of ` +
           `${this.#frameBytesMax} bytes (ps.max_frame_bytes between nodes: split the batch, or ` +
           `raise the limit)`,
       );
     }
-    if (this.#queued_bytes + frame_bytes > this.queue_bytes_max) {
+    if (this.#queuedBytes + frameBytes > this.queueBytesMax) {
       throw new RangeError(
-        `send queue to ${this.name} would exceed queue_bytes_max=${this.queue_bytes_max} ` +
-          `(${this.#queued_bytes} bytes queued + ${frame_bytes}): the peer is not reading ` +
+        `send queue to ${this.name} would exceed its limit of ${this.queueBytesMax} bytes ` +
+          `(${this.#queuedBytes} bytes queued + ${frameBytes}): the peer is not reading ` +
           `fast enough; await drain() between large batches`,
       );
     }
-    if (queued_bytes_total + frame_bytes > queue_bytes_max_total) {
+    if (queuedBytesSum + frameBytes > queueBytesMaxTotal) {
       throw new RangeError(
         `send queue to ${this.name} would make the bytes queued on all connections exceed ` +
-          `${queue_bytes_max_total} (${queued_bytes_total} queued + ${frame_bytes}): peers ` +
+          `${queueBytesMaxTotal} (${queuedBytesSum} queued + ${frameBytes}): peers ` +
           `are not reading fast enough`,
       );
     }
   }
 
   /** Counts a queued frame and makes sure a flush is coming. */
-  #queued(frame_bytes: number): void {
-    this.#queued_bytes += frame_bytes;
-    queued_bytes_total += frame_bytes;
-    this.messages_sent++;
-    if (frame_bytes >= COALESCE_BYTES_MAX) return; // the caller starts writing it (#writeNow)
-    if (!this.#writing && !this.#flush_scheduled) {
+  #queued(frameBytes: number): void {
+    this.#queuedBytes += frameBytes;
+    queuedBytesSum += frameBytes;
+    this.messagesSent++;
+    if (frameBytes >= COALESCE_BYTES_MAX) return; // the caller starts writing it (#writeNow)
+    if (!this.#writing && !this.#flushScheduled) {
       // Defer to a microtask so that every send of the current synchronous run is coalesced.
-      this.#flush_scheduled = true;
+      this.#flushScheduled = true;
       queueMicrotask(() => {
-        this.#flush_scheduled = false;
+        this.#flushScheduled = false;
         if (!this.#writing && !this.#shut) this.#writing = this.#flushLoop();
       });
     }
@@ -369,28 +367,28 @@ export class Connection {
 
   /** Resolves when everything queued so far has been written (or the connection closed). */
   drain(): Promise<void> {
-    if (this.#queued_bytes === 0 || this.#shut) return Promise.resolve();
-    return new Promise((resolve) => this.#drain_waiters.push(resolve));
+    if (this.#queuedBytes === 0 || this.#shut) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
   /**
    * Closes gracefully: no more sends, no more messages delivered, queued frames are written
-   * (for at most close_flush_timeout_ms), then the socket is closed. Resolves with `closed`.
+   * (for at most closeFlushTimeoutMs), then the socket is closed. Resolves with `closed`.
    */
   close(reason = "closed locally"): Promise<void> {
     if (this.#shut || this.#closing) return this.closed;
     this.#closing = true;
-    this.#close_reason = reason;
-    if (this.#queued_bytes === 0 && !this.#writing) {
+    this.#closeReason = reason;
+    if (this.#queuedBytes === 0 && !this.#writing) {
       this.#shutdown(reason);
     } else {
-      this.#close_timer = setTimeout(() => {
+      this.#closeTimer = setTimeout(() => {
         this.#log(
-          `${this.name}: dropping ${this.#queued_bytes} unsent bytes: the peer did not ` +
-            `read them within ${this.#close_flush_timeout_ms} ms of close`,
+          `${this.name}: dropping ${this.#queuedBytes} unsent bytes: the peer did not ` +
+            `read them within ${this.#closeFlushTimeoutMs} ms of close`,
         );
         this.#shutdown(reason);
-      }, this.#close_flush_timeout_ms);
+      }, this.#closeFlushTimeoutMs);
     }
     return this.closed;
   }
@@ -412,7 +410,7 @@ export class Connection {
           return;
         }
         this.#decoder.commit(n);
-        this.bytes_received += n;
+        this.bytesReceived += n;
       }
     } catch (err) {
       if (this.#shut) return; // our own close interrupted the read
@@ -433,7 +431,7 @@ export class Connection {
     let body: Uint8Array | null;
     while (!this.#shut && !this.#closing && (body = this.#decoder.next()) !== null) {
       const msg = decodeMessage(body);
-      this.messages_received++;
+      this.messagesReceived++;
       if (msg.t === HandshakeType.reject) {
         this.#fail(`the peer refused the connection: ${String(msg.reason ?? "no reason given")}`);
         return;
@@ -457,9 +455,9 @@ export class Connection {
 
   async #flushLoop(): Promise<void> {
     try {
-      while (this.#queue_head < this.#queue.length && !this.#shut) {
+      while (this.#queueHead < this.#queue.length && !this.#shut) {
         // The chunk stays queued (closed to appends) until the socket has taken all of it.
-        const chunk = this.#queue[this.#queue_head];
+        const chunk = this.#queue[this.#queueHead];
         chunk.open = false;
         const bytes = chunk.end;
         let done = 0;
@@ -470,13 +468,13 @@ export class Connection {
         // Aborted meanwhile: the queue was dropped (and the buffer is not reused: a write of
         // it may still be running when an abort interrupted it).
         if (this.#shut) return;
-        this.bytes_sent += bytes;
-        this.#queued_bytes -= bytes;
-        queued_bytes_total -= bytes;
-        this.#queue[this.#queue_head++] = DONE;
-        if (this.#queue_head === this.#queue.length) {
+        this.bytesSent += bytes;
+        this.#queuedBytes -= bytes;
+        queuedBytesSum -= bytes;
+        this.#queue[this.#queueHead++] = DONE;
+        if (this.#queueHead === this.#queue.length) {
           this.#queue = [];
-          this.#queue_head = 0;
+          this.#queueHead = 0;
         }
         if (chunk.pooled) giveSendBuffer(chunk.buf);
       }
@@ -490,11 +488,11 @@ export class Connection {
       }
     } finally {
       this.#writing = null;
-      if (this.#queued_bytes === 0 || this.#shut) {
-        for (const resolve of this.#drain_waiters.splice(0)) resolve();
+      if (this.#queuedBytes === 0 || this.#shut) {
+        for (const resolve of this.#drainWaiters.splice(0)) resolve();
       }
-      if (this.#closing && !this.#shut && this.#queued_bytes === 0) {
-        this.#shutdown(this.#close_reason);
+      if (this.#closing && !this.#shut && this.#queuedBytes === 0) {
+        this.#shutdown(this.#closeReason);
       }
     }
   }
@@ -510,18 +508,18 @@ export class Connection {
   #shutdown(reason: string): void {
     if (this.#shut) return;
     this.#shut = true;
-    this.#close_reason ||= reason;
-    clearTimeout(this.#close_timer);
+    this.#closeReason ||= reason;
+    clearTimeout(this.#closeTimer);
     try {
       this.#conn.close();
     } catch {
       // Already closed by the peer or the runtime.
     }
     this.#queue = [];
-    this.#queue_head = 0;
-    queued_bytes_total -= this.#queued_bytes;
-    this.#queued_bytes = 0;
-    for (const resolve of this.#drain_waiters.splice(0)) resolve();
+    this.#queueHead = 0;
+    queuedBytesSum -= this.#queuedBytes;
+    this.#queuedBytes = 0;
+    for (const resolve of this.#drainWaiters.splice(0)) resolve();
     try {
       this.onClose(reason);
     } catch (err) {
@@ -529,7 +527,7 @@ export class Connection {
     }
     // Resolve `closed` only after the pending read and write have returned, so that callers
     // awaiting it (and Deno's op sanitizer) see no operation still in flight.
-    Promise.all([this.#reading, this.#writing]).then(() => this.#resolve_closed());
+    Promise.all([this.#reading, this.#writing]).then(() => this.#resolveClosed());
   }
 }
 

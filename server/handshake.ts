@@ -97,7 +97,7 @@ export interface AcceptOptions {
    * node it meant to. */
   self?: Who;
   /** Limit for frames after the handshake (set on the returned decoder). */
-  frame_bytes_max?: number;
+  frameBytesMax?: number;
   /**
    * Called with the dialer's proven identity before ACCEPT; returning a string refuses the
    * connection with that reason (sent to the dialer), e.g. "node 2 is already connected".
@@ -113,7 +113,7 @@ export interface AcceptOptions {
 /** Options of {@linkcode handshakeDial}. */
 export interface DialOptions {
   /** Limit for frames after the handshake (set on the returned decoder). */
-  frame_bytes_max?: number;
+  frameBytesMax?: number;
 }
 
 /**
@@ -134,10 +134,10 @@ export async function handshakeDial(
   conn: Deno.Conn,
   token: string,
   who: Who,
-  timeout_ms: number,
+  timeoutMs: number,
   options: DialOptions = {},
 ): Promise<HandshakeResult> {
-  const io = new HandshakeIo(conn, timeout_ms);
+  const io = new HandshakeIo(conn, timeoutMs);
   try {
     const key = await hmacKey(token);
     const nonce_d = randomNonce();
@@ -165,7 +165,7 @@ export async function handshakeDial(
           `cluster token (is it a node of another cluster?)`,
       );
     }
-    return io.finish(options.frame_bytes_max, acceptor);
+    return io.finish(options.frameBytesMax, acceptor);
   } catch (err) {
     throw io.fail(err);
   }
@@ -179,10 +179,10 @@ export async function handshakeDial(
 export async function handshakeAccept(
   conn: Deno.Conn,
   token: string,
-  timeout_ms: number,
+  timeoutMs: number,
   options: AcceptOptions = {},
 ): Promise<HandshakeResult & { peer: Who }> {
-  const io = new HandshakeIo(conn, timeout_ms);
+  const io = new HandshakeIo(conn, timeoutMs);
   try {
     const key = await hmacKey(token);
     const hello = await io.receive(HandshakeType.hello);
@@ -224,7 +224,7 @@ export async function handshakeAccept(
       nonce_a,
     );
     await io.send({ t: HandshakeType.accept, mac: mac_a, ...self });
-    const result = io.finish(options.frame_bytes_max, dialer);
+    const result = io.finish(options.frameBytesMax, dialer);
     return { peer: dialer, decoder: result.decoder };
   } catch (err) {
     throw io.fail(err);
@@ -241,15 +241,15 @@ class HandshakeIo {
   readonly peer: string;
   readonly #conn: Deno.Conn;
   readonly #decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX, {
-    buffer_bytes_min: FRAME_HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX,
+    bufferBytesMin: FRAME_HEADER_BYTES + HANDSHAKE_FRAME_BYTES_MAX,
   });
-  readonly #timeout_ms: number;
+  readonly #timeoutMs: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timed_out = false;
 
-  constructor(conn: Deno.Conn, timeout_ms: number) {
+  constructor(conn: Deno.Conn, timeoutMs: number) {
     this.#conn = conn;
-    this.#timeout_ms = timeout_ms;
+    this.#timeoutMs = timeoutMs;
     this.peer = addressOf(conn.remoteAddr);
     // Set here, not only in Connection: the handshake is two round trips of small frames, and
     // with Nagle a frame pipelined right after ACCEPT waits for a delayed ACK (~40 ms).
@@ -259,7 +259,7 @@ class HandshakeIo {
     this.#timer = setTimeout(() => {
       this.#timed_out = true;
       this.#close();
-    }, timeout_ms);
+    }, timeoutMs);
   }
 
   async send(msg: Message): Promise<void> {
@@ -310,11 +310,11 @@ class HandshakeIo {
     }
   }
 
-  finish(frame_bytes_max: number | undefined, peer: Who | null): HandshakeResult {
+  finish(frameBytesMax: number | undefined, peer: Who | null): HandshakeResult {
     clearTimeout(this.#timer);
-    this.#decoder.frame_bytes_max = frame_bytes_max ?? FRAME_BYTES_MAX_DEFAULT;
+    this.#decoder.frameBytesMax = frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT;
     // Authenticated now: receive buffers of the normal size.
-    this.#decoder.buffer_bytes_min = RECEIVE_BUFFER_BYTES_MIN;
+    this.#decoder.bufferBytesMin = RECEIVE_BUFFER_BYTES_MIN;
     return { peer, decoder: this.#decoder };
   }
 
@@ -325,7 +325,7 @@ class HandshakeIo {
     if (this.#timed_out) {
       return new HandshakeError(
         "timeout",
-        `handshake with ${this.peer} timed out after ${this.#timeout_ms} ms`,
+        `handshake with ${this.peer} timed out after ${this.#timeoutMs} ms`,
         { cause: err },
       );
     }

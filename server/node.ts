@@ -48,7 +48,7 @@ import type { Message } from "./wire.ts";
 export interface NodeTransport {
   send(node: number, msg: NodeMessage): void;
   /** Messages and bytes sent to other nodes so far. */
-  stats(): { messages_sent: number; bytes_sent: number };
+  stats(): { messagesSent: number; bytesSent: number };
   /** True if `node` can be reached now. */
   isConnected(node: number): boolean;
   /**
@@ -110,7 +110,7 @@ class NodeJob {
   /** The job failed here already (a second failure is not reported again). */
   failed = false;
   timer: ReturnType<typeof setInterval> | undefined;
-  sentAtLastEpoch = { messages_sent: 0, bytes_sent: 0 };
+  sentAtLastEpoch = { messagesSent: 0, bytesSent: 0 };
   /** Local workers waiting in checkpoint() (local index, request id, their state). */
   readonly checkpointWaiting: { worker: number; id: number; state: unknown }[] = [];
   /** Resumed job: the checkpoint's epoch and its state per global worker rank. */
@@ -1021,8 +1021,8 @@ export class LapseNode {
       sums: toNamed(e.sums),
       local: e.local,
       remote: e.remote,
-      messages: sent.messages_sent - job.sentAtLastEpoch.messages_sent,
-      bytes: sent.bytes_sent - job.sentAtLastEpoch.bytes_sent,
+      messages: sent.messagesSent - job.sentAtLastEpoch.messagesSent,
+      bytes: sent.bytesSent - job.sentAtLastEpoch.bytesSent,
     });
     job.sentAtLastEpoch = sent;
   }

@@ -13,8 +13,8 @@
  * has none, so ours is a stale one of its previous incarnation (or of a link it saw break).
  *
  * Failure detection: every connection carries a heartbeat frame at least every
- * `peer_timeout_ms / 4` (at most once a second); a node we heard nothing from for
- * `peer_timeout_ms` is cut off (its connection is closed, which the node reports as a loss), so
+ * `peerTimeoutMs / 4` (at most once a second); a node we heard nothing from for
+ * `peerTimeoutMs` is cut off (its connection is closed, which the node reports as a loss), so
  * a stopped or hung peer cannot stall a job forever. A node that was itself stalled (its
  * timers ran late by more than half the timeout) forgives its peers that round.
  *
@@ -49,13 +49,13 @@ export interface PeersOptions {
   /** Where to listen; port 0 picks a free port (see listen()). */
   listen: HostPort;
   /** How long connectAll() waits for the whole mesh. */
-  connect_timeout_ms: number;
+  connectTimeoutMs: number;
   /** Largest frame body accepted and sent, in bytes. */
-  frame_bytes_max?: number;
+  frameBytesMax?: number;
   /** Largest number of bytes queued for sending per connection. */
-  queue_bytes_max?: number;
-  /** Limit for one handshake (default: 10 s, at most connect_timeout_ms). */
-  handshake_timeout_ms?: number;
+  queueBytesMax?: number;
+  /** Limit for one handshake (default: 10 s, at most connectTimeoutMs). */
+  handshakeTimeoutMs?: number;
   /**
    * Every message from another node, in per-node FIFO order. A throw (or a rejected Promise) is
    * logged with the message type and the connection stays open.
@@ -72,13 +72,13 @@ export interface PeersOptions {
   onNodeOpen?: (node: number) => void;
   /**
    * How long a node may send nothing (not even a heartbeat) before it is cut off; default
-   * {@linkcode PEER_TIMEOUT_MS_DEFAULT}. Changeable later (`peer_timeout_ms`).
+   * {@linkcode PEER_TIMEOUT_MS_DEFAULT}. Changeable later (`peerTimeoutMs`).
    */
-  peer_timeout_ms?: number;
+  peerTimeoutMs?: number;
   /** Limits on connections that have not proven the token yet (see admission.ts). */
   admission?: Omit<AdmissionOptions, "log">;
   /** Most driver connections at once; more are refused (default 16). */
-  drivers_max?: number;
+  driversMax?: number;
   /** Log lines (default: stderr, prefixed with "lapse node <self>: "). */
   log?: (line: string) => void;
   /** Names message types in log lines. */
@@ -87,11 +87,11 @@ export interface PeersOptions {
 
 /** Counters summed over the node connections (closed ones included). */
 export interface PeerStats {
-  messages_sent: number;
-  bytes_sent: number;
-  messages_received: number;
-  bytes_received: number;
-  /** Socket writes; far fewer than messages_sent when coalescing works. */
+  messagesSent: number;
+  bytesSent: number;
+  messagesReceived: number;
+  bytesReceived: number;
+  /** Socket writes; far fewer than messagesSent when coalescing works. */
   writes: number;
 }
 
@@ -100,11 +100,11 @@ export interface PeerStats {
 export const DIAL_BACKOFF_MS_MIN = 50;
 export const DIAL_BACKOFF_MS_MAX = 1000;
 const HANDSHAKE_TIMEOUT_MS_DEFAULT = 10_000;
-/** Default of {@linkcode PeersOptions.drivers_max}. */
+/** Default of {@linkcode PeersOptions.driversMax}. */
 export const DRIVERS_MAX_DEFAULT = 16;
 /**
  * Largest frame a driver may send (a job config) or be sent (progress, metrics): a token
- * holder's connections cost at most drivers_max x this much receive buffer.
+ * holder's connections cost at most driversMax x this much receive buffer.
  */
 export const DRIVER_FRAME_BYTES_MAX = 1024 * 1024;
 /** Most bytes queued for one driver (it reads progress lines; it gets nothing large). */
@@ -131,14 +131,14 @@ export class Peers {
   addresses: string[];
 
   readonly #options: PeersOptions;
-  #frame_bytes_max: number;
+  #frameBytesMax: number;
   /** The limit this node was started with (restored between jobs). */
   readonly #frameBytesMaxBase: number;
-  readonly #handshake_timeout_ms: number;
+  readonly #handshakeTimeoutMs: number;
   readonly #log: (line: string) => void;
   /** Pending-handshake caps, wrong-token delays, rate-limited refusal log. */
   readonly admission: Admission;
-  readonly #drivers_max: number;
+  readonly #driversMax: number;
   readonly #nodes: (Connection | undefined)[] = [];
   readonly #drivers = new Set<Connection>();
   /** Accepted sockets still in their handshake (closed by close()). */
@@ -149,10 +149,10 @@ export class Peers {
   readonly #registered = new Set<() => void>();
   /** Counters of node connections that are closed already. */
   readonly #retired: PeerStats = {
-    messages_sent: 0,
-    bytes_sent: 0,
-    messages_received: 0,
-    bytes_received: 0,
+    messagesSent: 0,
+    bytesSent: 0,
+    messagesReceived: 0,
+    bytesReceived: 0,
     writes: 0,
   };
   #listener: Deno.TcpListener | null = null;
@@ -161,15 +161,15 @@ export class Peers {
   /** The dial loops run (started by the first connectAll()). */
   #maintaining = false;
   /** Last dial error per node (for the timeout message), and the last one logged. */
-  readonly #last_errors = new Map<number, string>();
+  readonly #lastErrors = new Map<number, string>();
   /** connectAll() is waiting: a fatal dial error (e.g. a wrong token) fails it. */
   #onFatal: ((err: Error) => void) | null = null;
-  /** Heartbeats: messages_received seen at the last tick, and when it last changed, by node. */
+  /** Heartbeats: messagesReceived seen at the last tick, and when it last changed, by node. */
   readonly #seen: number[] = [];
-  readonly #heard_at: number[] = [];
-  #peer_timeout_ms: number;
-  #heartbeat_timer: ReturnType<typeof setInterval> | undefined;
-  #last_tick = 0;
+  readonly #heardAt: number[] = [];
+  #peerTimeoutMs: number;
+  #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  #lastTick = 0;
   /** Why the last incoming handshake failed (for connectAll()'s timeout message). */
   #lastRefusal: string | null = null;
   #closing = false;
@@ -181,33 +181,33 @@ export class Peers {
     this.#options = options;
     this.self = options.self;
     this.addresses = options.addresses;
-    this.#frame_bytes_max = options.frame_bytes_max ?? FRAME_BYTES_MAX_DEFAULT;
-    this.#frameBytesMaxBase = this.#frame_bytes_max;
-    this.#handshake_timeout_ms = options.handshake_timeout_ms ??
-      Math.min(HANDSHAKE_TIMEOUT_MS_DEFAULT, options.connect_timeout_ms);
+    this.#frameBytesMax = options.frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT;
+    this.#frameBytesMaxBase = this.#frameBytesMax;
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ??
+      Math.min(HANDSHAKE_TIMEOUT_MS_DEFAULT, options.connectTimeoutMs);
     const log = options.log ??
       ((line: string) => console.error(`lapse node ${this.self}: ${line}`));
     this.#log = log;
-    this.#peer_timeout_ms = checkPeerTimeout(options.peer_timeout_ms ?? PEER_TIMEOUT_MS_DEFAULT);
+    this.#peerTimeoutMs = checkPeerTimeout(options.peerTimeoutMs ?? PEER_TIMEOUT_MS_DEFAULT);
     this.admission = new Admission({ ...options.admission, log });
-    this.#drivers_max = options.drivers_max ?? DRIVERS_MAX_DEFAULT;
+    this.#driversMax = options.driversMax ?? DRIVERS_MAX_DEFAULT;
   }
 
   /** How long a silent node is tolerated before its connection is closed (see the module). */
-  get peer_timeout_ms(): number {
-    return this.#peer_timeout_ms;
+  get peerTimeoutMs(): number {
+    return this.#peerTimeoutMs;
   }
 
-  set peer_timeout_ms(ms: number) {
+  set peerTimeoutMs(ms: number) {
     ms = checkPeerTimeout(ms);
-    if (ms === this.#peer_timeout_ms) return;
-    this.#peer_timeout_ms = ms;
-    if (this.#heartbeat_timer !== undefined) this.#startHeartbeats();
+    if (ms === this.#peerTimeoutMs) return;
+    this.#peerTimeoutMs = ms;
+    if (this.#heartbeatTimer !== undefined) this.#startHeartbeats();
   }
 
-  /** Same as setting `peer_timeout_ms` (the node's transport interface). */
+  /** Same as setting `peerTimeoutMs` (the node's transport interface). */
   setPeerTimeout(ms: number): void {
-    this.peer_timeout_ms = ms;
+    this.peerTimeoutMs = ms;
   }
 
   /**
@@ -217,12 +217,12 @@ export class Peers {
    */
   setFrameLimit(bytes?: number): void {
     const limit = bytes ?? this.#frameBytesMaxBase;
-    this.#frame_bytes_max = limit;
-    for (const c of this.#nodes) if (c) c.frame_bytes_max = limit;
+    this.#frameBytesMax = limit;
+    for (const c of this.#nodes) if (c) c.frameBytesMax = limit;
   }
 
   /** The address the listener is bound to (after listen()). */
-  get listen_address(): HostPort | null {
+  get listenAddress(): HostPort | null {
     const addr = this.#listener?.addr;
     return addr ? { host: addr.hostname, port: addr.port } : null;
   }
@@ -249,13 +249,13 @@ export class Peers {
       throw userError(`cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
     }
     this.#track(this.#acceptLoop(this.#listener));
-    return this.listen_address!;
+    return this.listenAddress!;
   }
 
   /**
    * Connects the mesh: starts dialing every lower node (and keeps redialing it whenever the
    * connection is lost, until close()) and waits for every higher node to dial in, all within
-   * connect_timeout_ms. Heartbeats start too.
+   * connectTimeoutMs. Heartbeats start too.
    *
    * @throws {Error} naming the nodes that did not answer in time, or the node that rejected our
    *   cluster token, or the address that answered as another node.
@@ -270,7 +270,7 @@ export class Peers {
       throw new Error("call listen() before connectAll(): higher nodes dial this one");
     }
     if (this.#closing) throw new Error("connectAll() interrupted: the node is closing");
-    const timeout_ms = this.#options.connect_timeout_ms;
+    const timeoutMs = this.#options.connectTimeoutMs;
     let fatal: Error | null = null;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let wake = () => {};
@@ -293,7 +293,7 @@ export class Peers {
           if (missing().length === 0) resolve();
         };
         this.#registered.add(check);
-        timer = setTimeout(resolve, timeout_ms);
+        timer = setTimeout(resolve, timeoutMs);
         this.#startMaintaining();
         check();
       });
@@ -308,13 +308,13 @@ export class Peers {
     const ids = missing();
     if (ids.length > 0) {
       const list = ids.map((j) => `${j} (${this.addresses[j]})`).join(", ");
-      const details = ids.filter((j) => this.#last_errors.has(j))
-        .map((j) => `node ${j}: ${this.#last_errors.get(j)}`).join("; ");
+      const details = ids.filter((j) => this.#lastErrors.has(j))
+        .map((j) => `node ${j}: ${this.#lastErrors.get(j)}`).join("; ");
       const refused = this.#lastRefusal === null
         ? ""
         : `; last refused connection: ${this.#lastRefusal}`;
       throw userError(
-        `${ids.length === 1 ? "node" : "nodes"} ${list} did not answer within ${timeout_ms} ms` +
+        `${ids.length === 1 ? "node" : "nodes"} ${list} did not answer within ${timeoutMs} ms` +
           (details ? ` (last error: ${details})` : "") + refused,
       );
     }
@@ -353,7 +353,7 @@ export class Peers {
   isConnected(node: number): boolean {
     if (node === this.#options.self) return true;
     const c = this.#nodes[node];
-    return c !== undefined && !c.is_closed;
+    return c !== undefined && !c.isClosed;
   }
 
   /** Counters summed over node connections (drivers excluded), closed ones included. */
@@ -361,10 +361,10 @@ export class Peers {
     const sum = { ...this.#retired };
     for (const c of this.#nodes) {
       if (!c) continue;
-      sum.messages_sent += c.messages_sent;
-      sum.bytes_sent += c.bytes_sent;
-      sum.messages_received += c.messages_received;
-      sum.bytes_received += c.bytes_received;
+      sum.messagesSent += c.messagesSent;
+      sum.bytesSent += c.bytesSent;
+      sum.messagesReceived += c.messagesReceived;
+      sum.bytesReceived += c.bytesReceived;
       sum.writes += c.writes;
     }
     return sum;
@@ -375,8 +375,8 @@ export class Peers {
     this.#closing = true;
     this.admission.close();
     this.#stop.abort();
-    clearInterval(this.#heartbeat_timer);
-    this.#heartbeat_timer = undefined;
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
     try {
       this.#listener?.close();
     } catch {
@@ -447,9 +447,9 @@ export class Peers {
     this.#handshaking.add(conn);
     let result;
     try {
-      result = await handshakeAccept(conn, this.#options.token, this.#handshake_timeout_ms, {
+      result = await handshakeAccept(conn, this.#options.token, this.#handshakeTimeoutMs, {
         self: { role: "node", id: this.self },
-        frame_bytes_max: this.#frame_bytes_max,
+        frameBytesMax: this.#frameBytesMax,
         admit: (who) => this.#admit(who),
         // Slows down token guessing; the connection keeps its pending slot meanwhile.
         beforeReject: () => sleep(this.admission.wrongToken(host), this.#stop.signal),
@@ -479,8 +479,8 @@ export class Peers {
     }
     const driver = new Connection(conn, {
       ...this.#connectionOptions(`the driver (${remote})`),
-      frame_bytes_max: Math.min(DRIVER_FRAME_BYTES_MAX, this.#frame_bytes_max),
-      queue_bytes_max: DRIVER_QUEUE_BYTES_MAX,
+      frameBytesMax: Math.min(DRIVER_FRAME_BYTES_MAX, this.#frameBytesMax),
+      queueBytesMax: DRIVER_QUEUE_BYTES_MAX,
       // A token holder's broken connections are logged at the refusals' rate.
       log: (line) => this.admission.limited(host, line),
       decoder: result.decoder,
@@ -500,9 +500,9 @@ export class Peers {
   /** Decides, after the proof, whether a node may connect (the reason is sent back). */
   #admit(who: Who): string | null {
     if (who.role === "driver") {
-      if (this.#drivers.size < this.#drivers_max) return null;
+      if (this.#drivers.size < this.#driversMax) return null;
       return `node ${this.self} already has ${this.#drivers.size} driver connections ` +
-        `(drivers_max=${this.#drivers_max}); try again when a job ends`;
+        `(driversMax=${this.#driversMax}); try again when a job ends`;
     }
     const n = this.addresses.length;
     if (n > 0 && who.id >= n) {
@@ -521,8 +521,8 @@ export class Peers {
   #connectionOptions(name: string): ConnectionOptions {
     return {
       name,
-      frame_bytes_max: this.#frame_bytes_max,
-      queue_bytes_max: this.#options.queue_bytes_max,
+      frameBytesMax: this.#frameBytesMax,
+      queueBytesMax: this.#options.queueBytesMax,
       log: this.#log,
       messageName: this.#options.messageName,
     };
@@ -549,9 +549,9 @@ export class Peers {
       onClose: (reason) => this.#nodeClosed(id, c, reason),
     });
     this.#nodes[id] = c;
-    this.#seen[id] = c.messages_received;
-    this.#heard_at[id] = performance.now();
-    this.#last_errors.delete(id);
+    this.#seen[id] = c.messagesReceived;
+    this.#heardAt[id] = performance.now();
+    this.#lastErrors.delete(id);
     c.start();
     for (const notify of this.#registered) notify();
     try {
@@ -563,11 +563,11 @@ export class Peers {
 
   /** (Re)starts the heartbeat timer for the current peer timeout. */
   #startHeartbeats(): void {
-    clearInterval(this.#heartbeat_timer);
+    clearInterval(this.#heartbeatTimer);
     if (this.#closing) return;
-    const interval_ms = Math.min(HEARTBEAT_INTERVAL_MS_MAX, Math.floor(this.#peer_timeout_ms / 4));
-    this.#last_tick = performance.now();
-    this.#heartbeat_timer = setInterval(() => this.#heartbeat(), interval_ms);
+    const intervalMs = Math.min(HEARTBEAT_INTERVAL_MS_MAX, Math.floor(this.#peerTimeoutMs / 4));
+    this.#lastTick = performance.now();
+    this.#heartbeatTimer = setInterval(() => this.#heartbeat(), intervalMs);
   }
 
   /** One heartbeat round: cut off silent nodes, then tell every node we are alive. */
@@ -575,19 +575,19 @@ export class Peers {
     const now = performance.now();
     // Our own timers ran late (a long synchronous handler, a stopped process, an overloaded
     // machine): nobody can be judged by this round; start counting afresh.
-    const stalled = now - this.#last_tick > this.#peer_timeout_ms / 2;
-    this.#last_tick = now;
+    const stalled = now - this.#lastTick > this.#peerTimeoutMs / 2;
+    this.#lastTick = now;
     for (let j = 0; j < this.#nodes.length; j++) {
       const c = this.#nodes[j];
-      if (!c || c.is_closed) continue;
-      if (stalled || c.messages_received !== this.#seen[j]) {
-        this.#seen[j] = c.messages_received;
-        this.#heard_at[j] = now;
-      } else if (now - this.#heard_at[j] > this.#peer_timeout_ms) {
-        const silent_ms = Math.round(now - this.#heard_at[j]);
+      if (!c || c.isClosed) continue;
+      if (stalled || c.messagesReceived !== this.#seen[j]) {
+        this.#seen[j] = c.messagesReceived;
+        this.#heardAt[j] = now;
+      } else if (now - this.#heardAt[j] > this.#peerTimeoutMs) {
+        const silentMs = Math.round(now - this.#heardAt[j]);
         c.abort(
-          `node ${j} sent nothing for ${silent_ms} ms (ps.peer_timeout_ms=` +
-            `${this.#peer_timeout_ms}): it is stopped, hung or cut off`,
+          `node ${j} sent nothing for ${silentMs} ms (ps.peer_timeout_ms=` +
+            `${this.#peerTimeoutMs}): it is stopped, hung or cut off`,
         );
         continue;
       }
@@ -609,10 +609,10 @@ export class Peers {
 
   #nodeClosed(id: number, c: Connection, reason: string): void {
     if (this.#nodes[id] === c) this.#nodes[id] = undefined;
-    this.#retired.messages_sent += c.messages_sent;
-    this.#retired.bytes_sent += c.bytes_sent;
-    this.#retired.messages_received += c.messages_received;
-    this.#retired.bytes_received += c.bytes_received;
+    this.#retired.messagesSent += c.messagesSent;
+    this.#retired.bytesSent += c.bytesSent;
+    this.#retired.messagesReceived += c.messagesReceived;
+    this.#retired.bytesReceived += c.bytesReceived;
     this.#retired.writes += c.writes;
     if (this.#closing) return;
     if (this.#options.onNodeClose) this.#options.onNodeClose(id, reason);
@@ -625,13 +625,13 @@ export class Peers {
    */
   async #maintain(j: number): Promise<void> {
     const signal = this.#stop.signal;
-    let backoff_ms = DIAL_BACKOFF_MS_MIN;
+    let backoffMs = DIAL_BACKOFF_MS_MIN;
     let logged = "";
     while (!this.#closing) {
       const c = this.#nodes[j];
       if (c) {
         await c.closed;
-        backoff_ms = DIAL_BACKOFF_MS_MIN;
+        backoffMs = DIAL_BACKOFF_MS_MIN;
         continue;
       }
       let error: string;
@@ -640,26 +640,26 @@ export class Peers {
           logged = "";
           continue;
         }
-        error = this.#last_errors.get(j) ?? "no answer";
+        error = this.#lastErrors.get(j) ?? "no answer";
       } catch (err) {
         // A wrong token or an address that answers as another node: fails a waiting
         // connectAll(); later (a node restarted with another config) it is logged once and
         // the node keeps trying, slowly.
         error = (err as Error).message;
-        this.#last_errors.set(j, error);
+        this.#lastErrors.set(j, error);
         if (this.#onFatal) this.#onFatal(err as Error);
         else if (error !== logged) this.#log(error);
         logged = error;
-        backoff_ms = DIAL_BACKOFF_MS_MAX;
+        backoffMs = DIAL_BACKOFF_MS_MAX;
       }
-      await sleep(backoff_ms, signal);
-      backoff_ms = Math.min(2 * backoff_ms, DIAL_BACKOFF_MS_MAX);
+      await sleep(backoffMs, signal);
+      backoffMs = Math.min(2 * backoffMs, DIAL_BACKOFF_MS_MAX);
     }
   }
 
   /**
    * One attempt to connect to node `j`: true when connected; false for a retryable failure
-   * (recorded in #last_errors); throws for a fatal one.
+   * (recorded in #lastErrors); throws for a fatal one.
    */
   async #dialOnce(j: number, signal: AbortSignal): Promise<boolean> {
     const address = this.addresses[j];
@@ -668,7 +668,7 @@ export class Peers {
     try {
       conn = await Deno.connect({ hostname, port, signal });
     } catch (err) {
-      if (!signal.aborted) this.#last_errors.set(j, connectErrorText(err));
+      if (!signal.aborted) this.#lastErrors.set(j, connectErrorText(err));
       return false;
     }
     // Closing the socket is how close() interrupts a handshake in progress.
@@ -685,8 +685,8 @@ export class Peers {
         conn,
         this.#options.token,
         { role: "node", id: this.self },
-        this.#handshake_timeout_ms,
-        { frame_bytes_max: this.#frame_bytes_max },
+        this.#handshakeTimeoutMs,
+        { frameBytesMax: this.#frameBytesMax },
       );
       signal.removeEventListener("abort", onAbort);
       const peer = result.peer;
@@ -718,7 +718,7 @@ export class Peers {
           throw userError(`node ${j} (${address}): ${err.message}`, { cause: err });
         default:
           // closed or timed out: the node may be restarting (or stopped); try again.
-          this.#last_errors.set(j, err.message);
+          this.#lastErrors.set(j, err.message);
           return false;
       }
     }

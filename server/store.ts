@@ -89,10 +89,10 @@ export class Table {
     if (!Number.isInteger(dim) || dim < 1 || dim > TABLE_DIM_MAX) {
       throw new RangeError(`Table "${name}" has dim ${dim}: expected 1 .. 65536`);
     }
-    const bytes_max = keys * dim * 4;
-    if (bytes_max > TABLE_BYTES_MAX) {
+    const bytesMax = keys * dim * 4;
+    if (bytesMax > TABLE_BYTES_MAX) {
       throw new RangeError(
-        `Table "${name}" needs ${bytes_max} bytes (${keys} keys x ${dim} floats), more than the ` +
+        `Table "${name}" needs ${bytesMax} bytes (${keys} keys x ${dim} floats), more than the ` +
           `limit of ${TABLE_BYTES_MAX}: use fewer keys or a smaller dim`,
       );
     }
@@ -106,7 +106,7 @@ export class Table {
       dim,
       index,
       locks: new SharedArrayBuffer(keys * 4),
-      values: new SharedArrayBuffer(slots * dim * 4, { maxByteLength: bytes_max }),
+      values: new SharedArrayBuffer(slots * dim * 4, { maxByteLength: bytesMax }),
     });
     table.#slots = slots;
     table.#free = new Int32Array(slots);

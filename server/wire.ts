@@ -40,17 +40,17 @@ export const FRAME_HEADER_BYTES = 4;
 /** A frame declared a body longer than the receiver's limit. */
 export class FrameTooLargeError extends Error {
   /** The declared body length, in bytes. */
-  readonly frame_bytes: number;
+  readonly frameBytes: number;
   /** The receiver's limit, in bytes. */
-  readonly frame_bytes_max: number;
-  constructor(frame_bytes: number, frame_bytes_max: number) {
+  readonly frameBytesMax: number;
+  constructor(frameBytes: number, frameBytesMax: number) {
     super(
-      `frame of ${frame_bytes} bytes exceeds frame_bytes_max=${frame_bytes_max} ` +
+      `frame of ${frameBytes} bytes exceeds the limit of ${frameBytesMax} bytes ` +
         `(a peer speaking another protocol, or a message that should have been split)`,
     );
     this.name = "FrameTooLargeError";
-    this.frame_bytes = frame_bytes;
-    this.frame_bytes_max = frame_bytes_max;
+    this.frameBytes = frameBytes;
+    this.frameBytesMax = frameBytesMax;
   }
 }
 
@@ -78,7 +78,7 @@ const SHARED_ENCODER_BYTES_MAX = 1024 * 1024;
 // CBOR for a map of 65,536 keys or more (the count wraps); this one writes the right width.
 // The messages themselves never hold such maps (messages.ts); this keeps any other use valid.
 const ENCODER_OPTIONS = { useRecords: false, variableMapSize: true };
-let shared_encoder = new Encoder(ENCODER_OPTIONS);
+let sharedEncoder = new Encoder(ENCODER_OPTIONS);
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -139,9 +139,9 @@ interface TypedArraySpot {
   /** Payload length in bytes. */
   length: number;
   tag: number;
-  self_describe_bytes: number;
-  tag_bytes: number;
-  bstr_bytes: number;
+  selfDescribeBytes: number;
+  tagBytes: number;
+  bstrBytes: number;
 }
 
 /** A top-level typed array of the message, written by encodeFrame after cbor-x's pairs. */
@@ -175,7 +175,7 @@ export function encodeFrame(msg: unknown): Uint8Array {
  */
 export function encodeFrameInto(
   msg: unknown,
-  reserve: (frame_bytes: number) => Uint8Array,
+  reserve: (frameBytes: number) => Uint8Array,
 ): number {
   const bytes = planFrame(msg);
   const out = reserve(bytes);
@@ -189,18 +189,18 @@ export function encodeFrameInto(
 // The frame planned by planFrame and written by writePlannedFrame (module state: the two run
 // back to back, synchronously, and nothing else encodes in between).
 /** cbor-x's output for the message without its top-level typed arrays. */
-let plan_body: Uint8Array = new Uint8Array(0);
+let planBody: Uint8Array = new Uint8Array(0);
 /** The message's top-level typed arrays, or null. */
-let plan_arrays: TopLevelArray[] | null = null;
+let planArrays: TopLevelArray[] | null = null;
 /** Typed arrays nested in cbor-x's output, to realign. */
-const plan_nested: TypedArraySpot[] = [];
+const planNested: TypedArraySpot[] = [];
 /** Map head written instead of cbor-x's (when there are top-level arrays): bytes and count. */
-let plan_head_bytes = 0;
-let plan_count = 0;
+let planHeadBytes = 0;
+let planCount = 0;
 /** Where copying cbor-x's output starts (after its map head, which we replace). */
-let plan_from = 0;
+let planFrom = 0;
 /** Body length in bytes (without prefix and padding). */
-let plan_size = 0;
+let planSize = 0;
 
 /** Lays out the frame of `msg`; returns its size in bytes (prefix + body + padding). */
 function planFrame(msg: unknown): number {
@@ -230,54 +230,54 @@ function planFrame(msg: unknown): number {
   // 2. Lay out: the map head (count grown by the arrays), cbor-x's items with nested typed
   // arrays realigned, then each top-level array as key + aligned tag + payload.
   let from = 0; // where copying of cbor-x's output starts
-  let head_bytes = 0; // our map head, written instead of cbor-x's
+  let headBytes = 0; // our map head, written instead of cbor-x's
   let count = 0;
-  const nested = plan_nested;
+  const nested = planNested;
   nested.length = 0;
   if (arrays) {
     readHead(body, 0);
-    if (head_major !== 5 || head_arg < 0) throw new Error("encodeFrame: cbor-x wrote no map");
-    const pairs = head_arg;
+    if (headMajor !== 5 || headArg < 0) throw new Error("encodeFrame: cbor-x wrote no map");
+    const pairs = headArg;
     count = pairs + arrays.length;
-    head_bytes = argumentBytes(count);
-    from = head_next;
+    headBytes = argumentBytes(count);
+    from = headNext;
     let p = from;
     for (let i = 0; i < 2 * pairs; i++) p = scanItem(body, p, nested);
   } else {
     scanItem(body, 0, nested);
   }
-  let size = head_bytes - from; // output offset of body[i] is i + size (until realignment)
+  let size = headBytes - from; // output offset of body[i] is i + size (until realignment)
   for (const spot of nested) {
     const original = spot.payload - spot.start;
     chooseHeader(spot, spot.start + size, TYPED_ARRAY_ALIGN[spot.tag] ?? 1);
-    size += spot.self_describe_bytes + spot.tag_bytes + spot.bstr_bytes - original;
+    size += spot.selfDescribeBytes + spot.tagBytes + spot.bstrBytes - original;
   }
   size += body.length;
   if (arrays) {
     for (const { key, spot } of arrays) {
-      const key_bytes = utf8Bytes(key);
-      size += argumentBytes(key_bytes) + key_bytes;
+      const keyBytes = utf8Bytes(key);
+      size += argumentBytes(keyBytes) + keyBytes;
       chooseHeader(spot, size, TYPED_ARRAY_ALIGN[spot.tag] ?? 1);
-      size += spot.self_describe_bytes + spot.tag_bytes + spot.bstr_bytes + spot.length;
+      size += spot.selfDescribeBytes + spot.tagBytes + spot.bstrBytes + spot.length;
     }
   }
-  plan_body = body;
-  plan_arrays = arrays;
-  plan_head_bytes = head_bytes;
-  plan_count = count;
-  plan_from = from;
-  plan_size = size;
+  planBody = body;
+  planArrays = arrays;
+  planHeadBytes = headBytes;
+  planCount = count;
+  planFrom = from;
+  planSize = size;
   return FRAME_HEADER_BYTES + align4(size);
 }
 
 /** Writes the frame planned last at the start of `frame`. */
 function writePlannedFrame(frame: Uint8Array): void {
-  const body = plan_body, arrays = plan_arrays, nested = plan_nested, size = plan_size;
-  let from = plan_from;
+  const body = planBody, arrays = planArrays, nested = planNested, size = planSize;
+  let from = planFrom;
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   view.setUint32(0, size, true);
   let to = FRAME_HEADER_BYTES;
-  if (arrays) to = writeArgument(frame, view, to, 0xa0, plan_count, plan_head_bytes);
+  if (arrays) to = writeArgument(frame, view, to, 0xa0, planCount, planHeadBytes);
   for (const spot of nested) {
     frame.set(body.subarray(from, spot.start), to);
     to += spot.start - from;
@@ -299,8 +299,8 @@ function writePlannedFrame(frame: Uint8Array): void {
   // Padding: zero, also in reused memory.
   const end = FRAME_HEADER_BYTES + align4(size);
   while (to < end) frame[to++] = 0;
-  plan_body = EMPTY_BYTES;
-  plan_arrays = null;
+  planBody = EMPTY_BYTES;
+  planArrays = null;
   nested.length = 0;
 }
 
@@ -308,35 +308,35 @@ const EMPTY_BYTES = new Uint8Array(0);
 
 /** cbor-x's encoding of `value`: a view of the encoder's buffer, valid until the next call. */
 function encodeWithCborX(value: unknown): Uint8Array {
-  const encoder = shared_encoder;
+  const encoder = sharedEncoder;
   const body = (encoder.encode as (v: unknown, mode: number) => Uint8Array)(
     value,
     RESET_BUFFER_MODE,
   );
   // The caller copies `body` before anything else encodes, so dropping the encoder is safe.
-  if (body.length > SHARED_ENCODER_BYTES_MAX) shared_encoder = new Encoder(ENCODER_OPTIONS);
+  if (body.length > SHARED_ENCODER_BYTES_MAX) sharedEncoder = new Encoder(ENCODER_OPTIONS);
   return body;
 }
 
 function newSpot(start: number, payload: number, length: number, tag: number): TypedArraySpot {
-  return { start, payload, length, tag, self_describe_bytes: 0, tag_bytes: 2, bstr_bytes: 0 };
+  return { start, payload, length, tag, selfDescribeBytes: 0, tagBytes: 2, bstrBytes: 0 };
 }
 
 /** Sets the smallest header layout that puts the payload at a multiple of `align`. */
-function chooseHeader(spot: TypedArraySpot, out_start: number, align: number): void {
+function chooseHeader(spot: TypedArraySpot, outStart: number, align: number): void {
   const shortest = argumentBytes(spot.length);
-  if ((out_start + 2 + shortest) % align === 0) {
+  if ((outStart + 2 + shortest) % align === 0) {
     // cbor-x's own layout aligns already (the common case for byte arrays and half the rest)
-    spot.self_describe_bytes = 0;
-    spot.tag_bytes = 2;
-    spot.bstr_bytes = shortest;
+    spot.selfDescribeBytes = 0;
+    spot.tagBytes = 2;
+    spot.bstrBytes = shortest;
     return;
   }
   for (const [sd, tw, bw] of HEADER_LAYOUTS) {
-    if (!lengthFits(spot.length, bw) || (out_start + sd + tw + bw) % align !== 0) continue;
-    spot.self_describe_bytes = sd;
-    spot.tag_bytes = tw;
-    spot.bstr_bytes = bw;
+    if (!lengthFits(spot.length, bw) || (outStart + sd + tw + bw) % align !== 0) continue;
+    spot.selfDescribeBytes = sd;
+    spot.tagBytes = tw;
+    spot.bstrBytes = bw;
     return;
   }
   throw new Error(`encodeFrame: no header layout for a ${spot.length}-byte array`);
@@ -368,12 +368,12 @@ function lengthFits(length: number, width: number): boolean {
   }
 }
 
-const text_encoder = new TextEncoder();
+const textEncoder = new TextEncoder();
 
 /** UTF-8 length of a map key (keys are short; ASCII is the fast path). */
 function utf8Bytes(key: string): number {
   for (let i = 0; i < key.length; i++) {
-    if (key.charCodeAt(i) > 0x7f) return text_encoder.encode(key).length;
+    if (key.charCodeAt(i) > 0x7f) return textEncoder.encode(key).length;
   }
   return key.length;
 }
@@ -385,7 +385,7 @@ function writeKey(out: Uint8Array, view: DataView, at: number, key: string): num
   if (bytes === key.length) {
     for (let i = 0; i < key.length; i++) out[at + i] = key.charCodeAt(i);
   } else {
-    out.set(text_encoder.encode(key), at);
+    out.set(textEncoder.encode(key), at);
   }
   return at + bytes;
 }
@@ -397,11 +397,11 @@ function writeTypedArrayHeader(
   at: number,
   spot: TypedArraySpot,
 ): number {
-  if (spot.self_describe_bytes > 0) {
-    at = writeArgument(out, view, at, 0xc0, 55799, spot.self_describe_bytes);
+  if (spot.selfDescribeBytes > 0) {
+    at = writeArgument(out, view, at, 0xc0, 55799, spot.selfDescribeBytes);
   }
-  at = writeArgument(out, view, at, 0xc0, spot.tag, spot.tag_bytes);
-  return writeArgument(out, view, at, 0x40, spot.length, spot.bstr_bytes);
+  at = writeArgument(out, view, at, 0xc0, spot.tag, spot.tagBytes);
+  return writeArgument(out, view, at, 0x40, spot.length, spot.bstrBytes);
 }
 
 /** Writes a CBOR head of major type `major` (already shifted) with a fixed width. */
@@ -438,11 +438,11 @@ function writeArgument(
 }
 
 // readHead's results, in module variables: scanning runs per CBOR item and must not allocate.
-let head_major = 0;
-let head_arg = 0;
-let head_next = 0;
+let headMajor = 0;
+let headArg = 0;
+let headNext = 0;
 
-/** Reads the CBOR head at `pos` into head_major, head_arg (-1: indefinite) and head_next. */
+/** Reads the CBOR head at `pos` into headMajor, headArg (-1: indefinite) and headNext. */
 function readHead(b: Uint8Array, pos: number): void {
   const initial = b[pos];
   const info = initial & 31;
@@ -462,9 +462,9 @@ function readHead(b: Uint8Array, pos: number): void {
     p += 8;
   } else if (info === 31) arg = -1; // indefinite length (or the break code, major 7)
   else throw new Error(`encodeFrame: unexpected CBOR byte 0x${initial.toString(16)}`);
-  head_major = initial >> 5;
-  head_arg = arg;
-  head_next = p;
+  headMajor = initial >> 5;
+  headArg = arg;
+  headNext = p;
 }
 
 /**
@@ -473,9 +473,9 @@ function readHead(b: Uint8Array, pos: number): void {
  */
 function scanItem(b: Uint8Array, pos: number, spots: TypedArraySpot[]): number {
   readHead(b, pos);
-  const major = head_major;
-  const arg = head_arg;
-  let p = head_next;
+  const major = headMajor;
+  const arg = headArg;
+  let p = headNext;
   switch (major) {
     case 0:
     case 1:
@@ -500,8 +500,8 @@ function scanItem(b: Uint8Array, pos: number, spots: TypedArraySpot[]): number {
       // A tag. A typed array that wants alignment is its tag plus a definite byte string.
       if (TYPED_ARRAY_ALIGN[arg] !== undefined && (b[p] >> 5) === 2 && (b[p] & 31) !== 31) {
         readHead(b, p);
-        spots.push(newSpot(pos, head_next, head_arg, arg));
-        return head_next + head_arg;
+        spots.push(newSpot(pos, headNext, headArg, arg));
+        return headNext + headArg;
       }
       return scanItem(b, p, spots);
     }
@@ -586,8 +586,8 @@ export class FrameDecoder {
    * its handshake with a few KiB, so a stranger costs only that much; the connection raises it
    * once the peer has proven the token.
    */
-  buffer_bytes_min = RECEIVE_BUFFER_BYTES_MIN;
-  #frame_bytes_max = FRAME_BYTES_MAX_DEFAULT;
+  bufferBytesMin = RECEIVE_BUFFER_BYTES_MIN;
+  #frameBytesMax = FRAME_BYTES_MAX_DEFAULT;
   #buf: Uint8Array = new Uint8Array(0);
   #view: DataView = new DataView(this.#buf.buffer);
   /** Start of the first unconsumed frame in #buf. */
@@ -596,12 +596,12 @@ export class FrameDecoder {
   #end = 0;
 
   constructor(
-    frame_bytes_max: number = FRAME_BYTES_MAX_DEFAULT,
-    options: { reuse?: boolean; buffer_bytes_min?: number } = {},
+    frameBytesMax: number = FRAME_BYTES_MAX_DEFAULT,
+    options: { reuse?: boolean; bufferBytesMin?: number } = {},
   ) {
-    this.frame_bytes_max = frame_bytes_max;
+    this.frameBytesMax = frameBytesMax;
     this.reuse = options.reuse ?? false;
-    this.buffer_bytes_min = options.buffer_bytes_min ?? RECEIVE_BUFFER_BYTES_MIN;
+    this.bufferBytesMin = options.bufferBytesMin ?? RECEIVE_BUFFER_BYTES_MIN;
   }
 
   /**
@@ -609,23 +609,23 @@ export class FrameDecoder {
    * (an unauthenticated peer must not make us allocate a large buffer) and then hands the same
    * decoder, with any pipelined bytes in it, to the connection with the real limit.
    */
-  get frame_bytes_max(): number {
-    return this.#frame_bytes_max;
+  get frameBytesMax(): number {
+    return this.#frameBytesMax;
   }
-  set frame_bytes_max(bytes: number) {
+  set frameBytesMax(bytes: number) {
     if (!Number.isInteger(bytes) || bytes < 1 || bytes > 0xffffffff) {
-      throw new RangeError(`frame_bytes_max must be an integer in 1..2^32-1, got ${bytes}`);
+      throw new RangeError(`frameBytesMax must be an integer in 1..2^32-1, got ${bytes}`);
     }
-    this.#frame_bytes_max = bytes;
+    this.#frameBytesMax = bytes;
   }
 
   /** Bytes received but not yet returned as frames (a partial frame, or frames not taken). */
-  get buffered_bytes(): number {
+  get bufferedBytes(): number {
     return this.#end - this.#start;
   }
 
   /** Size of the current receive buffer, in bytes (tests and diagnostics). */
-  get buffer_bytes(): number {
+  get bufferBytes(): number {
     return this.#buf.length;
   }
 
@@ -642,24 +642,24 @@ export class FrameDecoder {
   }
 
   /**
-   * Returns free space of at least `bytes_min` bytes to receive into directly (then call
+   * Returns free space of at least `bytesMin` bytes to receive into directly (then call
    * {@linkcode FrameDecoder.commit}). The space is larger when a known frame needs it. In reuse
    * mode this ends the validity of the bodies returned so far.
    */
-  space(bytes_min = 64 * 1024): Uint8Array {
-    let needed = Math.max(bytes_min, 1);
+  space(bytesMin = 64 * 1024): Uint8Array {
+    let needed = Math.max(bytesMin, 1);
     const pending = this.#end - this.#start;
     if (pending >= FRAME_HEADER_BYTES) {
       // The length of the incomplete frame is known: make room for all of it at once.
-      const frame_bytes = this.#frameBytes(this.#start);
-      needed = Math.max(needed, frame_bytes - pending);
+      const frameBytes = this.#frameBytes(this.#start);
+      needed = Math.max(needed, frameBytes - pending);
     }
     if (this.reuse) {
       if (pending === 0) {
         // Everything was taken: receive at the front again (the common case, and no copy).
         this.#start = this.#end = 0;
-        if (this.#buf.length > RECEIVE_BUFFER_BYTES_RETAIN && needed <= this.buffer_bytes_min) {
-          this.#replace(this.buffer_bytes_min, 0);
+        if (this.#buf.length > RECEIVE_BUFFER_BYTES_RETAIN && needed <= this.bufferBytesMin) {
+          this.#replace(this.bufferBytesMin, 0);
         }
       }
       if (this.#buf.length - this.#end >= needed) return this.#buf.subarray(this.#end);
@@ -673,7 +673,7 @@ export class FrameDecoder {
     } else if (this.#buf.length - this.#end >= needed) {
       return this.#buf.subarray(this.#end);
     }
-    this.#replace(Math.max(this.buffer_bytes_min, align4(pending + needed)), pending);
+    this.#replace(Math.max(this.bufferBytesMin, align4(pending + needed)), pending);
     return this.#buf.subarray(this.#end);
   }
 
@@ -698,29 +698,29 @@ export class FrameDecoder {
   /**
    * The next complete frame body, or null when more bytes are needed.
    *
-   * @throws {FrameTooLargeError} when the next frame declares more than frame_bytes_max bytes;
+   * @throws {FrameTooLargeError} when the next frame declares more than frameBytesMax bytes;
    *   the decoder stays in that state (the stream cannot be resynchronised).
    */
   next(): Uint8Array | null {
     const pending = this.#end - this.#start;
     if (pending < FRAME_HEADER_BYTES) return null;
-    const frame_bytes = this.#frameBytes(this.#start);
-    if (pending < frame_bytes) return null;
-    const body_start = this.#start + FRAME_HEADER_BYTES;
+    const frameBytes = this.#frameBytes(this.#start);
+    if (pending < frameBytes) return null;
+    const bodyStart = this.#start + FRAME_HEADER_BYTES;
     const body = this.#buf.subarray(
-      body_start,
-      body_start + this.#view.getUint32(this.#start, true),
+      bodyStart,
+      bodyStart + this.#view.getUint32(this.#start, true),
     );
-    this.#start += frame_bytes;
+    this.#start += frameBytes;
     return body;
   }
 
   /** Full size on the wire (header + body + padding) of the frame at `at`; checks the limit. */
   #frameBytes(at: number): number {
-    const body_bytes = this.#view.getUint32(at, true);
-    if (body_bytes > this.#frame_bytes_max) {
-      throw new FrameTooLargeError(body_bytes, this.#frame_bytes_max);
+    const bodyBytes = this.#view.getUint32(at, true);
+    if (bodyBytes > this.#frameBytesMax) {
+      throw new FrameTooLargeError(bodyBytes, this.#frameBytesMax);
     }
-    return FRAME_HEADER_BYTES + align4(body_bytes);
+    return FRAME_HEADER_BYTES + align4(bodyBytes);
   }
 }

@@ -61,7 +61,7 @@ export async function runOnLocalCluster(
   };
   const local = await startLocalCluster({
     nodes: config.cluster.nodes,
-    workers_per_node: config.cluster.workers_per_node,
+    workersPerNode: config.cluster.workers_per_node,
     onLine,
   });
   current = local;

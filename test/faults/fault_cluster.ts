@@ -106,13 +106,13 @@ export class FaultCluster {
     return !exited;
   }
 
-  /** Submits pscheck jobs until one passes (or `timeout_ms` ends); returns the seconds taken. */
-  async untilJobPasses(timeout_ms: number, ps: Record<string, unknown> = {}): Promise<number> {
+  /** Submits pscheck jobs until one passes (or `timeoutMs` ends); returns the seconds taken. */
+  async untilJobPasses(timeoutMs: number, ps: Record<string, unknown> = {}): Promise<number> {
     const start = performance.now();
     let last = "";
-    while (performance.now() - start < timeout_ms) {
+    while (performance.now() - start < timeoutMs) {
       try {
-        const left = timeout_ms - (performance.now() - start);
+        const left = timeoutMs - (performance.now() - start);
         await runJob(
           this.address,
           TOKEN,
@@ -127,7 +127,7 @@ export class FaultCluster {
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    throw new Error(`no pscheck job passed within ${timeout_ms} ms; last error: ${last}`);
+    throw new Error(`no pscheck job passed within ${timeoutMs} ms; last error: ${last}`);
   }
 
   /** Fails if a node printed a line that shows a bug. */

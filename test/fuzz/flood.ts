@@ -120,7 +120,7 @@ report("idle");
 // 2. Authenticated drivers sending most of a 60 MiB frame.
 {
   const conns: Deno.TcpConn[] = [];
-  const frame_bytes = 60 * 1024 * 1024;
+  const frameBytes = 60 * 1024 * 1024;
   const chunk = new Uint8Array(1024 * 1024);
   let failed = 0;
   for (let i = 0; i < FRAMES; i++) {
@@ -133,10 +133,10 @@ report("idle");
     }
     conns.push(c);
     const head = new Uint8Array(4);
-    new DataView(head.buffer).setUint32(0, frame_bytes, true);
+    new DataView(head.buffer).setUint32(0, frameBytes, true);
     try {
       await c.write(head);
-      for (let sent = 0; sent < frame_bytes - chunk.length; sent += chunk.length) {
+      for (let sent = 0; sent < frameBytes - chunk.length; sent += chunk.length) {
         await c.write(chunk);
       }
     } catch {

@@ -5,10 +5,10 @@ import { Admission, hostOf } from "../../server/admission.ts";
 Deno.test("admission: pending handshakes are capped per address and in total", () => {
   const lines: string[] = [];
   const a = new Admission({
-    pending_max: 3,
-    pending_max_per_address: 2,
+    pendingMax: 3,
+    pendingMaxPerAddress: 2,
     log: (l) => lines.push(l),
-    log_interval_ms: 60_000,
+    logIntervalMs: 60_000,
   });
   try {
     assert.ok(a.enter("10.0.0.1"));
@@ -19,7 +19,7 @@ Deno.test("admission: pending handshakes are capped per address and in total", (
     assert.equal(a.pending, 3);
     a.leave("10.0.0.1");
     assert.ok(a.enter("10.0.0.3"));
-    assert.equal(a.over_cap, 2);
+    assert.equal(a.overCap, 2);
     // Only the first refusal of the interval is a line; the rest are summed up later.
     assert.equal(lines.length, 1);
     assert.match(lines[0], /closed a connection from 10\.0\.0\.1 at once: 2 handshakes/);
@@ -30,9 +30,9 @@ Deno.test("admission: pending handshakes are capped per address and in total", (
 
 Deno.test("admission: wrong tokens of one address wait longer and longer", () => {
   const a = new Admission({
-    failure_delay_ms_min: 100,
-    failure_delay_ms_max: 1000,
-    failure_memory_ms: 10_000,
+    failureDelayMsMin: 100,
+    failureDelayMsMax: 1000,
+    failureMemoryMs: 10_000,
     log: () => {},
   });
   assert.deepEqual(
@@ -40,7 +40,7 @@ Deno.test("admission: wrong tokens of one address wait longer and longer", () =>
     [100, 200, 400, 800, 1000, 1000],
   );
   assert.equal(a.wrongToken("other", 2000), 100, "per address");
-  assert.equal(a.wrongToken("h", 1000 + 5 + 10_001), 100, "forgotten after failure_memory_ms");
+  assert.equal(a.wrongToken("h", 1000 + 5 + 10_001), 100, "forgotten after failureMemoryMs");
   a.succeeded("other");
   assert.equal(a.wrongToken("other", 2001), 100, "a success forgets the failures");
   a.close();
@@ -48,7 +48,7 @@ Deno.test("admission: wrong tokens of one address wait longer and longer", () =>
 
 Deno.test("admission: refusals of an interval become one summary line", async () => {
   const lines: string[] = [];
-  const a = new Admission({ log: (l) => lines.push(l), log_interval_ms: 50 });
+  const a = new Admission({ log: (l) => lines.push(l), logIntervalMs: 50 });
   try {
     for (let i = 0; i < 1000; i++) a.refused(`h${i % 7}`, `refused ${i}`);
     assert.deepEqual(lines, ["refused 0"]);

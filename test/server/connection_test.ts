@@ -25,8 +25,8 @@ async function pair(
   return [sender, receiver];
 }
 
-async function until(cond: () => boolean, what: string, timeout_ms = 10_000): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
+async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -79,8 +79,8 @@ Deno.test("small and large frames, interleaved, arrive intact and in order", asy
     await sender.drain();
     await until(() => seen.length === want.length, "all messages");
     assert.deepEqual(seen, want);
-    assert.equal(receiver.bytes_received, sender.bytes_sent);
-    assert.equal(sender.queued_bytes, 0);
+    assert.equal(receiver.bytesReceived, sender.bytesSent);
+    assert.equal(sender.queuedBytes, 0);
   } finally {
     await sender.close();
     await receiver.closed;
@@ -129,10 +129,10 @@ Deno.test("a message's arrays are valid only until its handler returns", async (
   }
 });
 
-Deno.test("reuse_receive_buffer: false keeps every message's arrays valid", async () => {
+Deno.test("reuseReceiveBuffer: false keeps every message's arrays valid", async () => {
   const kept: Message[] = [];
   const [sender, receiver] = await pair((msg) => kept.push(msg), {
-    reuse_receive_buffer: false,
+    reuseReceiveBuffer: false,
   });
   try {
     for (let i = 0; i < 50; i++) {

@@ -45,7 +45,7 @@ Deno.test("handshake: same token, identities are exchanged", async () => {
   ]);
   assert.deepEqual(accepted.peer, { role: "node", id: 2 });
   assert.deepEqual(dialed.peer, { role: "node", id: 0 });
-  assert.equal(dialed.decoder.buffered_bytes, 0);
+  assert.equal(dialed.decoder.bufferedBytes, 0);
   d.close();
   a.close();
 });
@@ -208,7 +208,7 @@ Deno.test("handshake: bytes pipelined after ACCEPT reach the connection", async 
     handshakeDial(late, "tok", { role: "driver" }, 2000),
     accepting,
   ]) as [HandshakeResult, HandshakeResult];
-  assert.ok(dialed.decoder.buffered_bytes > 0, "the data frame came with ACCEPT");
+  assert.ok(dialed.decoder.bufferedBytes > 0, "the data frame came with ACCEPT");
   const got: Message[] = [];
   const conn = new Connection(d, { name: "acceptor", decoder: dialed.decoder });
   conn.onMessage = (msg) => {

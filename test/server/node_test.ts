@@ -39,7 +39,7 @@ function node1(opts: { meshReady?: boolean } = {}) {
   const lines: string[] = [];
   const transport: NodeTransport = {
     send: (n, msg) => void sent.push([n, structuredClone(msg)]),
-    stats: () => ({ messages_sent: sent.length, bytes_sent: 0 }),
+    stats: () => ({ messagesSent: sent.length, bytesSent: 0 }),
     isConnected: () => true,
   };
   const node = new LapseNode({

@@ -25,8 +25,8 @@ function makeNode(
     addresses: [],
     token,
     listen: { host: "127.0.0.1", port: 0 },
-    connect_timeout_ms: 3000,
-    frame_bytes_max: 1 << 20,
+    connectTimeoutMs: 3000,
+    frameBytesMax: 1 << 20,
     onNodeMessage: (from, msg) => node.received.push([from, msg]),
     onDriver: (conn) => {
       node.drivers.push(conn);
@@ -58,9 +58,9 @@ async function closeAll(nodes: TestNode[]): Promise<void> {
   await Promise.all(nodes.map((node) => node.peers.close()));
 }
 
-/** Waits until `cond` holds (polling), or fails after `timeout_ms`. */
-async function until(cond: () => boolean, what: string, timeout_ms = 3000): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
+/** Waits until `cond` holds (polling), or fails after `timeoutMs`. */
+async function until(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -110,10 +110,10 @@ Deno.test("a 3-node mesh delivers messages between every pair, in order", async 
         assert.deepEqual(got[0].k, new Uint32Array([from, node.peers.self]));
       }
       const stats = node.peers.stats();
-      assert.equal(stats.messages_sent, 10);
-      assert.equal(stats.messages_received, 10);
-      assert.ok(stats.bytes_sent > 0 && stats.bytes_received > 0);
-      assert.ok(stats.writes < stats.messages_sent, "coalesced");
+      assert.equal(stats.messagesSent, 10);
+      assert.equal(stats.messagesReceived, 10);
+      assert.ok(stats.bytesSent > 0 && stats.bytesReceived > 0);
+      assert.ok(stats.writes < stats.messagesSent, "coalesced");
     }
     assert.throws(() => nodes[0].peers.send(0, { t: 1 }), RangeError);
     assert.throws(() => nodes[0].peers.send(7, { t: 1 }), /no connection to node 7/);
@@ -125,7 +125,7 @@ Deno.test("a 3-node mesh delivers messages between every pair, in order", async 
 
 Deno.test("connectAll names the nodes that never answered", async () => {
   // node 1 of 3: dials node 0 (nothing listens there), waits for node 2 (never started)
-  const node = makeNode(1, "tok", { connect_timeout_ms: 300 });
+  const node = makeNode(1, "tok", { connectTimeoutMs: 300 });
   const { port } = node.peers.listen();
   const p0 = freePort();
   const p2 = freePort();
@@ -186,7 +186,7 @@ Deno.test("a port in use is one clear error", () => {
 Deno.test("a driver connects any time; a node answers it", async () => {
   const nodes = await makeMesh(2);
   try {
-    const { port } = nodes[0].peers.listen_address!;
+    const { port } = nodes[0].peers.listenAddress!;
     const driver = await dialDriver(`127.0.0.1:${port}`, "tok", 2000, { log: () => {} });
     assert.equal(driver.name, `node 0 (127.0.0.1:${port})`);
     const answers: Message[] = [];
@@ -222,9 +222,9 @@ async function rawDriverSocket(port: number): Promise<Deno.TcpConn> {
 Deno.test("a node survives bad frames on one connection and keeps serving the others", async () => {
   // Lines about bad connections are rate-limited (one per interval, then a summary): with a
   // 1 ms interval each of these, coming one after another, gets its own line.
-  const nodes = await makeMesh(2, "tok", { admission: { log_interval_ms: 1 } });
+  const nodes = await makeMesh(2, "tok", { admission: { logIntervalMs: 1 } });
   try {
-    const { port } = nodes[0].peers.listen_address!;
+    const { port } = nodes[0].peers.listenAddress!;
 
     // 1. not the lapse protocol at all: refused in the handshake, the listener goes on
     const stranger = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -241,7 +241,7 @@ Deno.test("a node survives bad frames on one connection and keeps serving the ot
     await until(() => nodes[0].logs.length === 2, "the frame-too-large line");
     assert.match(
       nodes[0].logs[1],
-      /^closing connection to the driver \(127\.0\.0\.1:\d+\): frame too large: frame of 1048577 bytes exceeds frame_bytes_max=1048576/,
+      /^closing connection to the driver \(127\.0\.0\.1:\d+\): frame too large: frame of 1048577 bytes exceeds the limit of 1048576 bytes/,
     );
     assert.equal(await big.read(new Uint8Array(16)), null, "the node closed it");
     big.close();
@@ -293,7 +293,7 @@ Deno.test("a throwing message handler is logged and the read loop goes on", asyn
     assert.deepEqual(got, [0, 2]);
     assert.equal(nodes[1].logs.length, 1);
     assert.match(nodes[1].logs[0], /^node 0 \(.*\): handler for message t=7 threw .*Error: boom/s);
-    assert.equal(conn.is_closed, false);
+    assert.equal(conn.isClosed, false);
   } finally {
     await closeAll(nodes);
   }
@@ -301,7 +301,7 @@ Deno.test("a throwing message handler is logged and the read loop goes on", asyn
 
 /** A connected pair of Connections over loopback TCP. */
 async function connectionPair(
-  queue_bytes_max?: number,
+  queueBytesMax?: number,
 ): Promise<[Connection, Connection, Message[]]> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const [accepted, dialed] = await Promise.all([
@@ -310,7 +310,7 @@ async function connectionPair(
   ]);
   listener.close();
   const received: Message[] = [];
-  const sender = new Connection(dialed, { name: "receiver", queue_bytes_max });
+  const sender = new Connection(dialed, { name: "receiver", queueBytesMax });
   const receiver = new Connection(accepted, {
     name: "sender",
     onMessage: (msg) => {
@@ -329,11 +329,11 @@ Deno.test("1000 small sends in one tick are coalesced into a few writes", async 
     assert.equal(sender.writes, 0, "nothing is written synchronously");
     await sender.drain();
     assert.ok(sender.writes <= 3, `${sender.writes} writes for 1000 messages`);
-    assert.equal(sender.messages_sent, 1000);
+    assert.equal(sender.messagesSent, 1000);
     await until(() => received.length === 1000, "all messages");
     assert.deepEqual(received.map((m) => m.i), Array.from({ length: 1000 }, (_, i) => i));
-    assert.equal(receiver.bytes_received, sender.bytes_sent);
-    assert.equal(receiver.messages_received, 1000);
+    assert.equal(receiver.bytesReceived, sender.bytesSent);
+    assert.equal(receiver.messagesReceived, 1000);
   } finally {
     await sender.close();
     await receiver.closed;
@@ -353,7 +353,7 @@ Deno.test("close() flushes queued frames; the peer sees a clean close", async ()
   assert.throws(() => sender.send({ t: 1 }), /cannot send to receiver: the connection is closed/);
 });
 
-Deno.test("exceeding queue_bytes_max throws a RangeError naming the limit", async () => {
+Deno.test("exceeding queueBytesMax throws a RangeError naming the limit", async () => {
   const [sender, receiver] = await connectionPair(10_000);
   try {
     sender.send({ t: 1, v: new Float32Array(1000) }); // ~4 KB
@@ -362,22 +362,22 @@ Deno.test("exceeding queue_bytes_max throws a RangeError naming the limit", asyn
       () => sender.send({ t: 1, v: new Float32Array(1000) }),
       (err: unknown) => {
         assert.ok(err instanceof RangeError);
-        assert.match(err.message, /would exceed queue_bytes_max=10000/);
+        assert.match(err.message, /would exceed its limit of 10000 bytes/);
         return true;
       },
     );
-    assert.equal(sender.messages_sent, 2);
+    assert.equal(sender.messagesSent, 2);
   } finally {
     await sender.close();
     await receiver.closed;
   }
 });
 
-Deno.test("a frame above frame_bytes_max is refused at send", async () => {
+Deno.test("a frame above frameBytesMax is refused at send", async () => {
   const [sender, receiver] = await connectionPair();
   const small = new Connection(
     { setNoDelay() {}, close() {} } as unknown as Deno.Conn,
-    { name: "small", frame_bytes_max: 100 },
+    { name: "small", frameBytesMax: 100 },
   );
   try {
     assert.throws(
@@ -387,7 +387,7 @@ Deno.test("a frame above frame_bytes_max is refused at send", async () => {
     // the real pair is unaffected
     sender.send({ t: 1 });
     await sender.drain();
-    assert.equal(sender.messages_sent, 1);
+    assert.equal(sender.messagesSent, 1);
   } finally {
     small.abort("test over");
     await small.closed;

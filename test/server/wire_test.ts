@@ -12,8 +12,8 @@ import {
 } from "../../server/wire.ts";
 
 /** Pushes `bytes` split at the given positions and returns the decoded messages. */
-function decodeSplit(bytes: Uint8Array, cuts: number[], frame_bytes_max = 1 << 20): Message[] {
-  const decoder = new FrameDecoder(frame_bytes_max);
+function decodeSplit(bytes: Uint8Array, cuts: number[], frameBytesMax = 1 << 20): Message[] {
+  const decoder = new FrameDecoder(frameBytesMax);
   const out: Message[] = [];
   let from = 0;
   for (const cut of [...cuts, bytes.length]) {
@@ -23,7 +23,7 @@ function decodeSplit(bytes: Uint8Array, cuts: number[], frame_bytes_max = 1 << 2
       out.push(decodeMessage(body));
     }
   }
-  assert.equal(decoder.buffered_bytes, 0);
+  assert.equal(decoder.bufferedBytes, 0);
   return out;
 }
 
@@ -49,9 +49,9 @@ Deno.test("frames are 4-byte multiples with a little-endian body length", () => 
   for (const msg of sampleMessages()) {
     const frame = encodeFrame(msg);
     assert.equal(frame.length % 4, 0);
-    const body_bytes = new DataView(frame.buffer).getUint32(0, true);
-    assert.ok(body_bytes <= frame.length - FRAME_HEADER_BYTES);
-    assert.ok(body_bytes > frame.length - FRAME_HEADER_BYTES - 4);
+    const bodyBytes = new DataView(frame.buffer).getUint32(0, true);
+    assert.ok(bodyBytes <= frame.length - FRAME_HEADER_BYTES);
+    assert.ok(bodyBytes > frame.length - FRAME_HEADER_BYTES - 4);
   }
 });
 
@@ -102,16 +102,16 @@ Deno.test("many frames in one chunk", () => {
   assert.deepEqual(out, msgs);
 });
 
-Deno.test("a declared length above frame_bytes_max throws FrameTooLargeError", () => {
+Deno.test("a declared length above frameBytesMax throws FrameTooLargeError", () => {
   const decoder = new FrameDecoder(100);
   const header = new Uint8Array(4);
   new DataView(header.buffer).setUint32(0, 101, true);
   decoder.push(header);
   assert.throws(() => decoder.next(), (err: unknown) => {
     assert.ok(err instanceof FrameTooLargeError);
-    assert.match(err.message, /frame of 101 bytes exceeds frame_bytes_max=100/);
-    assert.equal(err.frame_bytes, 101);
-    assert.equal(err.frame_bytes_max, 100);
+    assert.match(err.message, /frame of 101 bytes exceeds the limit of 100 bytes/);
+    assert.equal(err.frameBytes, 101);
+    assert.equal(err.frameBytesMax, 100);
     return true;
   });
   // exactly at the limit is fine
@@ -318,7 +318,7 @@ function receiveReusing(bytes: Uint8Array, reads: number[]): Message[] {
       out.push(copyOut(decodeMessage(body)));
     }
   }
-  assert.equal(decoder.buffered_bytes, 0);
+  assert.equal(decoder.bufferedBytes, 0);
   return out;
 }
 
@@ -363,7 +363,7 @@ Deno.test("a reusing decoder receives into one buffer; a body kept past space() 
   // The documented rule: `first` was valid only until the next space(); its memory now holds
   // a later message. (A Connection hands every message to its handler before reading on.)
   assert.equal(first.v[0], 101);
-  assert.equal(decoder.buffer_bytes, 256 * 1024);
+  assert.equal(decoder.bufferBytes, 256 * 1024);
 });
 
 Deno.test("a reusing decoder grows for a large frame and gives up a huge buffer afterwards", () => {
@@ -381,15 +381,15 @@ Deno.test("a reusing decoder grows for a large frame and gives up a huge buffer 
   };
   const big = feed({ t: 1, v: new Float32Array(2_000_000).fill(2) }); // 8 MB: kept
   assert.equal(big.v[1_999_999], 2);
-  const size = decoder.buffer_bytes;
+  const size = decoder.bufferBytes;
   assert.ok(size >= 8_000_000);
   for (let i = 0; i < 3; i++) assert.equal(feed({ t: 1, v: new Float32Array(10) }).v.length, 10);
-  assert.equal(decoder.buffer_bytes, size, "a buffer up to the retain limit is kept");
+  assert.equal(decoder.bufferBytes, size, "a buffer up to the retain limit is kept");
   const huge = feed({ t: 1, v: new Float32Array(RECEIVE_BUFFER_BYTES_RETAIN / 4 + 1).fill(3) });
   assert.equal(huge.v[10], 3);
-  assert.ok(decoder.buffer_bytes > RECEIVE_BUFFER_BYTES_RETAIN);
+  assert.ok(decoder.bufferBytes > RECEIVE_BUFFER_BYTES_RETAIN);
   assert.equal(feed({ t: 1, v: new Float32Array(10).fill(4) }).v[9], 4);
-  assert.ok(decoder.buffer_bytes <= 1 << 20, "a huge buffer is given up once empty");
+  assert.ok(decoder.bufferBytes <= 1 << 20, "a huge buffer is given up once empty");
 });
 
 Deno.test("the default decoder never reuses: bodies stay valid", () => {
