@@ -233,7 +233,10 @@ export class LapseNode {
   readonly #workerUrl: string;
   readonly #loadTask: (name: string) => Promise<TaskDefinition>;
   readonly #dataDirs: readonly string[] | undefined;
+  /** Malformed messages: a peer's bug, an error line (rate-limited). */
   readonly #dropLog: RateLimitedLog;
+  /** Messages of other jobs: expected after an abort, an informational line (rate-limited). */
+  readonly #otherJobLog: RateLimitedLog;
   readonly #dropped: DroppedCounts = { otherJob: 0, malformed: 0 };
   #job: NodeJob | null = null;
   #coord: Coordination | null = null;
@@ -264,6 +267,7 @@ export class LapseNode {
     this.#loadTask = opts.loadTask;
     this.#dataDirs = opts.dataDirs;
     this.#dropLog = new RateLimitedLog(this.#log);
+    this.#otherJobLog = new RateLimitedLog(this.#info);
     if (opts.meshReady) this.#held = null;
   }
 
@@ -659,7 +663,7 @@ export class LapseNode {
   /** Counts (and logs, rate-limited) a message of another job; it is never applied. */
   #otherJob(from: number, msg: NodeMessage): void {
     this.#dropped.otherJob++;
-    this.#dropLog.log(() =>
+    this.#otherJobLog.log(() =>
       `node ${this.self}: dropped ${msgName(msg.t)} of job ${msg.job} from node ${from}: ` +
       `the job here is ${this.#job?.id ?? this.#coord?.job ?? "none"} ` +
       `(${this.#dropped.otherJob} messages of other jobs dropped so far)`
