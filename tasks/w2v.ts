@@ -139,6 +139,36 @@ class Copies {
   }
 }
 
+/** Sentences whose localize requests go out as one request per table. */
+const LOCALIZE_BATCH = 4;
+/** A deferred batch is closed (its pull sent) after this many pairs or sentences. */
+const DEFERRED_CLOSE_PAIRS = 512;
+const DEFERRED_CLOSE_EVERY = 4;
+
+/** Keys to localize, deduplicated until the next reset (stamps, no hashing). */
+class LocalizeBuffer {
+  readonly keys: Uint32Array;
+  n = 0;
+  private readonly stamp: Int32Array;
+  private serial = 1;
+
+  constructor(vocab: number, max: number) {
+    this.keys = sharedU32(max);
+    this.stamp = sharedI32(vocab);
+  }
+
+  add(k: number): void {
+    if (this.stamp[k] === this.serial || this.n === this.keys.length) return;
+    this.stamp[k] = this.serial;
+    this.keys[this.n++] = k;
+  }
+
+  reset(): void {
+    this.n = 0;
+    this.serial++;
+  }
+}
+
 /** Deferred batches in flight at most (one open, the others pulling or ready). */
 const DEFERRED_BATCHES = 4;
 
@@ -268,14 +298,17 @@ async function run(ctx: TaskContext): Promise<void> {
   const maxKeys = Math.max(1, Math.floor(config.ps?.batch_keys_max ?? 1 << 20));
   const ahead = Math.max(s.aheadIn, s.aheadOut);
   // The words of a sentence are localized (not prefetched) when a directive covers the table.
-  const locIn = lapse && s.aheadIn > 0, locOut = lapse && s.aheadOut > 0;
+  const aheadIn = lapse && s.aheadIn > 0, aheadOut = lapse && s.aheadOut > 0;
   // Negatives from a localized pool are expected local; others are prefetched if not local.
   const poolLocal = lapse && pool !== null;
   const R = ahead + 1;
   const ring: Slot[] = [];
   for (let i = 0; i < R; i++) ring.push(new Slot(s.maxSentence, dim));
   const stIn = new Stamps(V), stOut = new Stamps(V);
-  const locKeys = sharedU32(s.maxSentence);
+  // Localize requests of LOCALIZE_BATCH prepared sentences go out together (fewer messages);
+  // a key already requested in the batch is not requested again.
+  const locIn = new LocalizeBuffer(V, LOCALIZE_BATCH * s.maxSentence);
+  const locOut = new LocalizeBuffer(V, LOCALIZE_BATCH * s.maxSentence);
   const neu1e = sharedF32(dim);
   let deltaBuf = sharedF32(0);
 
@@ -284,6 +317,14 @@ async function run(ctx: TaskContext): Promise<void> {
     localizeAll(ps, tOut, pool.next, pool.size, maxKeys);
   }
   let prepared = 0; // sentences prepared so far in this run (for the pool refresh)
+  let batched = 0; // sentences prepared since the last localize flush
+  const flushLocalize = () => {
+    batched = 0;
+    if (locIn.n > 0) localizeAll(ps, tIn, locIn.keys, locIn.n, maxKeys);
+    if (locOut.n > 0) localizeAll(ps, tOut, locOut.keys, locOut.n, maxKeys);
+    locIn.reset();
+    locOut.reset();
+  };
 
   /** True if key `k` of table `t` can be acquired here now (classic_remote: never). */
   const localNow = (t: number, k: number) => !remoteOnly && ps.isLocal(t, k);
@@ -311,34 +352,31 @@ async function run(ctx: TaskContext): Promise<void> {
     slot.cout.reset();
     // words_in: the sentence's words.
     stIn.next();
-    let nl = 0;
     for (let pos = 0; pos < n; pos++) {
       const w = p.words[pos];
       if (stIn.stamp[w] !== stIn.serial) {
         stIn.stamp[w] = stIn.serial;
-        if (locIn) {
+        if (aheadIn) {
           stIn.slot[w] = -1;
-          if (!ps.isLocal(tIn, w)) locKeys[nl++] = w;
+          if (!ps.isLocal(tIn, w)) locIn.add(w);
         } else stIn.slot[w] = localNow(tIn, w) ? -1 : slot.cin.add(w);
       }
       slot.inSlot[pos] = stIn.slot[w];
     }
-    if (nl > 0) localizeAll(ps, tIn, locKeys, nl, maxKeys);
     // words_out: the sentence's words and the negatives.
     stOut.next();
-    nl = 0;
     for (let pos = 0; pos < n; pos++) {
       const w = p.words[pos];
       if (stOut.stamp[w] !== stOut.serial) {
         stOut.stamp[w] = stOut.serial;
-        if (locOut) {
+        if (aheadOut) {
           stOut.slot[w] = -1;
-          if (!ps.isLocal(tOut, w)) locKeys[nl++] = w;
+          if (!ps.isLocal(tOut, w)) locOut.add(w);
         } else stOut.slot[w] = localNow(tOut, w) ? -1 : slot.cout.add(w);
       }
       slot.outSlot[pos] = stOut.slot[w];
     }
-    if (nl > 0) localizeAll(ps, tOut, locKeys, nl, maxKeys);
+    if (++batched === LOCALIZE_BATCH) flushLocalize();
     if (slot.negSlot.length < p.nNeg) slot.negSlot = sharedI32(p.negs.length);
     for (let q = 0; q < p.nNeg; q++) {
       const w = p.negs[q];
@@ -561,7 +599,9 @@ async function run(ctx: TaskContext): Promise<void> {
       if (slot.cout.n > 0) slot.cout.orig.set(slot.cout.vals.subarray(0, slot.cout.n * dim));
       alpha = s.alpha > 0 ? alphaAt(s.alpha, (epoch * sliceWords + done) / runWords) : 0;
       train(slot, alpha);
-      if (open.n > 0) closeBatch();
+      if (open.n >= DEFERRED_CLOSE_PAIRS || (open.n > 0 && i % DEFERRED_CLOSE_EVERY === 0)) {
+        closeBatch();
+      }
       if (queue.length > 0) await drainBatches(alpha, false);
       pushCopies(slot.cin, tIn);
       pushCopies(slot.cout, tOut);
@@ -581,7 +621,9 @@ async function run(ctx: TaskContext): Promise<void> {
       }
       if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((r) => setTimeout(r, 0));
     }
+    if (open.n > 0) closeBatch();
     await drainBatches(alpha, true);
+    flushLocalize();
     if (sinceProgress > 0) {
       ctx.progress(sinceProgress);
       sinceProgress = 0;
