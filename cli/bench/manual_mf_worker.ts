@@ -388,7 +388,8 @@ async function main(): Promise<void> {
   // Frames in: one reader loop per peer, into pooled buffers, delivered by transfer key.
   const mailbox = new Mailbox();
   const keyOf = (epoch: number, step: number) => epoch * 2 * N + step;
-  const blockBytes = (b: Block | { block: number; buf: Float32Array }) =>
+  /** The bytes of block `b` in its buffer (what goes on the wire, and where it arrives). */
+  const blockBytes = (b: Block) =>
     new Uint8Array(
       b.buf.buffer,
       b.buf.byteOffset,
