@@ -18,7 +18,7 @@
  */
 import type { JobConfig } from "../../core/types.ts";
 import { UsageError } from "../../core/errors.ts";
-import { mfSettings, task as mfTask } from "../../tasks/mf.ts";
+import { task as mfTask } from "../../tasks/mf.ts";
 import type { ClusterRun } from "./harness.ts";
 
 /** Options of {@linkcode runManualMf}. */
@@ -104,15 +104,8 @@ export async function runManualMf(config: JobConfig, opts: ManualMfOptions): Pro
         `${config.cluster.workers_per_node} (--workers 1)`,
     );
   }
-  // The hand-coded loop implements the plain <w, h> model by SGD (rows of `rank` floats, raw
-  // ratings): anything else would silently compare two different models.
-  const m = mfSettings(config);
-  if (m.biases || m.standardize || m.optimizer !== "sgd") {
-    throw new UsageError(
-      `the manual mode implements plain SGD on <w, h>: set model.biases=false, ` +
-        `model.standardize=false and model.optimizer=sgd (as tasks/mf.yaml does)`,
-    );
-  }
+  // What the driver does before submitting (e.g. the matrix size of a rating file).
+  await mfTask.prepare?.(config);
   const N = config.cluster.nodes;
   const deno = denoPath();
   const token = randomHex(16);
@@ -222,7 +215,14 @@ export async function runManualMf(config: JobConfig, opts: ManualMfOptions): Pro
     await tellAll({ t: "peers", ports });
     const ready = await fromAll("ready");
     const points = ready.reduce((a, m) => a + m.train_n, 0);
-    await tellAll({ t: "go" });
+    // The standardization sums, added as the mf task's Float32 table G adds them.
+    let sum = 0, sumSq = 0, n = 0;
+    for (const m of ready) {
+      sum = Math.fround(sum + m.sum);
+      sumSq = Math.fround(sumSq + m.sum_sq);
+      n = Math.fround(n + m.train_n);
+    }
+    await tellAll({ t: "go", sum, sum_sq: sumSq, n });
     // Epoch reports of different epochs may interleave (no barriers): gather by epoch.
     const open = new Map<
       number,

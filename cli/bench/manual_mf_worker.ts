@@ -36,12 +36,15 @@ import {
 } from "../../data/mf_data.ts";
 import { initValue } from "../../server/store.ts";
 import {
+  divergence,
   loadMfData,
   lrAfterEpoch,
   lrForEpoch,
   mfPredict,
   mfSettings,
   mfSgdStep,
+  type MfShape,
+  standardize,
   task as mfTask,
 } from "../../tasks/mf.ts";
 import { dsgdColBlock, dsgdPermutation } from "../../tasks/schedules.ts";
@@ -290,7 +293,10 @@ async function connectMesh(
 /** Ratings per trainBlock call (see where it is called). */
 const TRAIN_SLICE = 4096;
 
-/** SGD over ratings `start .. end-1` of block `b` (H rows from `c0`); returns the loss. */
+/**
+ * SGD over ratings `start .. end-1` of one column block (its H rows from column `c0`); returns
+ * the loss in training units.
+ */
 function trainBlock(
   r: BlockedRatings,
   start: number,
@@ -299,19 +305,20 @@ function trainBlock(
   r0: number,
   H: Float32Array,
   c0: number,
-  k: number,
+  m: MfShape,
   lr: number,
   lambda: number,
 ): number {
-  const rows = r.rows, cols = r.cols, vals = r.vals;
+  const rows = r.rows, cols = r.cols, vals = r.vals, k = m.k, dim = m.dim, opts = m.opts;
   let loss = 0;
   for (let t = start; t < end; t++) {
-    loss += mfSgdStep(W, (rows[t] - r0) * k, H, (cols[t] - c0) * k, k, vals[t], lr, lambda);
+    const wo = (rows[t] - r0) * dim, ho = (cols[t] - c0) * dim;
+    loss += mfSgdStep(W, wo, H, ho, k, vals[t], lr, lambda, opts);
   }
   return loss;
 }
 
-/** Test SSE of the ratings `start .. end-1` (one column block). */
+/** Test SSE of the ratings `start .. end-1` (one column block), in rating units. */
 function testBlock(
   r: BlockedRatings,
   start: number,
@@ -320,12 +327,14 @@ function testBlock(
   r0: number,
   H: Float32Array,
   c0: number,
-  k: number,
+  m: MfShape,
 ): number {
-  const rows = r.rows, cols = r.cols, vals = r.vals;
+  const rows = r.rows, cols = r.cols, vals = r.vals, k = m.k, dim = m.dim, opts = m.opts;
+  const mu = m.mu, sigma = m.sigma;
   let sse = 0;
   for (let t = start; t < end; t++) {
-    const e = vals[t] - mfPredict(W, (rows[t] - r0) * k, H, (cols[t] - c0) * k, k);
+    const wo = (rows[t] - r0) * dim, ho = (cols[t] - c0) * dim;
+    const e = vals[t] - (mu + sigma * mfPredict(W, wo, H, ho, k, opts));
     sse += e * e;
   }
   return sse;
@@ -343,7 +352,7 @@ async function main(): Promise<void> {
   const { config, worker: me, workers: N } = start;
   const token = hexBytes(start.token);
   const s = mfSettings(config);
-  const k = s.rank;
+  const k = s.rank, dim = s.dim;
   // Table ids as the PS numbers them (the order of the task's tables): the same initial values.
   const [specW, specH] = mfTask.tables(config);
   if (specW.name !== "W" || specH.name !== "H") {
@@ -357,7 +366,7 @@ async function main(): Promise<void> {
   // Load while the parent gathers the ports.
   const t0 = performance.now();
   const loading = (async () => {
-    const data = await loadMfData(s, me, N);
+    const data = await loadMfData(s, me, N, me);
     return {
       train: groupByColBlock(data.train, s.cols, N),
       test: groupByColBlock(data.test, s.cols, N),
@@ -372,16 +381,16 @@ async function main(): Promise<void> {
 
   // Parameters: my W rows, and the first H block I train (the PS's initial values).
   const r0 = blockStart(me, s.rows, N), r1 = blockStart(me + 1, s.rows, N);
-  const W = new Float32Array((r1 - r0) * k);
-  for (let i = r0; i < r1; i++) initValue(specW.init, seed, 0, i, k, W, (i - r0) * k);
+  const W = new Float32Array((r1 - r0) * dim);
+  for (let i = r0; i < r1; i++) initValue(specW.init, seed, 0, i, dim, W, (i - r0) * dim);
   const colStart = (b: number) => blockStart(b, s.cols, N);
   let maxCols = 0;
   for (let b = 0; b < N; b++) maxCols = Math.max(maxCols, colStart(b + 1) - colStart(b));
-  const pool = new BufferPool(maxCols * k, 2 * N + 2);
+  const pool = new BufferPool(maxCols * dim, 2 * N + 2);
   const initBlock = (b: number): Block => {
     const buf = pool.take();
     for (let j = colStart(b); j < colStart(b + 1); j++) {
-      initValue(specH.init, seed, 1, j, k, buf, (j - colStart(b)) * k);
+      initValue(specH.init, seed, 1, j, dim, buf, (j - colStart(b)) * dim);
     }
     return { block: b, buf };
   };
@@ -396,7 +405,7 @@ async function main(): Promise<void> {
     new Uint8Array(
       b.buf.buffer,
       b.buf.byteOffset,
-      (colStart(b.block + 1) - colStart(b.block)) * k * 4,
+      (colStart(b.block + 1) - colStart(b.block)) * dim * 4,
     );
   const readers = [...peers.values()].map(async (p) => {
     const reader = new FrameReader(p.conn, `worker ${p.id}`);
@@ -457,8 +466,27 @@ async function main(): Promise<void> {
     return b;
   };
 
-  await say({ t: "ready", load_s, train_n: train.length, test_n: test.length });
-  await control.next("go");
+  // model.standardize: the mean and std of all training ratings. The mf task adds every
+  // worker's (sum, sum of squares, count) into a Float32 table; here the parent adds them up
+  // and sends them with "go" (as Float32, as the table holds them).
+  let sum = 0, sumSq = 0;
+  for (let t = 0; t < train.length; t++) {
+    sum += train.vals[t];
+    sumSq += train.vals[t] * train.vals[t];
+  }
+  await say({
+    t: "ready",
+    load_s,
+    train_n: train.length,
+    test_n: test.length,
+    sum: Math.fround(sum),
+    sum_sq: Math.fround(sumSq),
+  });
+  const go = await control.next<{ sum: number; sum_sq: number; n: number }>("go");
+  const scale = s.standardize
+    ? standardize(train.vals, go.sum, go.sum_sq, go.n)
+    : { mu: 0, sigma: 1 };
+  const shape: MfShape = { k, dim, opts: s.opts, ...scale };
 
   const rng = new Rng(0);
   const left = mod(me - 1, N), right = mod(me + 1, N);
@@ -491,7 +519,7 @@ async function main(): Promise<void> {
       // (one long call was compiled on stack replacement, where the kernel stayed a call).
       for (let t = start; t < end; t += TRAIN_SLICE) {
         const u = Math.min(end, t + TRAIN_SLICE);
-        lossSum += trainBlock(train, t, u, W, r0, held.buf, colStart(b), k, lr, s.lambda);
+        lossSum += trainBlock(train, t, u, W, r0, held.buf, colStart(b), shape, lr, s.lambda);
       }
       const w2 = performance.now();
       time.wait += w1 - w0;
@@ -512,7 +540,16 @@ async function main(): Promise<void> {
         held = await receive(epoch, N - 1 + r, perm[mod(me + N - 1 + r, N)], right);
       }
       const b = held.block;
-      sse += testBlock(test, test.offsets[b], test.offsets[b + 1], W, r0, held.buf, colStart(b), k);
+      sse += testBlock(
+        test,
+        test.offsets[b],
+        test.offsets[b + 1],
+        W,
+        r0,
+        held.buf,
+        colStart(b),
+        shape,
+      );
       if (r < N - 1) {
         send(left, held, epoch, N + r);
         held = null;
@@ -526,7 +563,8 @@ async function main(): Promise<void> {
       t: "epoch",
       epoch,
       sums: {
-        loss_sum: lossSum,
+        // In rating units (the kernel's errors are in training units), as the task reports.
+        loss_sum: lossSum * shape.sigma * shape.sigma,
         train_n: train.length,
         test_sse: sse,
         test_n: test.length,
@@ -539,6 +577,9 @@ async function main(): Promise<void> {
       bytes,
     });
     messages = bytes = 0;
+    // A diverging rate stops the run here, with the task's message.
+    const diverged = divergence(s, epoch, lr, lossSum, train.length);
+    if (diverged !== null) throw new Error(diverged);
     const next = lrAfterEpoch(s, lr, lossSum, prevLoss);
     prevLoss = lossSum;
     lr = next;

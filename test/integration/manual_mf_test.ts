@@ -10,6 +10,7 @@ import { runOnLocalCluster } from "../../cli/bench/harness.ts";
 import { runManualMf } from "../../cli/bench/manual_mf.ts";
 import { FRAME_HEADER_BYTES } from "../../cli/bench/manual_frame.ts";
 import { loadConfigFromArgs } from "../../cli/train.ts";
+import { mfSettings } from "../../tasks/mf.ts";
 
 const MF_YAML = new URL("../../tasks/mf.yaml", import.meta.url).pathname;
 const TIMEOUT_S = 120;
@@ -24,8 +25,21 @@ const SETS = [
   "seed=11",
 ];
 
+// tasks/mf.yaml's model (SGD, no biases), and the one of rating files (biases, standardized
+// ratings, AdaGrad): the manual baseline goes through the same kernel options.
+const MODELS = [[], [
+  "model.biases=true",
+  "model.standardize=true",
+  "model.optimizer=adagrad",
+  "model.lr=0.3",
+]];
+
 Deno.test("manual mf on 2 processes reaches the test RMSE of mf on 2 lapse nodes (within 1%)", async () => {
-  const config = await loadConfigFromArgs(MF_YAML, SETS, "2", "1");
+  for (const model of MODELS) await sameAsLapse([...SETS, ...model]);
+});
+
+async function sameAsLapse(sets: string[]): Promise<void> {
+  const config = await loadConfigFromArgs(MF_YAML, sets, "2", "1");
   const lines: string[] = [];
   const manual = await runManualMf(config, {
     timeout_s: TIMEOUT_S,
@@ -50,11 +64,16 @@ Deno.test("manual mf on 2 processes reaches the test RMSE of mf on 2 lapse nodes
     assert.equal(m.local_fraction, 1);
   }
   const last = manual.epochs[EPOCHS - 1];
-  assert.ok(last.test_rmse < 0.5 * manual.epochs[0].test_rmse, `it learns: ${last.test_rmse}`);
+  assert.ok(
+    last.test_rmse < 0.8 * manual.epochs[0].test_rmse,
+    `it learns: ${manual.epochs.map((m) => m.test_rmse)}`,
+  );
   // Per epoch each of the 2 workers sends its block once in training and once for the test
   // evaluation (plus, from epoch 1, the hand-over to the next epoch's first owner, if the
-  // permutation changed): whole blocks of 250 columns x rank 5 floats plus a header.
-  const frame = FRAME_HEADER_BYTES + 250 * 5 * 4;
+  // permutation changed): whole blocks of 250 columns x (rank 5 [+ bias] [+ AdaGrad]) floats
+  // plus a header.
+  const dim = mfSettings(config).dim;
+  const frame = FRAME_HEADER_BYTES + 250 * dim * 4;
   assert.equal(manual.epochs[0].messages, 4);
   for (const m of manual.epochs) {
     assert.ok(m.messages === 4 || m.messages === 6, `messages ${m.messages}`);
@@ -62,15 +81,7 @@ Deno.test("manual mf on 2 processes reaches the test RMSE of mf on 2 lapse nodes
   }
   assert.equal(manual.workers.length, 2);
   for (const w of manual.workers) assert.ok(w.train_s > 0, `breakdown ${JSON.stringify(w)}`);
-});
-
-Deno.test("manual mf refuses a model it does not implement (biases, standardize)", async () => {
-  const config = await loadConfigFromArgs(MF_YAML, [...SETS, "model.biases=true"], "2", "1");
-  await assert.rejects(
-    () => runManualMf(config, { timeout_s: TIMEOUT_S }),
-    (e: Error) => e instanceof UsageError && /model\.biases=false/.test(e.message),
-  );
-});
+}
 
 Deno.test("manual mf refuses more than one worker per node, naming the flag", async () => {
   const config = await loadConfigFromArgs(MF_YAML, SETS, "2", "2");
