@@ -16,7 +16,13 @@
  */
 import type { PsMode } from "../../core/types.ts";
 import type { TableSpec } from "../../core/types.ts";
-import { type DataMessage, Msg, msgName, validateMessage } from "../../server/messages.ts";
+import {
+  type DataMessage,
+  Msg,
+  msgName,
+  OTHER_JOB,
+  validateMessage,
+} from "../../server/messages.ts";
 import { PsCore } from "../../server/ps_core.ts";
 
 /** A small, fast, seeded PRNG (mulberry32). */
@@ -59,6 +65,8 @@ export interface SimOptions {
   record?: boolean;
   /** Stale mode: workers of the job over all nodes (default 1). */
   workers?: number;
+  /** The id of the first job (see {@linkcode SimCluster.restart}); default {@linkcode SIM_JOB}. */
+  job?: number;
 }
 
 /** One message on the simulated network. */
@@ -66,6 +74,8 @@ export interface SimMsg {
   seq: number;
   from: number;
   to: number;
+  /** The job of the core that sent it. */
+  job: number;
   msg: Record<string, any>;
 }
 
@@ -127,6 +137,15 @@ export class SimCluster {
   readonly sent: Record<string, number> = {};
   /** Called after every reply (after the ticket is updated). */
   onReply: ((t: Ticket) => void) | null = null;
+  /** The job the cores run now (see {@linkcode SimCluster.restart}). */
+  job: number;
+  /**
+   * Messages of an earlier job delivered after a restart, and the messages the receiver's
+   * validator dropped as belonging to another job (the two must match).
+   */
+  staleDelivered = 0;
+  dropped = 0;
+  readonly #opts: SimOptions;
   readonly #queues: SimMsg[][];
   readonly #heads: number[];
   readonly #record: boolean;
@@ -146,11 +165,20 @@ export class SimCluster {
     this.#heads = new Array(this.n * this.n).fill(0);
     this.#nextId = new Array(this.n).fill(1);
     this.#flyingTransfers = opts.tables.map((t) => new Int32Array(t.keys));
+    this.#opts = opts;
+    this.job = opts.job ?? SIM_JOB;
+    this.#createCores();
+  }
+
+  /** One fresh core per node for the current job (tables at their initial values). */
+  #createCores(): void {
+    const opts = this.#opts;
+    this.cores.length = 0;
     for (let self = 0; self < this.n; self++) {
       const core = new PsCore({
         self,
         nodes: this.n,
-        job: SIM_JOB,
+        job: this.job,
         mode: opts.mode ?? "lapse",
         locationCaches: opts.locationCaches ?? false,
         placement: opts.placement ?? "range",
@@ -173,7 +201,7 @@ export class SimCluster {
     if (to === from) throw new Error(`sim: node ${from} sent a message to itself`);
     const msg = copyMsg(raw);
     this.#validate(from, to, msg);
-    const m: SimMsg = { seq: this.#seq++, from, to, msg };
+    const m: SimMsg = { seq: this.#seq++, from, to, job: this.job, msg };
     this.#queues[from * this.n + to].push(m);
     this.#inFlight++;
     const name = msgName(msg.t);
@@ -192,7 +220,7 @@ export class SimCluster {
   #validate(from: number, to: number, msg: Record<string, any>): void {
     const why = validateMessage(msg, {
       from: { node: from, nodes: this.n },
-      job: { id: SIM_JOB, tables: this.specs },
+      job: { id: this.job, tables: this.specs },
     });
     if (why !== null) throw new Error(`sim: malformed ${msgName(msg.t)} from node ${from}: ${why}`);
     if (msg.t === Msg.HANDOVER && msg.dest === to) {
@@ -253,11 +281,23 @@ export class SimCluster {
       this.#heads[qi] = 0;
     }
     this.#inFlight--;
+    this.now++;
+    if (m.job !== this.job) {
+      // A straggler of an aborted job reaches a node that runs the next job: the node's
+      // validator (the same function the node runs) must call it another job's, and drop it.
+      this.staleDelivered++;
+      const why = validateMessage(m.msg, {
+        from: { node: from, nodes: this.n },
+        job: { id: this.job, tables: this.specs },
+      });
+      if (why === OTHER_JOB) this.dropped++;
+      else throw new Error(`sim: a message of job ${m.job} passed job ${this.job}'s validator`);
+      return m;
+    }
     if (m.msg.t === Msg.TRANSFER) {
       const fly = this.#flyingTransfers[m.msg.table];
       for (const k of m.msg.keys as Uint32Array) fly[k]--;
     }
-    this.now++;
     this.cores[to].onMessage(from, m.msg as DataMessage);
     return m;
   }
@@ -300,6 +340,49 @@ export class SimCluster {
       }
     }
     return steps;
+  }
+
+  // --- faults ----------------------------------------------------------------------------
+
+  /**
+   * The job is aborted everywhere and job `job` starts (a driver that gave up, or a job failed
+   * by a fault and submitted again): fresh cores and tables on every node, the requests of the
+   * old job forgotten. Messages of the old job still in flight stay queued: they arrive at
+   * nodes that run the new job, which must drop them.
+   */
+  restart(job: number): void {
+    if (job === this.job) throw new Error(`sim: restart needs a new job id, got ${job}`);
+    this.job = job;
+    this.#tickets.clear();
+    for (const fly of this.#flyingTransfers) fly.fill(0);
+    this.#createCores();
+  }
+
+  /**
+   * Node `node` crashed: its connections are gone, with every message in flight on them (TCP
+   * delivers nothing of a broken connection to the application after the break). Returns the
+   * number of messages lost.
+   */
+  dropLinks(node: number): number {
+    let lost = 0;
+    for (let other = 0; other < this.n; other++) {
+      if (other === node) continue;
+      for (const qi of [node * this.n + other, other * this.n + node]) {
+        const q = this.#queues[qi];
+        for (let i = this.#heads[qi]; i < q.length; i++) {
+          const m = q[i];
+          lost++;
+          if (m.job === this.job && m.msg.t === Msg.TRANSFER) {
+            const fly = this.#flyingTransfers[m.msg.table];
+            for (const k of m.msg.keys as Uint32Array) fly[k]--;
+          }
+        }
+        this.#inFlight -= q.length - this.#heads[qi];
+        q.length = 0;
+        this.#heads[qi] = 0;
+      }
+    }
+    return lost;
   }
 
   // --- workers ---------------------------------------------------------------------------
