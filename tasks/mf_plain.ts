@@ -4,12 +4,17 @@
  * PS is measured against (`plain` row of `lapse bench mf`).
  *
  * Same data (all rows, as one worker), same per-epoch shuffle, the same update kernel and
- * learning rate schedules (`mfSgdStep`, `lrForEpoch`, `lrAfterEpoch` of tasks/mf.ts); only the initial values differ (the PS initialises its tables itself).
+ * learning rate schedules (`mfSgdStep`, `lrForEpoch`, `lrAfterEpoch` of tasks/mf.ts) and the same
+ * initial model (`initValue` of core/init.ts, which the nodes use for their tables): at one
+ * worker it computes what the mf task computes (test RMSE equal within float rounding of the
+ * sums; see test/mf_plain_test.ts).
  *
  * @module
  */
-import type { JobConfig } from "../mod.ts";
+import type { JobConfig, TableSpec } from "../mod.ts";
 import { hash32, Rng } from "../core/rng.ts";
+import { initValue } from "../core/init.ts";
+import { assert } from "../core/errors.ts";
 import { type Ratings, shuffleRange } from "../data/mf_data.ts";
 import {
   loadMfData,
@@ -20,6 +25,7 @@ import {
   mfSgdStep,
   type MfShape,
   standardize,
+  task,
 } from "./mf.ts";
 
 /** Options of {@linkcode runPlainMf}. */
@@ -61,13 +67,13 @@ export interface PlainMfResult {
 }
 
 /**
- * Fills the first `k` floats of every `dim`-float row of `a` uniformly in [-scale, scale] from a
- * seeded PRNG; the rest (bias, AdaGrad accumulator) stay zero.
+ * Fills `a` (row `key` at `key * spec.dim`) with the initial values the nodes give table
+ * `tableId` of the mf task: the same function (`initValue`), seed, table ids and specs.
  */
-function initUniform(a: Float32Array, scale: number, seed: number, k: number, dim: number): void {
-  const rng = new Rng(seed);
-  for (let o = 0; o < a.length; o += dim) {
-    for (let f = 0; f < k; f++) a[o + f] = (2 * rng.nextFloat() - 1) * scale;
+function initTable(a: Float32Array, specs: TableSpec[], tableId: number, seed: number): void {
+  const spec = specs[tableId];
+  for (let key = 0; key < spec.keys; key++) {
+    initValue(spec.init, seed, tableId, key, spec.dim, a, key * spec.dim);
   }
 }
 
@@ -119,8 +125,11 @@ export async function runPlainMf(
   const dim = s.dim;
   const W = new Float32Array(s.rows * dim);
   const H = new Float32Array(s.cols * dim);
-  initUniform(W, s.initScale, hash32(config.seed, 0x57), k, dim);
-  initUniform(H, s.initScale, hash32(config.seed, 0x48), k, dim);
+  // The model the PS starts from: table ids and specs of the task (W is table 0, H table 1).
+  const specs = task.tables(config);
+  assert(specs[0].name === "W" && specs[1].name === "H", "mf tables are W, H");
+  initTable(W, specs, 0, config.seed);
+  initTable(H, specs, 1, config.seed);
   let scale = { mu: 0, sigma: 1 };
   if (s.standardize) {
     let sum = 0, sumSq = 0;
