@@ -10,7 +10,8 @@ import { Peers } from "../server/peers.ts";
 import { formatHostPort } from "../core/host_port.ts";
 import { loadClusterFile, readToken } from "../config/cluster_file.ts";
 import { HELP, parseCommandArgs, parseHostPort, parseIntArg } from "./args.ts";
-import { UsageError } from "../core/errors.ts";
+import { UsageError, userError } from "../core/errors.ts";
+import type { HostPort } from "../core/host_port.ts";
 import { resolveDataDirs } from "../config/data_dirs.ts";
 
 const SPEC = {
@@ -43,6 +44,12 @@ const SPEC = {
       type: "boolean",
       doc: "log only errors (embedded clusters: the driver shows the rest)",
     },
+    "address-file": {
+      type: "string",
+      arg: "FILE",
+      doc: "write the address listened on to FILE, then wait for the --cluster file to appear " +
+        "(embedded clusters: every node listens on port 0, the driver writes the cluster file)",
+    },
     "data-dir": {
       type: "string",
       multiple: true,
@@ -68,13 +75,31 @@ export async function serve(args: string[]): Promise<number> {
   if (v.node === undefined) {
     throw new UsageError("lapse serve needs --node I (this node's rank in the cluster file)");
   }
+  // With --address-file the node binds first (port 0: a port nobody else can take from now
+  // on), says where, and then reads the cluster file, which is written once all nodes said it.
+  let listener: Deno.TcpListener | undefined;
+  if (v["address-file"] !== undefined) {
+    if (v.listen === undefined) {
+      throw new UsageError("lapse serve --address-file needs --listen HOST:PORT (e.g. port 0)");
+    }
+    const at = parseHostPort(v.listen, { flag: "--listen", allowPortZero: true });
+    listener = bindListener(at);
+    const a = listener.addr as Deno.NetAddr;
+    await writeAtomically(
+      v["address-file"],
+      `${formatHostPort({ host: a.hostname, port: a.port })}\n`,
+    );
+    await waitForFile(v.cluster, CLUSTER_FILE_WAIT_MS);
+  }
   const cluster = await loadClusterFile(v.cluster);
   const self = parseIntArg("--node", v.node, { min: 0, max: cluster.nodes.length - 1 });
   const token = await readToken({ tokenFile: v["token-file"] });
   const dataDirs = resolveDataDirs(v["data-dir"].length > 0 ? v["data-dir"] : [Deno.cwd()]);
   const own = cluster.nodes[self];
   // Bind to loopback unless told otherwise: a node is not exposed by accident.
-  const listen = v.listen !== undefined
+  const listen = listener !== undefined
+    ? { host: (listener.addr as Deno.NetAddr).hostname, port: (listener.addr as Deno.NetAddr).port }
+    : v.listen !== undefined
     ? parseHostPort(v.listen, { flag: "--listen", allowPortZero: true })
     : { host: "127.0.0.1", port: own.port };
   // Every line of a node's log carries the time: a node runs for days.
@@ -109,6 +134,7 @@ export async function serve(args: string[]): Promise<number> {
     addresses: cluster.nodes.map(formatHostPort),
     token,
     listen,
+    listener,
     connectTimeoutMs: cluster.connect_timeout_ms,
     messageName: msgName,
     onNodeClose: (n, reason) => node.onPeerLost(n, reason),
@@ -148,6 +174,52 @@ export async function serve(args: string[]): Promise<number> {
   await peers.close();
   log(`node ${self}: stopped`);
   return 0;
+}
+
+/** How long a node started with --address-file waits for the cluster file. */
+const CLUSTER_FILE_WAIT_MS = 120_000;
+const CLUSTER_FILE_POLL_MS = 10;
+
+/** Binds `at` now (the same messages as a node's listener; see Peers.listen). */
+function bindListener(at: HostPort): Deno.TcpListener {
+  const where = formatHostPort(at);
+  try {
+    return Deno.listen({ hostname: at.host, port: at.port, transport: "tcp" });
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw userError(
+        `cannot listen on ${where}: address already in use (pick another --listen port)`,
+      );
+    }
+    throw userError(`cannot listen on ${where}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Writes `text` to `path` so that a reader sees all of it or no file (write, then rename). */
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+/** Resolves when `path` exists; throws after `timeoutMs`. */
+async function waitForFile(path: string, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      await Deno.stat(path);
+      return;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    if (performance.now() > deadline) {
+      throw userError(
+        `cluster file "${path}" did not appear within ${timeoutMs} ms (--address-file: ` +
+          `the program that started this node writes it once every node listens)`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, CLUSTER_FILE_POLL_MS));
+  }
 }
 
 /** The local time of a log line, e.g. `2026-11-30 02:41:07.123`. */

@@ -1,7 +1,9 @@
 /**
  * The embedded local cluster of `lapse train` without `--cluster`: `nodes` child processes of
- * this same program (`lapse serve`) on 127.0.0.1 with free ports and a random token. It runs
- * the very same code path as a real cluster.
+ * this same program (`lapse serve`) on 127.0.0.1 and a random token. Each node listens on a
+ * port the OS picks (port 0) and writes it to a file of the cluster's private directory; the
+ * driver then writes the cluster file with all addresses, and from there on the nodes run the
+ * very same code path as a real cluster.
  *
  * @module
  */
@@ -120,17 +122,41 @@ export function selfCommand(): { cmd: string; args: string[] } {
   return { cmd: exec, args: [] };
 }
 
-async function freePorts(n: number): Promise<number[]> {
-  // Listen on port 0 to let the OS pick, then release: a tiny race with other programs is
-  // possible, and shows as one clear "address in use" line from the node that lost it.
-  const listeners = Array.from(
-    { length: n },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of listeners) l.close();
-  await Promise.resolve();
-  return ports;
+/** How often the driver looks for the nodes' address files. */
+const ADDRESS_POLL_MS = 10;
+
+/**
+ * The address node `i` wrote to `file` (`lapse serve --address-file`), once it is there;
+ * rejects when the node exits first or after `timeoutMs`.
+ */
+async function nodeAddress(
+  i: number,
+  file: string,
+  exited: Promise<Deno.CommandStatus>,
+  timeoutMs: number,
+): Promise<string> {
+  let status: Deno.CommandStatus | null = null;
+  exited.then((s) => status = s, () => {});
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      // The node writes it under another name and renames it: it is complete when seen.
+      const text = (await Deno.readTextFile(file)).trim();
+      if (text.length > 0) return text;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    if (status !== null) {
+      throw new Error(
+        `node ${i} of the local cluster exited (code ${(status as Deno.CommandStatus).code}) ` +
+          `before it listened; see its lines above`,
+      );
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`node ${i} of the local cluster did not listen within ${timeoutMs} ms`);
+    }
+    await new Promise((r) => setTimeout(r, ADDRESS_POLL_MS));
+  }
 }
 
 async function pipeLines(
@@ -154,7 +180,10 @@ async function pipeLines(
   if (rest.length > 0) onLine(rest);
 }
 
-/** Starts `nodes` node processes on 127.0.0.1 and returns when they were spawned. */
+/**
+ * Starts `nodes` node processes on 127.0.0.1 and returns when every one listens (the cluster
+ * file is written; the nodes may still be connecting to each other).
+ */
 export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
   const { nodes, workersPerNode } = opts;
   const onLine = opts.onLine ?? ((node, line) => console.error(`node ${node} | ${line}`));
@@ -163,30 +192,27 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   // Mode 0700 (Deno's default for temporary directories): only this user can read the token.
   const dir = await Deno.makeTempDir({ dir: tempRoot(), prefix: LOCAL_DIR_PREFIX });
   await Deno.writeTextFile(`${dir}/${OWNER_FILE}`, `${Deno.pid}\n`);
-  const ports = await freePorts(nodes);
-  const addresses = ports.map((p) => `127.0.0.1:${p}`);
   const clusterFile = `${dir}/cluster.yaml`;
-  await Deno.writeTextFile(
-    clusterFile,
-    `# written by lapse train for its embedded local cluster\nnodes:\n${
-      addresses.map((a) => `  - "${a}"`).join("\n")
-    }\nworkers_per_node: ${workersPerNode}\nconnect_timeout_ms: ${
-      opts.connectTimeoutMs ?? 30000
-    }\n`,
-  );
   const tokenFile = `${dir}/token`;
   await Deno.writeTextFile(tokenFile, token, { mode: 0o600 });
   await Deno.chmod(tokenFile, 0o600); // also if the file existed (mode applies on creation only)
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 30000;
   const { cmd, args } = selfCommand();
   const children: Deno.ChildProcess[] = [];
   const pipes: Promise<void>[] = [];
+  // Every node binds port 0 itself and writes the address it got to its file here; once all
+  // have, the cluster file is written and the nodes go on as in a real cluster. A port is
+  // never free between being picked and being listened on, so concurrent clusters (parallel
+  // `lapse train` runs or tests) cannot take each other's ports.
   for (let i = 0; i < nodes; i++) {
     const child = new Deno.Command(cmd, {
       args: [
         ...args,
         "serve",
         "--listen",
-        addresses[i],
+        "127.0.0.1:0",
+        "--address-file",
+        `${dir}/node-${i}.address`,
         "--cluster",
         clusterFile,
         "--node",
@@ -233,5 +259,25 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     })();
     return stopped;
   };
+  let addresses: string[];
+  try {
+    addresses = await Promise.all(
+      children.map((c, i) =>
+        nodeAddress(i, `${dir}/node-${i}.address`, c.status, connectTimeoutMs)
+      ),
+    );
+    const tmp = `${clusterFile}.tmp`;
+    await Deno.writeTextFile(
+      tmp,
+      `# written by lapse train for its embedded local cluster\nnodes:\n${
+        addresses.map((a) => `  - "${a}"`).join("\n")
+      }\nworkers_per_node: ${workersPerNode}\nconnect_timeoutMs: ${connectTimeoutMs}\n`,
+    );
+    // The nodes wait for this name: they read the whole file or none.
+    await Deno.rename(tmp, clusterFile);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
   return { addresses, token, dir, stop };
 }

@@ -48,6 +48,11 @@ export interface PeersOptions {
   token: string;
   /** Where to listen; port 0 picks a free port (see listen()). */
   listen: HostPort;
+  /**
+   * A listener bound already (to `listen`), which listen() then uses: a node of an embedded
+   * cluster binds port 0 and reports the port before it knows the other nodes' addresses.
+   */
+  listener?: Deno.TcpListener;
   /** How long connectAll() waits for the whole mesh. */
   connectTimeoutMs: number;
   /** Largest frame body accepted and sent, in bytes. */
@@ -238,7 +243,7 @@ export class Peers {
     const { host: hostname, port } = this.#options.listen;
     const where = formatHostPort(this.#options.listen);
     try {
-      this.#listener = Deno.listen({ hostname, port, transport: "tcp" });
+      this.#listener = this.#options.listener ?? Deno.listen({ hostname, port, transport: "tcp" });
     } catch (err) {
       if (err instanceof Deno.errors.AddrInUse) {
         throw userError(

@@ -12,12 +12,7 @@
  *
  * @module
  */
-import {
-  TABLE_BYTES_MAX,
-  TABLE_DIM_MAX,
-  TABLE_KEYS_MAX,
-  type TableSpec,
-} from "../core/types.ts";
+import { TABLE_BYTES_MAX, TABLE_DIM_MAX, TABLE_KEYS_MAX, type TableSpec } from "../core/types.ts";
 
 /** What crosses to a worker thread so that it can attach to the same memory. */
 export interface SharedTable {
