@@ -271,7 +271,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       tmp,
       `# written by lapse train for its embedded local cluster\nnodes:\n${
         addresses.map((a) => `  - "${a}"`).join("\n")
-      }\nworkers_per_node: ${workersPerNode}\nconnect_timeoutMs: ${connectTimeoutMs}\n`,
+      }\nworkers_per_node: ${workersPerNode}\nconnect_timeout_ms: ${connectTimeoutMs}\n`,
     );
     // The nodes wait for this name: they read the whole file or none.
     await Deno.rename(tmp, clusterFile);
