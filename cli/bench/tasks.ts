@@ -54,13 +54,23 @@ e.g. --set data.generate.nnz=40000, and see --timeout-s).
 
 `;
 
-async function plainMf(config: JobConfig, measured: number[]): Promise<BenchRow> {
-  const t0 = performance.now();
-  const r = await runPlainMf(config);
-  const wall_s = (performance.now() - t0) / 1000;
-  // Like a cluster epoch: training only (shuffle + SGD); loading and evaluation apart.
-  const per = r.epoch_s;
+/** What a task's plain loop reports, per epoch: training seconds, data points, eval seconds. */
+interface PlainRun {
+  epochSeconds: number[];
+  epochPoints: number[];
+  evalSeconds: number[];
+  quality: number;
+  qualityMetric: string;
+}
+
+/**
+ * The `plain` row from a plain run: like a cluster epoch, training only (loading and
+ * evaluation apart), over the `measured` epochs.
+ */
+function plainRow(config: JobConfig, measured: number[], r: PlainRun, wall_s: number): BenchRow {
+  const per = r.epochSeconds;
   const secs = measured.map((e) => per[e]);
+  const points = measured.reduce((a, e) => a + r.epochPoints[e], 0);
   const total = secs.reduce((a, b) => a + b, 0);
   return {
     task: config.task,
@@ -69,13 +79,13 @@ async function plainMf(config: JobConfig, measured: number[]): Promise<BenchRow>
     workers_per_node: 1,
     epochs: epochRange(measured),
     epoch_s: mean(secs),
-    points_per_s: total > 0 ? (r.train_n * secs.length) / total : NaN,
+    points_per_s: total > 0 ? points / total : NaN,
     local_fraction: 1,
     messages: 0,
     bytes: 0,
-    quality: r.test_rmse,
-    quality_metric: "test_rmse",
-    eval_s: mean(measured.map((e) => r.eval_s[e])),
+    quality: r.quality,
+    quality_metric: r.qualityMetric,
+    eval_s: mean(measured.map((e) => r.evalSeconds[e])),
     last_s: per[per.length - 1],
     status: "ok",
     wall_s,
@@ -83,32 +93,36 @@ async function plainMf(config: JobConfig, measured: number[]): Promise<BenchRow>
   };
 }
 
-async function plainKge(config: JobConfig, measured: number[]): Promise<BenchRow> {
+/** Times `run` and turns its result into the `plain` row. */
+async function timedPlain<T>(
+  config: JobConfig,
+  measured: number[],
+  run: () => T | Promise<T>,
+  toPlain: (r: T) => PlainRun,
+): Promise<BenchRow> {
   const t0 = performance.now();
-  const r = await runPlainKge(config);
-  const wall_s = (performance.now() - t0) / 1000;
-  const per = r.epoch_s;
-  const secs = measured.map((e) => per[e]);
-  const total = secs.reduce((a, b) => a + b, 0);
-  return {
-    task: config.task,
-    mode: "plain",
-    nodes: null,
-    workers_per_node: 1,
-    epochs: epochRange(measured),
-    epoch_s: mean(secs),
-    points_per_s: total > 0 ? (r.train_n * secs.length) / total : NaN,
-    local_fraction: 1,
-    messages: 0,
-    bytes: 0,
+  const r = await run();
+  return plainRow(config, measured, toPlain(r), (performance.now() - t0) / 1000);
+}
+
+function plainMf(config: JobConfig, measured: number[]): Promise<BenchRow> {
+  return timedPlain(config, measured, () => runPlainMf(config), (r) => ({
+    epochSeconds: r.epoch_s,
+    epochPoints: r.epoch_s.map(() => r.train_n),
+    evalSeconds: r.eval_s,
+    quality: r.test_rmse,
+    qualityMetric: "test_rmse",
+  }));
+}
+
+function plainKge(config: JobConfig, measured: number[]): Promise<BenchRow> {
+  return timedPlain(config, measured, () => runPlainKge(config), (r) => ({
+    epochSeconds: r.epoch_s,
+    epochPoints: r.epoch_s.map(() => r.train_n),
+    evalSeconds: r.eval_s,
     quality: r.test_mrr,
-    quality_metric: "test_mrr",
-    eval_s: mean(measured.map((e) => r.eval_s[e])),
-    last_s: per[per.length - 1],
-    status: "ok",
-    wall_s,
-    per_epoch_s: per,
-  };
+    qualityMetric: "test_mrr",
+  }));
 }
 
 const KGE_NOTES =
@@ -120,33 +134,14 @@ triples: 1000000}'); RESCAL: --set model.algorithm=rescal --set model.dim=32.
 `;
 
 function plainW2v(config: JobConfig, measured: number[]): Promise<BenchRow> {
-  const t0 = performance.now();
-  const r = runPlainW2v(config);
-  const wall_s = (performance.now() - t0) / 1000;
-  // Like a cluster epoch: training only (sentence preparation + SGD), loading apart.
-  const per = r.epochs.map((e) => e.seconds);
-  const secs = measured.map((e) => per[e]);
-  const words = measured.reduce((a, e) => a + r.epochs[e].words, 0);
-  const total = secs.reduce((a, b) => a + b, 0);
-  return Promise.resolve({
-    task: config.task,
-    mode: "plain",
-    nodes: null,
-    workers_per_node: 1,
-    epochs: epochRange(measured),
-    epoch_s: mean(secs),
-    points_per_s: total > 0 ? words / total : NaN,
-    local_fraction: 1,
-    messages: 0,
-    bytes: 0,
+  // Training is sentence preparation + SGD; loading apart.
+  return timedPlain(config, measured, () => runPlainW2v(config), (r) => ({
+    epochSeconds: r.epochs.map((e) => e.seconds),
+    epochPoints: r.epochs.map((e) => e.words),
+    evalSeconds: r.epochs.map(() => 0),
     quality: r.epochs[r.epochs.length - 1]?.loss ?? NaN,
-    quality_metric: "loss",
-    eval_s: 0,
-    last_s: per[per.length - 1],
-    status: "ok",
-    wall_s,
-    per_epoch_s: per,
-  });
+    qualityMetric: "loss",
+  }));
 }
 
 const W2V_NOTES =
