@@ -23,3 +23,14 @@ export function quantile(xs: number[], q: number): number {
 export function mean(xs: number[]): number {
   return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
+
+/**
+ * Adds per-worker epoch numbers `from` into `into` by the convention of `TaskContext.epochEnd`:
+ * keys ending in `_max` take the maximum, all others the sum.
+ */
+export function addSums(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) {
+    if (k.endsWith("_max")) into[k] = Math.max(into[k] ?? -Infinity, v);
+    else into[k] = (into[k] ?? 0) + v;
+  }
+}

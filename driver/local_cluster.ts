@@ -8,6 +8,7 @@
  * @module
  */
 
+import { readLines } from "../core/lines.ts";
 import { randomToken } from "../config/cluster_file.ts";
 
 const STOP_GRACE_MS = 3000;
@@ -159,27 +160,6 @@ async function nodeAddress(
   }
 }
 
-async function pipeLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let rest = "";
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      rest += value;
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        onLine(rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-    }
-  } catch { /* the child is gone */ }
-  if (rest.length > 0) onLine(rest);
-}
-
 /**
  * Starts `nodes` node processes on 127.0.0.1 and returns when every one listens (the cluster
  * file is written; the nodes may still be connecting to each other).
@@ -229,8 +209,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    pipes.push(pipeLines(child.stdout, (l) => onLine(i, l)));
-    pipes.push(pipeLines(child.stderr, (l) => onLine(i, l)));
+    pipes.push(readLines(child.stdout, (l) => onLine(i, l)));
+    pipes.push(readLines(child.stderr, (l) => onLine(i, l)));
     children.push(child);
   }
   let stopped: Promise<void> | null = null;

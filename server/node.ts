@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { addSums } from "../core/stats.ts";
 import type { JobConfig } from "../core/types.ts";
 import type { TaskDefinition } from "../core/task.ts";
 import { AssertionError } from "../core/errors.ts";
@@ -176,14 +177,6 @@ class Coordination {
     this.task = task;
     this.points = new Array(nodes).fill(0);
     this.epochPointsPerNode = new Array(nodes).fill(0);
-  }
-}
-
-/** Adds up per-worker numbers; keys ending in `_max` take the maximum instead. */
-function addSums(into: Record<string, number>, from: Record<string, number>): void {
-  for (const [k, v] of Object.entries(from)) {
-    if (k.endsWith("_max")) into[k] = Math.max(into[k] ?? -Infinity, v);
-    else into[k] = (into[k] ?? 0) + v;
   }
 }
 

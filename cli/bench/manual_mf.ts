@@ -16,6 +16,9 @@
  *
  * @module
  */
+import { readLines } from "../../core/lines.ts";
+import { addSums } from "../../core/stats.ts";
+import { randomToken } from "../../config/cluster_file.ts";
 import type { JobConfig } from "../../core/types.ts";
 import { UsageError } from "../../core/errors.ts";
 import { task as mfTask } from "../../tasks/mf.ts";
@@ -57,39 +60,6 @@ function denoPath(): string {
   return exec;
 }
 
-function randomHex(bytes: number): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(bytes)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-}
-
-async function eachLine(stream: ReadableStream<Uint8Array>, f: (l: string) => void) {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let rest = "";
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      rest += value;
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        f(rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-    }
-  } catch { /* the child is gone */ }
-  if (rest.length > 0) f(rest);
-}
-
-/** Adds `b` into `a`: keys ending in `_max` by maximum, the others by sum (as the PS does). */
-function addSums(a: Record<string, number>, b: Record<string, number>): void {
-  for (const [k, v] of Object.entries(b)) {
-    if (k.endsWith("_max")) a[k] = Math.max(a[k] ?? -Infinity, v);
-    else a[k] = (a[k] ?? 0) + v;
-  }
-}
-
 /**
  * Runs the mf job of `config` the manual way on `config.cluster.nodes` worker processes
  * (workers_per_node must be 1) and returns per-epoch metrics like a cluster run's.
@@ -108,7 +78,7 @@ export async function runManualMf(config: JobConfig, opts: ManualMfOptions): Pro
   await mfTask.prepare?.(config);
   const N = config.cluster.nodes;
   const deno = denoPath();
-  const token = randomHex(16);
+  const token = randomToken();
   const tail: string[] = [];
   const onLine = (w: number, line: string) => {
     opts.onLine?.(w, line);
@@ -144,8 +114,8 @@ export async function runManualMf(config: JobConfig, opts: ManualMfOptions): Pro
     }).spawn();
     children.push(child);
     writers.push(child.stdin.getWriter());
-    pipes.push(eachLine(child.stderr, (l) => onLine(w, l)));
-    pipes.push(eachLine(child.stdout, (l) => {
+    pipes.push(readLines(child.stderr, (l) => onLine(w, l)));
+    pipes.push(readLines(child.stdout, (l) => {
       let msg: Record<string, any>;
       try {
         msg = JSON.parse(l);

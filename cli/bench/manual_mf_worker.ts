@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { readLines } from "../../core/lines.ts";
 import type { JobConfig } from "../../core/types.ts";
 import { hash32, Rng } from "../../core/rng.ts";
 import {
@@ -88,21 +89,10 @@ class ControlIn {
   }
 
   async #pump(): Promise<void> {
-    const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
-    let rest = "";
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        rest += value;
-        let nl: number;
-        while ((nl = rest.indexOf("\n")) >= 0) {
-          this.#lines.push(rest.slice(0, nl));
-          rest = rest.slice(nl + 1);
-        }
-        this.#wake?.();
-      }
-    } catch { /* stdin is gone */ }
+    await readLines(Deno.stdin.readable, (line) => {
+      this.#lines.push(line);
+      this.#wake?.();
+    });
     this.#ended = true;
     this.#wake?.();
     if (!this.done()) {
