@@ -72,7 +72,7 @@ export function resolveDataDirs(dirs: readonly string[]): string[] {
  * missing file, and the task can still say "not found" for an allowed one.
  */
 export function realPathOf(path: string): string {
-  const abs = normalize(path.startsWith("/") ? path : `${Deno.cwd()}/${path}`);
+  const abs = normalizePath(path.startsWith("/") ? path : `${Deno.cwd()}/${path}`);
   const parts = abs.split("/").filter((p) => p !== "");
   for (let n = parts.length; n >= 0; n--) {
     const head = "/" + parts.slice(0, n).join("/");
@@ -111,8 +111,8 @@ export function checkDataPaths(
   }
 }
 
-/** Removes `.` and `..` segments of an absolute POSIX path. */
-function normalize(p: string): string {
+/** Removes `.` and `..` segments of an absolute POSIX path (no file system access). */
+export function normalizePath(p: string): string {
   const out: string[] = [];
   for (const part of p.split("/")) {
     if (part === "" || part === ".") continue;

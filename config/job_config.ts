@@ -11,6 +11,7 @@ import { type ConfigSource, isPlainObject, joinPath } from "./paths.ts";
 import { parseYamlWithLines } from "./yaml.ts";
 import { applySetsTracked } from "./set_flags.ts";
 import { Checker, describe } from "./schema.ts";
+import { normalizePath } from "./data_dirs.ts";
 
 // --- validation -------------------------------------------------------------------------------
 
@@ -325,7 +326,7 @@ function resolvePaths(
       const v = value[key];
       const p = joinPath(at, key);
       if (sub.path && typeof v === "string" && v !== "" && !isAbsolute(v)) {
-        value[key] = normalize(`${sets.has(p) ? cwd : configDir}/${v}`);
+        value[key] = normalizePath(`${sets.has(p) ? cwd : configDir}/${v}`);
       } else walk(v, sub, p);
     }
   };
@@ -342,15 +343,4 @@ function isAbsolute(p: string): boolean {
 function dirname(p: string): string {
   const i = p.lastIndexOf("/");
   return i <= 0 ? "/" : p.slice(0, i);
-}
-
-/** Removes `.` and `..` segments of an absolute POSIX path. */
-function normalize(p: string): string {
-  const out: string[] = [];
-  for (const part of p.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") out.pop();
-    else out.push(part);
-  }
-  return "/" + out.join("/");
 }
