@@ -17,6 +17,17 @@
  *   subject, object and (presampled) negatives of triple t + K are localized. An access to a key
  *   that is not local yet is a remote pull and push (correct, only slower).
  *
+ * Negatives (off by default): with `model.negative_pool: P`, each worker draws its negatives
+ * uniformly from a pool of P entities (themselves drawn uniformly); the next pool is drawn and
+ * localized ahead and becomes current every `model.pool_refresh` triples, and the ahead
+ * directive then localizes only the subject and object of the triple K ahead (the pool's
+ * entities are already here). With `model.local_negatives: true`, a negative that is not local
+ * when its triple is trained is redrawn (from the pool, or uniformly) up to 8 times until one is;
+ * if none is, the first draw stays (a remote access). Lapse mode only: in the classic modes the
+ * local keys are the fixed share homed on the node, a biased sample, so it is ignored there.
+ * Uniform negatives from all entities
+ * are mostly remote at several nodes: each one is a key move per triple.
+ *
  * In the classic modes localize is a no-op; the same loop then pulls the keys of triple t + K
  * asynchronously (the prefetch of a classic PS with latency hiding) and trains triple t on
  * those values, refreshed from local memory for keys that are local.
@@ -73,7 +84,15 @@ export const KGE_DEFAULTS = {
   eval_every: 1,
   eval_max_triples: 1000,
   eval_split: "valid" as "valid" | "test",
+  negative_pool: 0,
+  pool_refresh: 1000,
+  local_negatives: false,
 };
+
+/** Draws of a local negative before keeping the first draw (`model.local_negatives`). */
+const LOCAL_NEGATIVE_TRIES = 8;
+/** Largest negative pool (entities a worker keeps localized for its negatives). */
+const NEGATIVE_POOL_MAX = 1 << 20;
 
 /** The kge part of a job config, checked, defaults filled in. */
 export interface KgeSettings {
@@ -98,6 +117,12 @@ export interface KgeSettings {
   clusterRelations: boolean;
   /** Latency hiding: localize (or prefetch) this many triples ahead; 0 = off. */
   ahead: number;
+  /** Entities in a worker's negative pool; 0 = negatives drawn from all entities. */
+  negativePool: number;
+  /** Triples between two pool refreshes. */
+  poolRefresh: number;
+  /** Redraw negatives that are not local when their triple is trained. */
+  localNegatives: boolean;
 }
 
 const DEFAULT_LOCALIZE: LocalizeDirective[] = [
@@ -155,6 +180,9 @@ export function kgeSettings(config: JobConfig): KgeSettings {
     evalSplit: model.eval_split ?? KGE_DEFAULTS.eval_split,
     clusterRelations: false,
     ahead: 0,
+    negativePool: num(model.negative_pool, KGE_DEFAULTS.negative_pool),
+    poolRefresh: num(model.pool_refresh, KGE_DEFAULTS.pool_refresh),
+    localNegatives: model.local_negatives === true,
   };
   makeModel(s.algorithm, s.dim); // checks algorithm and dim
   if (!Number.isInteger(s.dim) || s.dim < 1 || s.dim > 4096) {
@@ -167,6 +195,16 @@ export function kgeSettings(config: JobConfig): KgeSettings {
   }
   if (!Number.isInteger(s.negatives) || s.negatives < 0 || s.negatives > 1024) {
     throw new RangeError(`kge: model.negatives must be an integer from 0 to 1024`);
+  }
+  if (
+    !Number.isInteger(s.negativePool) || s.negativePool < 0 || s.negativePool > NEGATIVE_POOL_MAX
+  ) {
+    throw new RangeError(
+      `kge: model.negative_pool must be an integer from 0 (off) to ${NEGATIVE_POOL_MAX}, got ${s.negativePool}`,
+    );
+  }
+  if (!Number.isInteger(s.poolRefresh) || s.poolRefresh < 1) {
+    throw new RangeError(`kge: model.pool_refresh must be an integer >= 1, got ${s.poolRefresh}`);
   }
   if (!(s.lr > 0)) throw new RangeError(`kge: model.lr must be > 0`);
   if (!(s.lambda >= 0)) throw new RangeError(`kge: model.lambda must be >= 0`);
@@ -424,6 +462,41 @@ class AheadRing {
   }
 }
 
+/**
+ * A worker's pool of negatives: `size` entities drawn uniformly, and the next pool drawn ahead
+ * (so that it can be localized before it is used). {@linkcode EntityPool.refresh} makes the next
+ * pool current and draws a new next one.
+ */
+export class EntityPool {
+  current: Uint32Array;
+  next: Uint32Array;
+
+  constructor(readonly size: number, private readonly entities: number, rng: Rng) {
+    this.current = new Uint32Array(size);
+    this.next = new Uint32Array(size);
+    this.#fill(this.current, rng);
+    this.#fill(this.next, rng);
+  }
+
+  #fill(a: Uint32Array, rng: Rng): void {
+    for (let i = 0; i < a.length; i++) a[i] = rng.nextInt(this.entities);
+  }
+
+  /** The next pool becomes current; a new next pool is drawn (returned, to localize it). */
+  refresh(rng: Rng): Uint32Array {
+    const c = this.current;
+    this.current = this.next;
+    this.next = c;
+    this.#fill(c, rng);
+    return c;
+  }
+
+  /** A uniform draw from the current pool. */
+  draw(rng: Rng): number {
+    return this.current[rng.nextInt(this.size)];
+  }
+}
+
 /** Fills the keys of triple `t` into ring position `at`: s, o, corrupted s, corrupted o. */
 function presample(
   ring: AheadRing,
@@ -433,11 +506,16 @@ function presample(
   negatives: number,
   entities: number,
   rng: Rng,
+  pool: EntityPool | null,
 ): void {
   const k = ring.keys, o = at * ring.slots;
   k[o] = train.heads[t];
   k[o + 1] = train.tails[t];
-  for (let j = 0; j < 2 * negatives; j++) k[o + 2 + j] = rng.nextInt(entities);
+  if (pool !== null) {
+    for (let j = 0; j < 2 * negatives; j++) k[o + 2 + j] = pool.draw(rng);
+  } else {
+    for (let j = 0; j < 2 * negatives; j++) k[o + 2 + j] = rng.nextInt(entities);
+  }
   ring.relKeys[at] = train.rels[t];
 }
 
@@ -531,14 +609,38 @@ async function run(ctx: TaskContext): Promise<void> {
   const PROGRESS_EVERY = 1024;
   const time = { train: 0, eval: 0, barrier: 0 };
 
+  // The negative pool (model.negative_pool): its own generator, so that the triples' order
+  // and the uniform draws do not depend on it; the current and next pools localized now.
+  const poolRng = new Rng(hash32(ctx.seed ^ 0x706f, me));
+  const pool = s.negativePool > 0 ? new EntityPool(s.negativePool, data.entities, poolRng) : null;
+  const localizePool = (keys: Uint32Array) => {
+    const p = inChunks(keys, maxKeys, (ks) => ps.localize(tE, ks));
+    p.catch(() => {});
+  };
+  if (pool !== null && lapse) {
+    localizePool(pool.current);
+    localizePool(pool.next);
+  }
+  let presampled = 0; // triples presampled so far (for the pool refresh)
+  // Pool negatives are localized with the pool: the ahead directive moves only s and o.
+  const aheadSlots = pool !== null ? 2 : SL;
+  let redrawn = 0, redrawMissed = 0;
+  // Only lapse: in the classic modes the local keys are a fixed share of the entities (those
+  // homed on this node), and negatives drawn only from them would be a biased sample.
+  const localNegatives = s.localNegatives && lapse;
+
   const ahead = (t: number) => {
     // Triple t enters the ring: presample its negatives, then localize or prefetch its keys.
     const at = t % R;
-    presample(ring, at, train, t, s.negatives, data.entities, rng);
+    if (pool !== null && ++presampled % s.poolRefresh === 0) {
+      const next = pool.refresh(poolRng);
+      if (lapse) localizePool(next);
+    }
+    presample(ring, at, train, t, s.negatives, data.entities, rng, pool);
     if (K === 0) return;
     const keys = ring.keys.subarray(at * SL, at * SL + SL);
     if (lapse) {
-      const p = ps.localize(tE, keys);
+      const p = ps.localize(tE, keys.subarray(0, aheadSlots));
       if (p) p.catch(() => {});
     } else if (prefetch) {
       const pe = ps.pull(tE, keys, ring.ent!.subarray(at * SL * ED, (at + 1) * SL * ED));
@@ -591,6 +693,22 @@ async function run(ctx: TaskContext): Promise<void> {
       const at = t % R;
       const keys = ring.keys.subarray(at * SL, at * SL + SL);
       relKey[0] = ring.relKeys[at];
+      if (localNegatives) {
+        // Negatives not local now are redrawn until one is (else the first draw stays).
+        for (let sl = 2; sl < SL; sl++) {
+          if (ps.isLocal(tE, keys[sl])) continue;
+          let tries = 0;
+          for (; tries < LOCAL_NEGATIVE_TRIES; tries++) {
+            const e = pool !== null ? pool.draw(rng) : rng.nextInt(data.entities);
+            if (ps.isLocal(tE, e)) {
+              keys[sl] = e;
+              break;
+            }
+          }
+          if (tries < LOCAL_NEGATIVE_TRIES) redrawn++;
+          else redrawMissed++;
+        }
+      }
       let pr: Promise<void> | undefined, pe: Promise<void> | undefined;
       if (prefetch) {
         // Classic with prefetch: values of local keys fresh, the rest as pulled K steps ago.
@@ -678,7 +796,8 @@ async function run(ctx: TaskContext): Promise<void> {
   if (s.out !== undefined) await ps.barrier();
   ctx.log(
     `kge worker ${me}/${N}: train ${sec(time.train)}, barriers ${sec(time.barrier)}, ` +
-      `eval ${sec(time.eval)}`,
+      `eval ${sec(time.eval)}` +
+      (localNegatives ? `, negatives redrawn local ${redrawn}, left remote ${redrawMissed}` : ""),
   );
 }
 
@@ -786,6 +905,25 @@ const schema: TaskSchema = {
         min: 0,
         default: KGE_DEFAULTS.eval_max_triples,
         doc: "Evaluate at most this many triples (evenly spaced sample; 0: all).",
+      },
+      negative_pool: {
+        type: "integer",
+        min: 0,
+        max: NEGATIVE_POOL_MAX,
+        default: KGE_DEFAULTS.negative_pool,
+        doc: "Entities in a worker's pool of negatives, localized ahead (0: draw from all).",
+      },
+      pool_refresh: {
+        type: "integer",
+        min: 1,
+        default: KGE_DEFAULTS.pool_refresh,
+        doc: "Triples between two refreshes of the negative pool.",
+      },
+      local_negatives: {
+        type: "boolean",
+        default: KGE_DEFAULTS.local_negatives,
+        doc:
+          "Lapse: redraw a negative that is not local when its triple is trained (up to 8 draws).",
       },
       eval_split: {
         type: "string",

@@ -346,3 +346,43 @@ Deno.test("plain loop (bench baseline): the same step without a PS learns the sh
   assert.ok(r.points_per_s > 0);
   assert.ok(r.test_mrr > 0.4, `plain MRR ${r.test_mrr}`);
 });
+
+Deno.test("negative pool and local negatives: lapse and classic learn; lapse stays local", async () => {
+  const cfg = (mode: "lapse" | "classic", local: boolean) =>
+    config({
+      nodes: 2,
+      mode,
+      model: {
+        epochs: 6,
+        eval_max_triples: 100,
+        negative_pool: 1000,
+        pool_refresh: 1000,
+        local_negatives: local,
+      },
+    });
+  const frac = (c: { local: number; remote: number }) => c.local / (c.local + c.remote);
+  const uniform = await runFakeJob(task, config({ nodes: 2, model: { epochs: 1 } }));
+  for (const local of [false, true]) {
+    const lapse = await runFakeJob(task, cfg("lapse", local));
+    const classic = await runFakeJob(task, cfg("classic", local));
+    for (const r of [lapse, classic]) {
+      assert.ok(r.metrics.at(-1)!.test_mrr > 0.4, `MRR ${r.metrics.map((m) => m.test_mrr)}`);
+    }
+    // Classic: nothing moves, and local_negatives is ignored (a biased sample there).
+    assert.ok(classic.workers.every((w) => w.localized === 0));
+    assert.ok(frac(classic.counters) < 0.7, `classic local ${frac(classic.counters)}`);
+    if (local) {
+      // Redrawn until local: (nearly) every access is local, and fewer keys move per epoch
+      // than with uniform negatives localized ahead.
+      assert.ok(frac(lapse.counters) > 0.85, `lapse local ${frac(lapse.counters)}`);
+      assert.match(lapse.logs.join("\n"), /negatives redrawn local [1-9]/);
+      const moved = (r: typeof lapse) => r.workers.reduce((a, w) => a + w.localized, 0);
+      assert.ok(moved(lapse) / 6 < moved(uniform), `${moved(lapse) / 6} vs ${moved(uniform)}`);
+    }
+  }
+  assert.throws(
+    () => kgeSettings(config({ model: { negative_pool: -1 } })),
+    /model\.negative_pool must be an integer from 0/,
+  );
+  assert.equal(kgeSettings(config()).negativePool, 0); // off by default
+});
