@@ -8,6 +8,8 @@ import type { JobConfig } from "../../core/types.ts";
 import { UsageError } from "../../core/errors.ts";
 import { runJob } from "../../driver/driver.ts";
 import { type LocalCluster, startLocalCluster } from "../../driver/local_cluster.ts";
+import { localDataDirs } from "../../driver/launch.ts";
+import { loadTask } from "../../tasks/registry.ts";
 import { formatDuration } from "../progress.ts";
 
 /** What one cluster run produced. */
@@ -63,6 +65,9 @@ export async function runOnLocalCluster(
     nodes: config.cluster.nodes,
     workersPerNode: config.cluster.workers_per_node,
     onLine,
+    // As for lapse train: the nodes may read the working directory and the folders of the
+    // files the config names (data.file, data.dir outside the working directory).
+    data_dirs: localDataDirs(config, await loadTask(config.task)),
   });
   current = local;
   const epochs: Record<string, number>[] = [];
