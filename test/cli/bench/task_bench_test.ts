@@ -70,3 +70,51 @@ Deno.test("lapse bench mf --modes classic,stale,lapse --nodes 1,2 --json --repor
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("lapse bench kge from another working directory: data.dir outside it is readable", async () => {
+  // The embedded cluster may read the folders of the config's files, as under lapse train
+  // (before, only the working directory: the shipped graph was "outside the data directories").
+  const cwd = await Deno.makeTempDir({ prefix: "lapse-bench-cwd-" });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "--quiet",
+        MAIN,
+        "bench",
+        "kge",
+        "--modes",
+        "lapse",
+        "--nodes",
+        "1",
+        "--epochs",
+        "1",
+        "--set",
+        `data.dir=${ROOT}data/wn_body`,
+        "--set",
+        "model.dim=8",
+        "--set",
+        "model.eval_every=0",
+        "--set",
+        "model.eval_max_triples=10",
+        "--timeout-s",
+        "200",
+        "--json",
+      ],
+      cwd,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    const stderr = dec.decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    const rows = JSON.parse(dec.decode(out.stdout)) as Record<string, unknown>[];
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].status, "ok", JSON.stringify(rows[0]));
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
