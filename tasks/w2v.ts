@@ -73,6 +73,7 @@ import {
   prepareSentence,
   sgnsStep,
   W2V_SCHEMA,
+  w2vLoss,
   type W2vSettings,
   w2vSettings,
 } from "./w2v_model.ts";
@@ -294,7 +295,12 @@ async function run(ctx: TaskContext): Promise<void> {
     ? (r: Rng) => pool.draw(r)
     : (r: Rng) => table[r.nextInt(tableLen)];
   const lapse = config.ps.mode === "lapse";
-  const remoteOnly = config.ps.mode === "classic_remote";
+  // Keys can be acquired in place only in classic and lapse: classic_remote and stale go
+  // through the server thread or the worker's cache for every key (acquire always fails).
+  const localAccess = config.ps.mode === "classic" || config.ps.mode === "lapse";
+  // Drawing only local negatives needs local access: without it every negative would be
+  // skipped (the model then trains on positives only), so those modes use prefetched ones.
+  const localNegs = s.localNegatives && localAccess;
   const maxKeys = Math.max(1, Math.floor(config.ps?.batch_keys_max ?? 1 << 20));
   const ahead = Math.max(s.aheadIn, s.aheadOut);
   // The words of a sentence are localized (not prefetched) when a directive covers the table.
@@ -326,8 +332,8 @@ async function run(ctx: TaskContext): Promise<void> {
     locOut.reset();
   };
 
-  /** True if key `k` of table `t` can be acquired here now (classic_remote: never). */
-  const localNow = (t: number, k: number) => !remoteOnly && ps.isLocal(t, k);
+  /** True if key `k` of table `t` can be acquired here now (classic_remote, stale: never). */
+  const localNow = (t: number, k: number) => localAccess && ps.isLocal(t, k);
 
   /** Prepares sentence `i` of my slice into slot `slot`: sample, localize, prefetch. */
   const prepare = (slot: Slot, i: number) => {
@@ -341,7 +347,7 @@ async function run(ctx: TaskContext): Promise<void> {
       window,
       neg,
       rng,
-      s.localNegatives ? null : drawNegative,
+      localNegs ? null : drawNegative,
     );
     if (pool !== null && ++prepared % s.poolRefresh === 0) {
       const next = pool.refresh(rng);
@@ -413,7 +419,9 @@ async function run(ctx: TaskContext): Promise<void> {
   const queue: DeferredBatch[] = []; // closed batches, oldest first
   const defer = (c: number, t: number, label: number) => open.add(c, t, label);
 
-  let lossSum = 0, pairs = 0, skippedNeg = 0, deferredPairs = 0;
+  // Loss, split by label: skipped negatives (local_negatives) must not lower it (see summarize).
+  let posLoss = 0, posSteps = 0, negLoss = 0, negSteps = 0;
+  let pairs = 0, skippedNeg = 0, deferredPairs = 0;
 
   /** Trains the prepared sentence of `slot` with learning rate `alpha`. */
   const train = (slot: Slot, alpha: number) => {
@@ -438,7 +446,7 @@ async function run(ctx: TaskContext): Promise<void> {
           if (io < 0) {
             // Moved away since it was prepared: train this context's pairs at the end.
             defer(c, w, 1);
-            if (!s.localNegatives) {
+            if (!localNegs) {
               for (let d = 0; d < neg; d++) if (negs[q + d] !== w) defer(c, negs[q + d], 0);
               q += neg;
             }
@@ -449,17 +457,20 @@ async function run(ctx: TaskContext): Promise<void> {
         }
         neu1e.fill(0);
         // The positive target.
-        if (ow >= 0) lossSum += sgnsStep(inA, io, coutV, ow * dim, 1, alpha, dim, neu1e);
-        else {
+        if (ow >= 0) {
+          posLoss += sgnsStep(inA, io, coutV, ow * dim, 1, alpha, dim, neu1e);
+          posSteps++;
+        } else {
           const oo = ps.acquire(tOut, w);
           if (oo < 0) defer(c, w, 1);
           else {
-            lossSum += sgnsStep(inA, io, ps.values(tOut), oo, 1, alpha, dim, neu1e);
+            posLoss += sgnsStep(inA, io, ps.values(tOut), oo, 1, alpha, dim, neu1e);
+            posSteps++;
             ps.release(tOut, w);
           }
         }
         // The negatives.
-        if (s.localNegatives) {
+        if (localNegs) {
           for (let d = 0; d < neg; d++) {
             let found = false;
             for (let tries = 0; tries < LOCAL_NEGATIVE_TRIES; tries++) {
@@ -467,7 +478,8 @@ async function run(ctx: TaskContext): Promise<void> {
               if (t === w) continue;
               const oo = ps.acquire(tOut, t);
               if (oo < 0) continue;
-              lossSum += sgnsStep(inA, io, ps.values(tOut), oo, 0, alpha, dim, neu1e);
+              negLoss += sgnsStep(inA, io, ps.values(tOut), oo, 0, alpha, dim, neu1e);
+              negSteps++;
               ps.release(tOut, t);
               found = true;
               break;
@@ -479,12 +491,15 @@ async function run(ctx: TaskContext): Promise<void> {
             const t = negs[q];
             if (t === w) continue;
             const ot = negSlot[q];
-            if (ot >= 0) lossSum += sgnsStep(inA, io, coutV, ot * dim, 0, alpha, dim, neu1e);
-            else {
+            if (ot >= 0) {
+              negLoss += sgnsStep(inA, io, coutV, ot * dim, 0, alpha, dim, neu1e);
+              negSteps++;
+            } else {
               const oo = ps.acquire(tOut, t);
               if (oo < 0) defer(c, t, 0);
               else {
-                lossSum += sgnsStep(inA, io, ps.values(tOut), oo, 0, alpha, dim, neu1e);
+                negLoss += sgnsStep(inA, io, ps.values(tOut), oo, 0, alpha, dim, neu1e);
+                negSteps++;
                 ps.release(tOut, t);
               }
             }
@@ -553,7 +568,15 @@ async function run(ctx: TaskContext): Promise<void> {
     bt.cout.orig.set(cout.subarray(0, bt.cout.n * dim));
     for (let x = 0; x < bt.n; x++) {
       neu1e.fill(0);
-      lossSum += sgnsStep(cin, at[2 * x], cout, at[2 * x + 1], tr[3 * x + 2], alpha, dim, neu1e);
+      const label = tr[3 * x + 2];
+      const l = sgnsStep(cin, at[2 * x], cout, at[2 * x + 1], label, alpha, dim, neu1e);
+      if (label === 1) {
+        posLoss += l;
+        posSteps++;
+      } else {
+        negLoss += l;
+        negSteps++;
+      }
       addTo(cin, at[2 * x], neu1e, dim);
     }
     deferredPairs += bt.n;
@@ -582,7 +605,11 @@ async function run(ctx: TaskContext): Promise<void> {
   let sinceProgress = 0, sinceClock = 0;
   let alpha = s.alpha;
   for (let epoch = 0; epoch < s.epochs; epoch++) {
-    lossSum = 0;
+    posLoss =
+      posSteps =
+      negLoss =
+      negSteps =
+        0;
     pairs = 0;
     skippedNeg = 0;
     deferredPairs = 0;
@@ -630,7 +657,11 @@ async function run(ctx: TaskContext): Promise<void> {
     }
     await ps.wait();
     ctx.epochEnd(epoch, {
-      loss_sum: lossSum,
+      pos_loss_sum: posLoss,
+      pos_steps: posSteps,
+      neg_loss_sum: negLoss,
+      neg_steps: negSteps,
+      negatives_max: neg,
       pairs,
       words: done,
       lr_sum: alpha,
@@ -679,7 +710,14 @@ function tables(config: JobConfig): TableSpec[] {
 
 function summarize(sums: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
-  if (sums.pairs > 0) out.loss = sums.loss_sum / sums.pairs;
+  const loss = w2vLoss(
+    sums.pos_loss_sum,
+    sums.pos_steps,
+    sums.neg_loss_sum,
+    sums.neg_steps,
+    sums.negatives_max,
+  );
+  if (!Number.isNaN(loss)) out.loss = loss;
   if (sums.workers > 0) out.lr = sums.lr_sum / sums.workers;
   if (sums.words !== undefined) out.words = sums.words;
   if (sums.vocab_max !== undefined) out.vocab = sums.vocab_max;

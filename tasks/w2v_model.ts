@@ -409,3 +409,22 @@ export class NegativePool {
     return this.current[rng.nextInt(this.size)];
   }
 }
+
+/**
+ * The reported loss: the negative log-likelihood of one (word, context) pair with `negatives`
+ * negatives, estimated as the mean NLL of the positive steps plus `negatives` times the mean NLL
+ * of the negative steps actually trained. Every mode and the plain loop report this same
+ * quantity: negatives skipped (`model.local_negatives`, none local) or a negative equal to the
+ * word would otherwise lower a sum divided by the pairs. NaN without positive steps.
+ */
+export function w2vLoss(
+  posSum: number,
+  posSteps: number,
+  negSum: number,
+  negSteps: number,
+  negatives: number,
+): number {
+  if (!(posSteps > 0)) return NaN;
+  const pos = posSum / posSteps;
+  return negSteps > 0 ? pos + negatives * (negSum / negSteps) : pos;
+}

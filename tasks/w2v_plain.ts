@@ -17,6 +17,7 @@ import {
   PreparedSentence,
   prepareSentence,
   sgnsStep,
+  w2vLoss,
   w2vSettings,
 } from "./w2v_model.ts";
 import { loadW2vData } from "./w2v.ts";
@@ -42,6 +43,8 @@ export interface PlainW2vResult {
 }
 
 let lastPairs = 0;
+/** The last sentence's loss split by label (see w2vLoss): positive sum, negative sum, steps. */
+let lastPos = 0, lastNeg = 0, lastNegSteps = 0;
 
 /**
  * Trains one prepared sentence on flat arrays (input vector of word i at `syn0[i*dim]`, output
@@ -58,7 +61,7 @@ export function trainSentencePlain(
   neu1e: Float32Array,
 ): number {
   const n = p.n, words = p.words, negs = p.negs;
-  let q = 0, loss = 0, pairs = 0;
+  let q = 0, posL = 0, negL = 0, negSteps = 0, pairs = 0;
   for (let pos = 0; pos < n; pos++) {
     const w = words[pos], b = p.shrink[pos];
     const lo = Math.max(0, pos - window + b), hi = Math.min(n - 1, pos + window - b);
@@ -67,17 +70,21 @@ export function trainSentencePlain(
       const io = words[cpos] * dim;
       pairs++;
       neu1e.fill(0);
-      loss += sgnsStep(syn0, io, syn1, w * dim, 1, alpha, dim, neu1e);
+      posL += sgnsStep(syn0, io, syn1, w * dim, 1, alpha, dim, neu1e);
       for (let d = 0; d < neg; d++, q++) {
         const t = negs[q];
         if (t === w) continue;
-        loss += sgnsStep(syn0, io, syn1, t * dim, 0, alpha, dim, neu1e);
+        negL += sgnsStep(syn0, io, syn1, t * dim, 0, alpha, dim, neu1e);
+        negSteps++;
       }
       addTo(syn0, io, neu1e, dim);
     }
   }
   lastPairs = pairs;
-  return loss;
+  lastPos = posL;
+  lastNeg = negL;
+  lastNegSteps = negSteps;
+  return posL + negL;
 }
 
 /** Runs the w2v job of `config` in one plain loop (as one worker). */
@@ -113,7 +120,7 @@ export function runPlainW2v(
   let prepared = 0, trainS = 0;
   for (let epoch = 0; epoch < epochs; epoch++) {
     const a = performance.now();
-    let done = 0, loss = 0, pairs = 0;
+    let done = 0, pos = 0, negL = 0, negSteps = 0, pairs = 0;
     for (let i = 0; i < sentences.count; i++) {
       prepareSentence(
         p,
@@ -128,14 +135,16 @@ export function runPlainW2v(
       );
       if (pool !== null && ++prepared % s.poolRefresh === 0) pool.refresh(rng);
       const alpha = alphaAt(s.alpha, (epoch * sliceWords + done) / runWords);
-      const r = trainSentencePlain(p, syn0, syn1, dim, window, neg, alpha, neu1e);
-      loss += r;
+      trainSentencePlain(p, syn0, syn1, dim, window, neg, alpha, neu1e);
+      pos += lastPos;
+      negL += lastNeg;
+      negSteps += lastNegSteps;
       pairs += lastPairs;
       done += p.raw;
     }
     const sec = (performance.now() - a) / 1000;
     trainS += sec;
-    const e = { epoch, seconds: sec, loss: pairs > 0 ? loss / pairs : NaN, words: done };
+    const e = { epoch, seconds: sec, loss: w2vLoss(pos, pairs, negL, negSteps, neg), words: done };
     out.push(e);
     opts.onEpoch?.(e);
   }

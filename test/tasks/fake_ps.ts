@@ -298,7 +298,10 @@ export async function runFakeJob(
       },
       epochEnd: (epoch, s) => {
         const acc = sums[epoch] ??= {};
-        for (const [k, v] of Object.entries(s)) acc[k] = (acc[k] ?? 0) + v;
+        // As the nodes (server/node.ts addSums): keys ending in `_max` take the maximum.
+        for (const [k, v] of Object.entries(s)) {
+          acc[k] = k.endsWith("_max") ? Math.max(acc[k] ?? -Infinity, v) : (acc[k] ?? 0) + v;
+        }
       },
       epochPoints: (n) => {
         epochPoints += n;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { JobConfig, LocalizeDirective } from "../../core/types.ts";
 import { loadW2vData, task } from "../../tasks/w2v.ts";
-import { w2vSettings } from "../../tasks/w2v_model.ts";
+import { w2vLoss, w2vSettings } from "../../tasks/w2v_model.ts";
 import { runPlainW2v } from "../../tasks/w2v_plain.ts";
 import { Rng } from "../../core/rng.ts";
 import { runFakeJob } from "./fake_ps.ts";
@@ -14,7 +14,7 @@ const AHEAD: LocalizeDirective[] = [
 
 function config(over: {
   nodes?: number;
-  mode?: "lapse" | "classic" | "classic_remote";
+  mode?: "lapse" | "classic" | "classic_remote" | "stale";
   localize?: LocalizeDirective[];
   model?: Record<string, any>;
   file?: string;
@@ -143,6 +143,38 @@ Deno.test("w2v plain loop: the same training without a PS; loss goes down", () =
   assert.ok(r.epochs[1].loss < r.epochs[0].loss);
   assert.ok(r.words_per_s > 0);
   assert.equal(r.vectors.length, r.vocab.length * 16);
+});
+
+Deno.test("w2v loss: the same quantity in every mode (local negatives, 1 node: as the plain loop)", async () => {
+  // The defaults' local negatives from a pool. Without local access (classic_remote, stale) no
+  // negative was ever local: all were skipped, the model trained on positives only and the
+  // loss (summed over the steps trained, divided by the pairs) read 0.69 against 3.7.
+  const model = { dim: 16, epochs: 1, negative_pool: 500, pool_refresh: 16, local_negatives: true };
+  const plain = runPlainW2v(config({ nodes: 1, model })).epochs[0].loss;
+  const losses: Record<string, number> = {};
+  for (const mode of ["lapse", "classic", "classic_remote", "stale"] as const) {
+    const r = await runFakeJob(task, config({ nodes: 1, mode, model }));
+    losses[mode] = r.metrics[0].loss;
+    assert.equal(r.metrics[0].skipped_neg, undefined, `${mode}: no negative skipped on 1 node`);
+  }
+  const all = `plain ${plain.toFixed(3)}, ${JSON.stringify(losses)}`;
+  // lapse and classic train in place like the plain loop (they differ only in when negatives are
+  // drawn); classic_remote and stale train on copies prefetched a few sentences ahead.
+  assert.ok(Math.abs(losses.lapse - plain) < 0.05, all);
+  assert.ok(Math.abs(losses.classic - plain) < 0.05, all);
+  assert.ok(Math.abs(losses.classic_remote - plain) < 0.25, all);
+  assert.ok(Math.abs(losses.stale - plain) < 0.25, all);
+  // On 2 nodes lapse skips some negatives (none local in 8 draws): they must not lower it.
+  const two = await runFakeJob(task, config({ nodes: 2, mode: "classic", model }));
+  assert.ok(Math.abs(two.metrics[0].loss - plain) < 0.3, `2 nodes ${two.metrics[0].loss}; ${all}`);
+});
+
+Deno.test("w2v loss: positives' mean plus negatives x negatives' mean, whatever was skipped", () => {
+  // 10 pairs, 5 negatives each: 50 negative steps, or 20 trained and 30 skipped.
+  assert.equal(w2vLoss(7, 10, 100, 50, 5), 0.7 + 10);
+  assert.equal(w2vLoss(7, 10, 40, 20, 5), 0.7 + 10);
+  assert.equal(w2vLoss(7, 10, 0, 0, 5), 0.7);
+  assert.ok(Number.isNaN(w2vLoss(0, 0, 0, 0, 5)));
 });
 
 Deno.test("w2v settings: word2vec defaults, tables from the vocabulary, directives checked", () => {
