@@ -37,8 +37,8 @@
  * was expected local but is not (another node took it meanwhile) defers its pairs: they are
  * trained a few sentences later on copies fetched by an asynchronous pull (`DeferredBatch`).
  *
- * Per epoch each worker reports the loss (negative log-likelihood per (word, context) pair,
- * positive and negatives together), the words trained, the learning rate; `ps.clock()` is
+ * Per epoch each worker reports the loss (negative log-likelihood per (word, context) pair with
+ * `negatives` negatives, as `w2vLoss`: skipped negatives do not lower it), the words trained, the learning rate; `ps.clock()` is
  * called every `model.clock_every` words (bounded staleness; a no-op in the other modes).
  * With `model.out` set, worker 0 writes the input vectors at the end (`data/word_vectors.ts`).
  *
