@@ -421,7 +421,7 @@ async function run(ctx: TaskContext): Promise<void> {
 
   // Loss, split by label: skipped negatives (local_negatives) must not lower it (see summarize).
   let posLoss = 0, posSteps = 0, negLoss = 0, negSteps = 0;
-  let pairs = 0, skippedNeg = 0, deferredPairs = 0;
+  let pairs = 0, skippedNeg = 0, deferredPairs = 0, deferredNeg = 0;
 
   /** Trains the prepared sentence of `slot` with learning rate `alpha`. */
   const train = (slot: Slot, alpha: number) => {
@@ -445,10 +445,22 @@ async function run(ctx: TaskContext): Promise<void> {
           io = ps.acquire(tIn, c);
           if (io < 0) {
             // Moved away since it was prepared: train this context's pairs at the end.
+            // Its negatives go along (local negatives: drawn now, trained on the copies too;
+            // dropping them trained these pairs on the positive alone).
             defer(c, w, 1);
             if (!localNegs) {
               for (let d = 0; d < neg; d++) if (negs[q + d] !== w) defer(c, negs[q + d], 0);
               q += neg;
+            } else {
+              for (let d = 0; d < neg; d++) {
+                // Preferably one local now (its copy is then read here, not fetched).
+                let t = drawNegative(rng);
+                for (let tries = 1; tries < LOCAL_NEGATIVE_TRIES; tries++) {
+                  if (t !== w && ps.isLocal(tOut, t)) break;
+                  t = drawNegative(rng);
+                }
+                if (t !== w) defer(c, t, 0);
+              }
             }
             continue;
           }
@@ -576,6 +588,7 @@ async function run(ctx: TaskContext): Promise<void> {
       } else {
         negLoss += l;
         negSteps++;
+        deferredNeg++;
       }
       addTo(cin, at[2 * x], neu1e, dim);
     }
@@ -613,6 +626,7 @@ async function run(ctx: TaskContext): Promise<void> {
     pairs = 0;
     skippedNeg = 0;
     deferredPairs = 0;
+    deferredNeg = 0;
     let done = 0;
     const count = sentences.count;
     for (let i = 0; i < Math.min(R, count); i++) prepare(ring[i % R], i);
@@ -668,6 +682,7 @@ async function run(ctx: TaskContext): Promise<void> {
       workers: 1,
       skipped_neg: skippedNeg,
       deferred: deferredPairs,
+      deferred_neg: deferredNeg,
       vocab_max: V,
       vocab_hash_max: vocab.fingerprint,
       vocab_hash_neg_max: -vocab.fingerprint,
@@ -723,6 +738,7 @@ function summarize(sums: Record<string, number>): Record<string, number> {
   if (sums.vocab_max !== undefined) out.vocab = sums.vocab_max;
   if (sums.skipped_neg > 0) out.skipped_neg = sums.skipped_neg;
   if (sums.deferred > 0) out.deferred = sums.deferred;
+  if (sums.deferred_neg > 0) out.deferred_neg = sums.deferred_neg;
   if (
     sums.vocab_hash_max !== undefined && sums.vocab_hash_max !== -sums.vocab_hash_neg_max
   ) out.vocab_mismatch = 1;
