@@ -36,9 +36,16 @@ export interface AccessCounters {
 export interface ParameterServer {
   /** Looks a table up by name; throws a `RangeError` naming the known tables if absent. */
   table(name: string): TableInfo;
-  /** Copies the values of `keys` into `out` (key order, `dim` floats each). */
+  /**
+   * Copies the values of `keys` into `out` (key order, `dim` floats each). `keys` is read during
+   * the call only; `out` is written until the returned Promise resolves.
+   */
   pull(table: number, keys: Keys, out: Float32Array): Promise<void> | undefined;
-  /** Adds `deltas` (key order, `dim` floats each) to the values of `keys`. */
+  /**
+   * Adds `deltas` (key order, `dim` floats each) to the values of `keys`. Both arrays are read
+   * during the call only (non-local parts are copied into the request), so the caller may reuse
+   * them at once, even before the returned Promise resolves.
+   */
   push(table: number, keys: Keys, deltas: Float32Array): Promise<void> | undefined;
   /**
    * Asks for `keys` to be moved to this node. Resolves when they are local (or immediately

@@ -732,9 +732,9 @@ async function run(ctx: TaskContext): Promise<void> {
       }
       lossSum += step.run(params);
       if (pr || pe || prefetch) {
-        // Remote keys: the fake PS of the tests applies pushes late, so hand it copies.
-        const qr = ps.push(tR, relKey.slice(), step.relDelta.slice());
-        const qe = ps.push(tE, keys.slice(), step.entDelta.slice());
+        // Not awaited: push copies what it sends, so the step's arrays are free again at once.
+        const qr = ps.push(tR, relKey, step.relDelta);
+        const qe = ps.push(tE, keys, step.entDelta);
         if (qr) qr.catch(() => {});
         if (qe) qe.catch(() => {});
       } else {

@@ -758,12 +758,14 @@ class RemoteWindow {
       const v = r.vals[start + q];
       loss += mfSgdStep(wv, sw[q] * dim, hv, sh[q] * dim, k, v, lr, lambda, opts);
     }
-    // Deltas, in fresh arrays: the pushes are not awaited (ps.wait() at the subepoch's end).
-    const dW = wv.slice(0, nw), dH = hv.slice(0, nh);
-    for (let x = 0; x < nw; x++) dW[x] -= this.w0[x];
-    for (let x = 0; x < nh; x++) dH[x] -= this.h0[x];
-    const qw = ps.push(tW, w.keys.slice(0, w.n), dW);
-    const qh = ps.push(tH, h.keys.slice(0, h.n), dH);
+    // Deltas in place of the starting values: push copies what it sends, so the buffers and
+    // keys are free for the next window although the pushes are not awaited (ps.wait() at the
+    // subepoch's end).
+    const dW = this.w0, dH = this.h0;
+    for (let x = 0; x < nw; x++) dW[x] = wv[x] - dW[x];
+    for (let x = 0; x < nh; x++) dH[x] = hv[x] - dH[x];
+    const qw = ps.push(tW, w.keys.subarray(0, w.n), dW.subarray(0, nw));
+    const qh = ps.push(tH, h.keys.subarray(0, h.n), dH.subarray(0, nh));
     if (qw) qw.catch(() => {});
     if (qh) qh.catch(() => {});
     return loss;

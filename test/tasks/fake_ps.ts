@@ -150,7 +150,8 @@ export class FakePs implements ParameterServer {
     }
     this.remote += keys.length;
     this.remoteCalls++;
-    return this.later(() => this.copyOut(t, keys, out));
+    const ks = keys.slice(); // the real PS reads keys during the call only
+    return this.later(() => this.copyOut(t, ks, out));
   }
 
   push(table: number, keys: Keys, deltas: Float32Array): Promise<void> | undefined {
@@ -162,7 +163,9 @@ export class FakePs implements ParameterServer {
     }
     this.remote += keys.length;
     this.remoteCalls++;
-    return this.later(() => this.add(t, keys, deltas));
+    // The real PS copies keys and deltas during the call (the caller may reuse them at once).
+    const ks = keys.slice(), ds = deltas.slice();
+    return this.later(() => this.add(t, ks, ds));
   }
 
   localize(table: number, keys: Keys): Promise<void> | undefined {
