@@ -53,6 +53,27 @@ export class Rng {
     this.hasSpare = false;
   }
 
+  /**
+   * The generator's whole state, JSON-able (a task's checkpoint state): `setState` of it draws
+   * the same sequence from here on.
+   */
+  getState(): [number, number, boolean] {
+    return [this.state, this.spare, this.hasSpare];
+  }
+
+  /** Puts back a state from {@linkcode Rng.getState}; throws a RangeError for anything else. */
+  setState(s: unknown): void {
+    if (
+      !Array.isArray(s) || s.length !== 3 || !Number.isInteger(s[0]) ||
+      typeof s[1] !== "number" || typeof s[2] !== "boolean"
+    ) {
+      throw new RangeError(`not a generator state: ${JSON.stringify(s)}`);
+    }
+    this.state = s[0] | 0;
+    this.spare = s[1];
+    this.hasSpare = s[2];
+  }
+
   /** Uniform unsigned 32-bit integer. */
   nextU32(): number {
     this.state = (this.state + 0x9e3779b9) | 0;

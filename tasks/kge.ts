@@ -68,6 +68,7 @@ import {
   type Triples,
 } from "../data/kge_data.ts";
 import { writeKgeEmbeddings } from "./kge_out.ts";
+import { decodeInts, encodeInts, resumeFrom } from "./resume_state.ts";
 import { dot, type KgeAlgorithm, type KgeModel, makeModel, TrainStep } from "./kge_model.ts";
 
 /** Model defaults (also in the schema). */
@@ -564,6 +565,55 @@ async function evaluatePs(
   );
 }
 
+/** A kge worker's checkpoint state, but for the loop's counters (`since_clock`, `presampled`). */
+function kgeState(ctx: TaskContext, next: number, poolRng: Rng, pool: EntityPool | null) {
+  return {
+    epoch: next,
+    seed: ctx.seed,
+    worker: ctx.worker,
+    workers: ctx.workers,
+    // The training order and the uniform negatives are reseeded every epoch: only the pool's
+    // generator and pools go on from epoch to epoch.
+    pool_rng: poolRng.getState(),
+    pool: pool === null ? null : [encodeInts(pool.current), encodeInts(pool.next)],
+  };
+}
+
+/**
+ * Where a kge worker starts: epoch 0, or, resumed, the epoch after the checkpoint with the
+ * triples' order replayed to it (`shuffle` of every epoch before) and, for the worker that wrote
+ * the state, the negative pool and counters as they were: the same training as a run that was
+ * never interrupted. On another cluster shape the pool is drawn afresh.
+ */
+function kgeResume(
+  ctx: TaskContext,
+  epochs: number,
+  shuffle: (epoch: number) => void,
+  poolRng: Rng,
+  pool: EntityPool | null,
+): { firstEpoch: number; sinceClock: number; presampled: number } {
+  const state = ctx.resumeState;
+  if (!state) return { firstEpoch: 0, sinceClock: 0, presampled: 0 };
+  const { firstEpoch, sameWorker } = resumeFrom("kge", state, { ...ctx, epochs });
+  for (let e = 0; e < firstEpoch; e++) shuffle(e);
+  let sinceClock = 0, presampled = 0;
+  if (sameWorker) {
+    sinceClock = Number(state.since_clock) || 0;
+    presampled = Number(state.presampled) || 0;
+    if (pool !== null) {
+      const saved = state.pool as unknown[] | null;
+      const ok = Array.isArray(saved) && decodeInts(saved[0], pool.current) &&
+        decodeInts(saved[1], pool.next);
+      // model.negative_pool changed: the pool drawn afresh (the run then differs from one
+      // never interrupted, as it would anyway).
+      if (!ok) ctx.log(`kge worker ${ctx.worker}: negative pool drawn afresh (its size changed)`);
+      else poolRng.setState(state.pool_rng);
+    }
+  }
+  ctx.log(`kge worker ${ctx.worker}/${ctx.workers}: resumed at epoch ${firstEpoch}`);
+  return { firstEpoch, sinceClock, presampled };
+}
+
 /** The training loop of one worker. */
 async function run(ctx: TaskContext): Promise<void> {
   const { ps, config } = ctx;
@@ -613,6 +663,13 @@ async function run(ctx: TaskContext): Promise<void> {
   // and the uniform draws do not depend on it; the current and next pools localized now.
   const poolRng = new Rng(hash32(ctx.seed ^ 0x706f, me));
   const pool = s.negativePool > 0 ? new EntityPool(s.negativePool, data.entities, poolRng) : null;
+  // The triples' order: a chain of seeded shuffles, one per epoch (replayed on resume).
+  const shuffleEpoch = (epoch: number) => {
+    rng.reseed(hash32(ctx.seed, epoch, me));
+    shuffleTriples(train, rng);
+  };
+  // Resumed (lapse train --resume): the order, the pool and the counters where they were.
+  const resumed = kgeResume(ctx, s.epochs, shuffleEpoch, poolRng, pool);
   const localizePool = (keys: Uint32Array) => {
     const p = inChunks(keys, maxKeys, (ks) => ps.localize(tE, ks));
     p.catch(() => {});
@@ -621,7 +678,7 @@ async function run(ctx: TaskContext): Promise<void> {
     localizePool(pool.current);
     localizePool(pool.next);
   }
-  let presampled = 0; // triples presampled so far (for the pool refresh)
+  let presampled = resumed.presampled; // triples presampled so far (for the pool refresh)
   // Pool negatives are localized with the pool: the ahead directive moves only s and o.
   const aheadSlots = pool !== null ? 2 : SL;
   let redrawn = 0, redrawMissed = 0;
@@ -680,11 +737,10 @@ async function run(ctx: TaskContext): Promise<void> {
   }
 
   const sec = (x: number) => (x / 1000).toFixed(2) + "s";
-  let sinceProgress = 0, sinceClock = 0;
-  for (let epoch = 0; epoch < s.epochs; epoch++) {
+  let sinceProgress = 0, sinceClock = resumed.sinceClock;
+  for (let epoch = resumed.firstEpoch; epoch < s.epochs; epoch++) {
     const c0 = performance.now();
-    rng.reseed(hash32(ctx.seed, epoch, me));
-    shuffleTriples(train, rng);
+    shuffleEpoch(epoch);
     rng.reseed(hash32(ctx.seed ^ 0x6e67, epoch, me));
     let lossSum = 0;
     for (let t = 0; t < Math.min(K, nt); t++) ahead(t);
@@ -773,6 +829,11 @@ async function run(ctx: TaskContext): Promise<void> {
     });
     await ps.barrier();
     time.barrier += performance.now() - e1;
+    await ctx.checkpoint?.(epoch, {
+      ...kgeState(ctx, epoch + 1, poolRng, pool),
+      since_clock: sinceClock,
+      presampled,
+    });
   }
   if (s.out !== undefined && me === 0) {
     const o0 = performance.now();

@@ -65,6 +65,8 @@ import {
   type Vocab,
 } from "../data/text_corpus.ts";
 import { formatForPath, writeWordVectors } from "../data/word_vectors.ts";
+import { decodeInts, encodeInts, resumeFrom } from "./resume_state.ts";
+import { userError } from "../core/errors.ts";
 import {
   addTo,
   alphaAt,
@@ -260,6 +262,46 @@ function localizeAll(ps: ParameterServer, t: number, keys: Keys, n: number, max:
   }
 }
 
+/**
+ * Where a w2v worker starts: epoch 0, or, resumed, the epoch after the checkpoint with, for
+ * the worker that wrote the state, its generator (subsampling, windows, negatives), negative
+ * pool and counters as they were: the same training as a run that was never interrupted. On
+ * another cluster shape the worker draws from a fresh stream of its own.
+ */
+function w2vResume(
+  ctx: TaskContext,
+  epochs: number,
+  vocabHash: number,
+  rng: Rng,
+  pool: NegativePool | null,
+): { firstEpoch: number; prepared: number; sinceClock: number } {
+  const state = ctx.resumeState;
+  if (!state) return { firstEpoch: 0, prepared: 0, sinceClock: 0 };
+  const { firstEpoch, sameWorker } = resumeFrom("w2v", state, { ...ctx, epochs });
+  if (state.vocab !== vocabHash) {
+    throw userError(
+      `w2v: the checkpoint was trained on another vocabulary (corpus or data.min_count ` +
+        `changed): resume with the data it was written with`,
+    );
+  }
+  let prepared = 0, sinceClock = 0;
+  if (sameWorker) {
+    rng.setState(state.rng);
+    prepared = Number(state.prepared) || 0;
+    sinceClock = Number(state.since_clock) || 0;
+    if (pool !== null) {
+      const saved = state.pool as unknown[] | null;
+      const ok = Array.isArray(saved) && decodeInts(saved[0], pool.current) &&
+        decodeInts(saved[1], pool.next);
+      // model.negative_pool changed: the pool drawn afresh (the run then differs from one
+      // never interrupted, as it would anyway).
+      if (!ok) ctx.log(`w2v worker ${ctx.worker}: negative pool drawn afresh (its size changed)`);
+    }
+  } else rng.reseed(hash32(ctx.seed, 0x77327673 ^ firstEpoch, ctx.worker));
+  ctx.log(`w2v worker ${ctx.worker}/${ctx.workers}: resumed at epoch ${firstEpoch}`);
+  return { firstEpoch, prepared, sinceClock };
+}
+
 /** The training loop of one worker. */
 async function run(ctx: TaskContext): Promise<void> {
   const { ps, config } = ctx;
@@ -290,6 +332,8 @@ async function run(ctx: TaskContext): Promise<void> {
   const table = unigramTable(vocab, unigramTableSize(V));
   const rng = new Rng(hash32(ctx.seed, 0x77327673, ctx.worker));
   const pool = s.negativePool > 0 ? new NegativePool(s.negativePool, table, rng) : null;
+  // Resumed (lapse train --resume): the generator, the pool and the counters where they were.
+  const resumed = w2vResume(ctx, s.epochs, vocab.fingerprint, rng, pool);
   const tableLen = table.length;
   const drawNegative = pool !== null
     ? (r: Rng) => pool.draw(r)
@@ -322,7 +366,7 @@ async function run(ctx: TaskContext): Promise<void> {
     localizeAll(ps, tOut, pool.current, pool.size, maxKeys);
     localizeAll(ps, tOut, pool.next, pool.size, maxKeys);
   }
-  let prepared = 0; // sentences prepared so far in this run (for the pool refresh)
+  let prepared = resumed.prepared; // sentences prepared so far in this run (for the pool refresh)
   let batched = 0; // sentences prepared since the last localize flush
   const flushLocalize = () => {
     batched = 0;
@@ -615,9 +659,9 @@ async function run(ctx: TaskContext): Promise<void> {
   await ps.barrier();
 
   const runWords = Math.max(1, s.epochs * sliceWords);
-  let sinceProgress = 0, sinceClock = 0;
+  let sinceProgress = 0, sinceClock = resumed.sinceClock;
   let alpha = s.alpha;
-  for (let epoch = 0; epoch < s.epochs; epoch++) {
+  for (let epoch = resumed.firstEpoch; epoch < s.epochs; epoch++) {
     posLoss =
       posSteps =
       negLoss =
@@ -688,6 +732,18 @@ async function run(ctx: TaskContext): Promise<void> {
       vocab_hash_neg_max: -vocab.fingerprint,
     });
     await ps.barrier();
+    // The learning rate needs no state: it follows from the epoch (see alphaAt above).
+    await ctx.checkpoint?.(epoch, {
+      epoch: epoch + 1,
+      seed: ctx.seed,
+      worker: ctx.worker,
+      workers: ctx.workers,
+      vocab: vocab.fingerprint,
+      rng: rng.getState(),
+      pool: pool === null ? null : [encodeInts(pool.current), encodeInts(pool.next)],
+      prepared,
+      since_clock: sinceClock,
+    });
   }
 
   if (s.out !== "" && ctx.worker === 0) {
