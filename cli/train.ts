@@ -60,13 +60,15 @@ const SPEC = {
     checkpoint: {
       type: "string",
       arg: "DIR",
-      doc: "write checkpoints to DIR (sets checkpoint.dir; every checkpoint.every_epochs epochs)",
+      doc: "write checkpoints to DIR (sets checkpoint.dir; every checkpoint.every_epochs epochs; " +
+        "tasks mf, kge, w2v)",
     },
     resume: {
       type: "string",
       arg: "DIR",
-      doc: "resume from the last complete checkpoint in DIR (same cluster size); goes on " +
-        "checkpointing there unless --checkpoint says otherwise",
+      doc: "resume from the last complete checkpoint in DIR, at the epoch after it (same config; " +
+        "another cluster size reads every node's file); goes on checkpointing there unless " +
+        "--checkpoint says otherwise",
     },
     out: {
       type: "string",

@@ -87,6 +87,12 @@ export interface TaskDefinition {
   /** The training loop of one worker. */
   run(ctx: TaskContext): Promise<void>;
   /**
+   * True if `run` calls `ctx.checkpoint` at every epoch end and resumes from
+   * `ctx.resumeState`: only then does a job of the task take `checkpoint.dir` or `resume.dir`
+   * (node 0 refuses them otherwise, before training, instead of a run without checkpoints).
+   */
+  checkpoints?: boolean;
+  /**
    * Optional: what the printed metrics mean, in a line or two (`lapse train` prints it before
    * the first epoch; e.g. "train_loss: mean squared training error ...").
    */

@@ -405,6 +405,15 @@ export class LapseNode {
     if (this.#coord !== null) {
       throw new Error(`The cluster is busy with job ${this.#coord.job}; try again when it ends`);
     }
+    if ((config.checkpoint !== undefined || config.resume !== undefined) && !task.checkpoints) {
+      const key = config.resume !== undefined
+        ? "resume.dir (--resume)"
+        : "checkpoint.dir (--checkpoint)";
+      throw new Error(
+        `task ${task.name} does not write checkpoints (its workers never call ` +
+          `ctx.checkpoint): drop ${key}, or train a task that does (mf, kge, w2v)`,
+      );
+    }
     // The job runs on the cluster that exists; its node count is the cluster's.
     config = { ...config, cluster: { ...config.cluster, nodes: this.nodes } };
     if (config.resume !== undefined) {
@@ -527,8 +536,9 @@ export class LapseNode {
               t: Msg.JOB_LOG,
               job: coord.job,
               node: 0,
-              message: `no checkpoint was written: task ${coord.config.task} does not call ` +
-                `ctx.checkpoint, or the job had fewer than checkpoint.every_epochs epochs`,
+              message: `no checkpoint was written: the job had fewer than ` +
+                `checkpoint.every_epochs=${coord.config.checkpoint.every_epochs} epochs (or task ` +
+                `${coord.config.task} never called ctx.checkpoint)`,
             });
           }
           this.#coord = null;

@@ -1030,4 +1030,11 @@ function summarize(sums: Record<string, number>): Record<string, number> {
 }
 
 /** The kge task. */
-export const task: TaskDefinition = { name: "kge", schema, tables, run, summarize };
+export const task: TaskDefinition = {
+  name: "kge",
+  schema,
+  tables,
+  run,
+  summarize,
+  checkpoints: true,
+};

@@ -1243,4 +1243,5 @@ export const task: TaskDefinition = {
   summarize,
   prepare,
   columns,
+  checkpoints: true,
 };

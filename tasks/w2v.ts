@@ -815,4 +815,5 @@ export const task: TaskDefinition = {
   run,
   summarize,
   verdict,
+  checkpoints: true,
 };
