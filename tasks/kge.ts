@@ -94,6 +94,12 @@ export const KGE_DEFAULTS = {
 const LOCAL_NEGATIVE_TRIES = 8;
 /** Largest negative pool (entities a worker keeps localized for its negatives). */
 const NEGATIVE_POOL_MAX = 1 << 20;
+/** Triples waiting for their keys (lapse, see {@linkcode DeferQueue}); a full queue trains remotely. */
+const DEFER_MAX = 4096;
+/** Times a triple is deferred before it is trained with remote accesses. */
+const DEFER_TRIES = 2;
+/** Largest number of triples whose ahead keys go into one localize call. */
+const LOCALIZE_BATCH_MAX = 256;
 
 /** The kge part of a job config, checked, defaults filled in. */
 export interface KgeSettings {
@@ -498,6 +504,51 @@ export class EntityPool {
   }
 }
 
+/**
+ * Triples whose entities were not all local when their turn came (lapse): they wait here,
+ * their missing keys localized, and are trained `steps` triples later instead of stalling the
+ * worker on a remote round trip. FIFO with fixed capacity; every entry is due at its `due`
+ * step (non-decreasing, since entries are added at the current step plus a constant).
+ */
+export class DeferQueue {
+  readonly keys: Uint32Array;
+  readonly rel: Uint32Array;
+  readonly due: Float64Array;
+  readonly tries: Uint8Array;
+  head = 0;
+  size = 0;
+
+  constructor(readonly capacity: number, readonly slots: number) {
+    this.keys = new Uint32Array(capacity * slots);
+    this.rel = new Uint32Array(capacity);
+    this.due = new Float64Array(capacity);
+    this.tries = new Uint8Array(capacity);
+  }
+
+  /** Appends a triple (its keys copied); false if the queue is full. */
+  add(keys: Uint32Array, rel: number, due: number, tries: number): boolean {
+    if (this.size === this.capacity) return false;
+    const at = (this.head + this.size) % this.capacity;
+    this.keys.set(keys, at * this.slots);
+    this.rel[at] = rel;
+    this.due[at] = due;
+    this.tries[at] = tries;
+    this.size++;
+    return true;
+  }
+
+  /** The keys of the oldest entry (valid until it is shifted out and its slot reused). */
+  headKeys(): Uint32Array {
+    return this.keys.subarray(this.head * this.slots, (this.head + 1) * this.slots);
+  }
+
+  /** Drops the oldest entry. */
+  shift(): void {
+    this.head = (this.head + 1) % this.capacity;
+    this.size--;
+  }
+}
+
 /** Fills the keys of triple `t` into ring position `at`: s, o, corrupted s, corrupted o. */
 function presample(
   ring: AheadRing,
@@ -680,11 +731,29 @@ async function run(ctx: TaskContext): Promise<void> {
   }
   let presampled = resumed.presampled; // triples presampled so far (for the pool refresh)
   // Pool negatives are localized with the pool: the ahead directive moves only s and o.
-  const aheadSlots = pool !== null ? 2 : SL;
+  const aheadSlots = pool !== null || (s.localNegatives && lapse) ? 2 : SL;
   let redrawn = 0, redrawMissed = 0;
   // Only lapse: in the classic modes the local keys are a fixed share of the entities (those
   // homed on this node), and negatives drawn only from them would be a biased sample.
   const localNegatives = s.localNegatives && lapse;
+
+  // Lapse: the ahead keys of several triples go out in one localize call (one message to the
+  // server thread, one per home node), B triples at a time; a single-key call costs a round
+  // trip of latency and a message per triple. Deferred triples' missing keys join the batch.
+  const B = Math.max(1, Math.min(LOCALIZE_BATCH_MAX, Math.floor(K / 8)));
+  const locBuf = new Uint32Array((B + 1) * SL);
+  let locN = 0, locTriples = 0;
+  const flushLocalize = () => {
+    if (locN === 0) return;
+    const p = ps.localize(tE, locBuf.subarray(0, locN)); // copies what it sends
+    if (p) p.catch(() => {});
+    locN = 0;
+    locTriples = 0;
+  };
+  const queueLocalize = (keys: Uint32Array, n: number) => {
+    if (locN + n > locBuf.length) flushLocalize();
+    for (let i = 0; i < n; i++) locBuf[locN++] = keys[i];
+  };
 
   const ahead = (t: number) => {
     // Triple t enters the ring: presample its negatives, then localize or prefetch its keys.
@@ -697,8 +766,8 @@ async function run(ctx: TaskContext): Promise<void> {
     if (K === 0) return;
     const keys = ring.keys.subarray(at * SL, at * SL + SL);
     if (lapse) {
-      const p = ps.localize(tE, keys.subarray(0, aheadSlots));
-      if (p) p.catch(() => {});
+      queueLocalize(keys, aheadSlots);
+      if (++locTriples >= B) flushLocalize();
     } else if (prefetch) {
       const pe = ps.pull(tE, keys, ring.ent!.subarray(at * SL * ED, (at + 1) * SL * ED));
       const pr = ps.pull(
@@ -707,6 +776,89 @@ async function run(ctx: TaskContext): Promise<void> {
         ring.rel!.subarray(at * RKD, (at + 1) * RKD),
       );
       ring.pending[at] = pe && pr ? Promise.all([pe, pr]).then(() => {}) : (pe ?? pr);
+    }
+  };
+
+  // Lapse with the ahead directive: a triple whose entities are not all local when its turn
+  // comes waits in the queue (its missing keys localized) and is trained K triples later; only
+  // after DEFER_TRIES waits, or with the queue full, does it take remote round trips.
+  const deferOn = lapse && K > 0;
+  const deferSteps = Math.max(8, K);
+  const dq = new DeferQueue(deferOn ? DEFER_MAX : 1, SL);
+  let deferred = 0, remoteTriples = 0;
+
+  /** Redraws the negatives of `keys` that are not local (model.local_negatives). */
+  const redrawNegatives = (keys: Uint32Array) => {
+    for (let sl = 2; sl < SL; sl++) {
+      if (ps.isLocal(tE, keys[sl])) continue;
+      let tries = 0;
+      for (; tries < LOCAL_NEGATIVE_TRIES; tries++) {
+        const e = pool !== null ? pool.draw(rng) : rng.nextInt(data.entities);
+        if (ps.isLocal(tE, e)) {
+          keys[sl] = e;
+          break;
+        }
+      }
+      if (tries < LOCAL_NEGATIVE_TRIES) redrawn++;
+      else redrawMissed++;
+    }
+  };
+
+  /** Defers `keys` if some entity is not local (queueing a localize of those); true if so. */
+  const deferIfRemote = (keys: Uint32Array, rel: number, tries: number, t: number): boolean => {
+    let missing = 0;
+    for (let sl = 0; sl < SL; sl++) if (!ps.isLocal(tE, keys[sl])) missing++;
+    if (missing === 0 || tries >= DEFER_TRIES || !dq.add(keys, rel, t + deferSteps, tries + 1)) {
+      return false;
+    }
+    for (let sl = 0; sl < SL; sl++) {
+      if (!ps.isLocal(tE, keys[sl])) locBuf[locN++] = keys[sl];
+      if (locN === locBuf.length) flushLocalize();
+    }
+    deferred++;
+    return true;
+  };
+
+  let lossSum = 0;
+  /**
+   * Trains one triple: synchronous (undefined) when every key is local, else a Promise that
+   * settles once the remote values have been read (the updates are pushed without waiting).
+   */
+  const trainTriple = (keys: Uint32Array, rel: number): Promise<void> | undefined => {
+    relKey[0] = rel;
+    const pr = ps.pull(tR, relKey, step.rel);
+    const pe = ps.pull(tE, keys, step.ent);
+    if (pr === undefined && pe === undefined) {
+      lossSum += step.run(params);
+      ps.push(tR, relKey, step.relDelta);
+      ps.push(tE, keys, step.entDelta);
+      return undefined;
+    }
+    remoteTriples++;
+    return (async () => {
+      if (pr) await pr;
+      if (pe) await pe;
+      lossSum += step.run(params);
+      // Not awaited: push reads its arguments during the call, so they are free again at once.
+      const qr = ps.push(tR, relKey, step.relDelta);
+      const qe = ps.push(tE, keys, step.entDelta);
+      if (qr) qr.catch(() => {});
+      if (qe) qe.catch(() => {});
+    })();
+  };
+
+  /** Trains (or defers again) the deferred triples due at step `t` (all with `t` Infinity). */
+  const trainDue = async (t: number) => {
+    while (dq.size > 0 && dq.due[dq.head] <= t) {
+      const h = dq.head, keys = dq.headKeys();
+      if (localNegatives) redrawNegatives(keys);
+      if (t !== Infinity && deferIfRemote(keys, dq.rel[h], dq.tries[h], t)) {
+        dq.shift();
+        continue;
+      }
+      const p = trainTriple(keys, dq.rel[h]);
+      if (p) await p;
+      dq.shift();
     }
   };
 
@@ -742,30 +894,15 @@ async function run(ctx: TaskContext): Promise<void> {
     const c0 = performance.now();
     shuffleEpoch(epoch);
     rng.reseed(hash32(ctx.seed ^ 0x6e67, epoch, me));
-    let lossSum = 0;
+    lossSum = 0;
     for (let t = 0; t < Math.min(K, nt); t++) ahead(t);
     for (let t = 0; t < nt; t++) {
       if (t + K < nt) ahead(t + K);
+      else if (t + K === nt) flushLocalize();
       const at = t % R;
       const keys = ring.keys.subarray(at * SL, at * SL + SL);
-      relKey[0] = ring.relKeys[at];
-      if (localNegatives) {
-        // Negatives not local now are redrawn until one is (else the first draw stays).
-        for (let sl = 2; sl < SL; sl++) {
-          if (ps.isLocal(tE, keys[sl])) continue;
-          let tries = 0;
-          for (; tries < LOCAL_NEGATIVE_TRIES; tries++) {
-            const e = pool !== null ? pool.draw(rng) : rng.nextInt(data.entities);
-            if (ps.isLocal(tE, e)) {
-              keys[sl] = e;
-              break;
-            }
-          }
-          if (tries < LOCAL_NEGATIVE_TRIES) redrawn++;
-          else redrawMissed++;
-        }
-      }
-      let pr: Promise<void> | undefined, pe: Promise<void> | undefined;
+      const rel = ring.relKeys[at];
+      if (localNegatives) redrawNegatives(keys);
       if (prefetch) {
         // Classic with prefetch: values of local keys fresh, the rest as pulled K steps ago.
         const pending = ring.pending[at];
@@ -777,27 +914,20 @@ async function run(ctx: TaskContext): Promise<void> {
             ent.set(rv.subarray(base + sl * ED, base + (sl + 1) * ED), sl * ED);
           }
         }
-        if (!ps.pullIfLocal(tR, relKey[0], step.rel, 0)) {
+        relKey[0] = rel;
+        if (!ps.pullIfLocal(tR, rel, step.rel, 0)) {
           step.rel.set(ring.rel!.subarray(at * RKD, (at + 1) * RKD));
         }
-      } else {
-        pr = ps.pull(tR, relKey, step.rel);
-        pe = ps.pull(tE, keys, step.ent);
-        if (pr) await pr;
-        if (pe) await pe;
-      }
-      lossSum += step.run(params);
-      if (pr || pe || prefetch) {
-        // Not awaited: push copies what it sends, so the step's arrays are free again at once.
+        lossSum += step.run(params);
         const qr = ps.push(tR, relKey, step.relDelta);
         const qe = ps.push(tE, keys, step.entDelta);
         if (qr) qr.catch(() => {});
         if (qe) qe.catch(() => {});
-      } else {
-        // Both pulls were local: the pushes are local too (no await in between).
-        ps.push(tR, relKey, step.relDelta);
-        ps.push(tE, keys, step.entDelta);
+      } else if (!(deferOn && deferIfRemote(keys, rel, 0, t))) {
+        const p = trainTriple(keys, rel);
+        if (p) await p;
       }
+      if (deferOn && dq.size > 0) await trainDue(t);
       if (++sinceProgress >= PROGRESS_EVERY) {
         ctx.progress(sinceProgress);
         sinceProgress = 0;
@@ -807,6 +937,11 @@ async function run(ctx: TaskContext): Promise<void> {
         const c = ps.clock();
         if (c) await c;
       }
+    }
+    if (deferOn) {
+      // The epoch's last deferred triples: their keys are on the way; remote if they are not.
+      flushLocalize();
+      await trainDue(Infinity);
     }
     if (sinceProgress > 0) {
       ctx.progress(sinceProgress);
@@ -858,7 +993,8 @@ async function run(ctx: TaskContext): Promise<void> {
   ctx.log(
     `kge worker ${me}/${N}: train ${sec(time.train)}, barriers ${sec(time.barrier)}, ` +
       `eval ${sec(time.eval)}` +
-      (localNegatives ? `, negatives redrawn local ${redrawn}, left remote ${redrawMissed}` : ""),
+      (localNegatives ? `, negatives redrawn local ${redrawn}, left remote ${redrawMissed}` : "") +
+      (deferOn ? `, triples deferred ${deferred}, trained remotely ${remoteTriples}` : ""),
   );
 }
 
