@@ -14,8 +14,13 @@
  *   relations and localizes those relations once. Without it, triple i goes to worker
  *   i mod workers and relations stay where they are.
  * - `{ table: entities, when: ahead, steps: K }` (latency hiding): while triple t is trained, the
- *   subject, object and (presampled) negatives of triple t + K are localized. An access to a key
- *   that is not local yet is a remote pull and push (correct, only slower).
+ *   subject, object and (presampled) negatives of triple t + K are localized, in one call for
+ *   every K/8 triples (at most 256): a call per triple would cost a message to the server
+ *   thread each. A triple whose entities are not all local when its turn comes (the move is
+ *   late, or another worker took a key meanwhile) is deferred: its missing keys are localized
+ *   and it is trained K triples later; after two deferrals (or with 4096 triples waiting) it is
+ *   trained with remote pulls and pushes (correct, only slower). The worker never waits for a
+ *   round trip while its keys are on the way.
  *
  * Negatives (off by default): with `model.negative_pool: P`, each worker draws its negatives
  * uniformly from a pool of P entities (themselves drawn uniformly); the next pool is drawn and
@@ -30,7 +35,8 @@
  *
  * In the classic modes localize is a no-op; the same loop then pulls the keys of triple t + K
  * asynchronously (the prefetch of a classic PS with latency hiding) and trains triple t on
- * those values, refreshed from local memory for keys that are local.
+ * those values, refreshed from local memory for keys that are local, and pulled again (awaited)
+ * for keys this worker pushed after the prefetch: a worker always sees its own updates.
  *
  * Evaluation: filtered MRR and Hits@1/3/10 over head and tail prediction (every other known
  * true triple of train, valid and test filtered out; ties count half: rank = 1 + greater +
@@ -134,7 +140,7 @@ export interface KgeSettings {
 
 const DEFAULT_LOCALIZE: LocalizeDirective[] = [
   { table: "relations", when: "start", keys: "partition" },
-  { table: "entities", when: "ahead", steps: 16, keys: "next" },
+  { table: "entities", when: "ahead", steps: 256, keys: "next" },
 ];
 
 function num(v: unknown, fallback: number): number {
@@ -219,7 +225,7 @@ export function kgeSettings(config: JobConfig): KgeSettings {
     if (d.table === "relations" && d.when === "start" && (d.keys ?? "partition") === "partition") {
       s.clusterRelations = true;
     } else if (d.table === "entities" && d.when === "ahead" && (d.keys ?? "next") === "next") {
-      const k = d.steps ?? 16;
+      const k = d.steps ?? 256;
       if (!Number.isInteger(k) || k < 1 || k > 65536) {
         throw new RangeError(
           `kge: the entities directive needs steps: an integer from 1 to 65536, got ${k}`,
@@ -698,6 +704,16 @@ async function run(ctx: TaskContext): Promise<void> {
   // own updates of the last K triples (pullIfLocal is false there for every key).
   const prefetch = !lapse && config.ps.mode !== "stale" && K > 0 && ctx.nodes > 1;
   const ring = new AheadRing(K, SL, ED, RKD, prefetch);
+  // Classic prefetch: a copy pulled K steps ago misses this worker's own later pushes of the
+  // same key. The step of each key's last remote push (and of each prefetch) tells which
+  // copies are missing one; those keys are pulled again (awaited) before the triple trains,
+  // so that a worker always sees its own updates, as on any PS with synchronous operations.
+  const lastPushE = prefetch ? new Int32Array(data.entities).fill(-1) : null;
+  const lastPushR = prefetch ? new Int32Array(data.relations).fill(-1) : null;
+  const prefetchedAt = new Int32Array(ring.size);
+  const repullKeys = new Uint32Array(SL), repullPos = new Uint32Array(SL);
+  const repullVals = prefetch ? new Float32Array(SL * ED) : null;
+  let stepNo = 0, repulled = 0;
   const R = ring.size;
   const rng = new Rng(0);
   const params = {
@@ -769,6 +785,7 @@ async function run(ctx: TaskContext): Promise<void> {
       queueLocalize(keys, aheadSlots);
       if (++locTriples >= B) flushLocalize();
     } else if (prefetch) {
+      prefetchedAt[at] = stepNo;
       const pe = ps.pull(tE, keys, ring.ent!.subarray(at * SL * ED, (at + 1) * SL * ED));
       const pr = ps.pull(
         tR,
@@ -904,21 +921,41 @@ async function run(ctx: TaskContext): Promise<void> {
       const rel = ring.relKeys[at];
       if (localNegatives) redrawNegatives(keys);
       if (prefetch) {
-        // Classic with prefetch: values of local keys fresh, the rest as pulled K steps ago.
+        // Classic with prefetch: values of local keys fresh, the rest as pulled K steps ago
+        // (again now, if this worker pushed the key since: see lastPushE).
         const pending = ring.pending[at];
         if (pending) await pending;
         ring.pending[at] = undefined;
-        const ent = step.ent, rv = ring.ent!, base = at * SL * ED;
+        const ent = step.ent, rv = ring.ent!, base = at * SL * ED, since = prefetchedAt[at];
+        let nRe = 0;
         for (let sl = 0; sl < SL; sl++) {
-          if (!ps.pullIfLocal(tE, keys[sl], ent, sl * ED)) {
-            ent.set(rv.subarray(base + sl * ED, base + (sl + 1) * ED), sl * ED);
-          }
+          if (ps.pullIfLocal(tE, keys[sl], ent, sl * ED)) continue;
+          if (lastPushE![keys[sl]] >= since) {
+            repullKeys[nRe] = keys[sl];
+            repullPos[nRe++] = sl;
+          } else ent.set(rv.subarray(base + sl * ED, base + (sl + 1) * ED), sl * ED);
         }
         relKey[0] = rel;
         if (!ps.pullIfLocal(tR, rel, step.rel, 0)) {
-          step.rel.set(ring.rel!.subarray(at * RKD, (at + 1) * RKD));
+          if (lastPushR![rel] >= since) {
+            const p = ps.pull(tR, relKey, step.rel);
+            if (p) await p;
+            repulled++;
+          } else step.rel.set(ring.rel!.subarray(at * RKD, (at + 1) * RKD));
+        }
+        if (nRe > 0) {
+          const p = ps.pull(tE, repullKeys.subarray(0, nRe), repullVals!.subarray(0, nRe * ED));
+          if (p) await p;
+          for (let j = 0; j < nRe; j++) {
+            ent.set(repullVals!.subarray(j * ED, (j + 1) * ED), repullPos[j] * ED);
+          }
+          repulled += nRe;
         }
         lossSum += step.run(params);
+        for (let sl = 0; sl < SL; sl++) {
+          if (!ps.isLocal(tE, keys[sl])) lastPushE![keys[sl]] = stepNo;
+        }
+        if (!ps.isLocal(tR, rel)) lastPushR![rel] = stepNo;
         const qr = ps.push(tR, relKey, step.relDelta);
         const qe = ps.push(tE, keys, step.entDelta);
         if (qr) qr.catch(() => {});
@@ -928,6 +965,7 @@ async function run(ctx: TaskContext): Promise<void> {
         if (p) await p;
       }
       if (deferOn && dq.size > 0) await trainDue(t);
+      stepNo++;
       if (++sinceProgress >= PROGRESS_EVERY) {
         ctx.progress(sinceProgress);
         sinceProgress = 0;
@@ -994,7 +1032,8 @@ async function run(ctx: TaskContext): Promise<void> {
     `kge worker ${me}/${N}: train ${sec(time.train)}, barriers ${sec(time.barrier)}, ` +
       `eval ${sec(time.eval)}` +
       (localNegatives ? `, negatives redrawn local ${redrawn}, left remote ${redrawMissed}` : "") +
-      (deferOn ? `, triples deferred ${deferred}, trained remotely ${remoteTriples}` : ""),
+      (deferOn ? `, triples deferred ${deferred}, trained remotely ${remoteTriples}` : "") +
+      (prefetch ? `, prefetched copies pulled again (own updates) ${repulled}` : ""),
   );
 }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { JobConfig, LocalizeDirective } from "../../core/types.ts";
 import { Rng } from "../../core/rng.ts";
 import { FilterIndex, type Triples } from "../../data/kge_data.ts";
-import { kgeSettings, rankQueries, task } from "../../tasks/kge.ts";
+import { DeferQueue, kgeSettings, rankQueries, task } from "../../tasks/kge.ts";
 import { type KgeAlgorithm, makeModel, softplus, TrainStep } from "../../tasks/kge_model.ts";
 import { runFakeJob } from "./fake_ps.ts";
 
@@ -270,6 +270,33 @@ Deno.test("two nodes: lapse localizes (mostly local), classic prefetches (mostly
   for (const r of [lapse, classic]) {
     assert.ok(r.metrics.at(-1)!.test_mrr > 0.4, `MRR ${r.metrics.map((m) => m.test_mrr)}`);
   }
+  // Lapse defers triples whose keys are still moving instead of waiting for them; classic pulls
+  // its prefetched copies again where it pushed the key since (it sees its own updates).
+  const count = (logs: string[], what: RegExp) =>
+    logs.map((l) => Number(l.match(what)?.[1] ?? 0)).reduce((a, b) => a + b, 0);
+  assert.ok(count(lapse.logs, /triples deferred (\d+)/) > 0, lapse.logs.join("\n"));
+  assert.ok(count(classic.logs, /pulled again \(own updates\) (\d+)/) > 0, classic.logs.join("\n"));
+});
+
+Deno.test("defer queue: FIFO, keys copied, wraps around, refuses when full", () => {
+  const q = new DeferQueue(3, 2);
+  const k = new Uint32Array([1, 2]);
+  for (let i = 0; i < 3; i++) {
+    k[0] = i;
+    assert.ok(q.add(k, 10 + i, 100 + i, 1));
+  }
+  k[0] = 99;
+  assert.equal(q.add(k, 0, 0, 0), false);
+  assert.deepEqual([...q.headKeys()], [0, 2]);
+  assert.equal(q.rel[q.head], 10);
+  q.shift();
+  assert.ok(q.add(k, 13, 103, 2)); // into the freed slot (wrapped)
+  const seen: number[] = [];
+  while (q.size > 0) {
+    seen.push(q.headKeys()[0], q.due[q.head], q.tries[q.head]);
+    q.shift();
+  }
+  assert.deepEqual(seen, [1, 101, 1, 2, 102, 1, 99, 103, 2]);
 });
 
 Deno.test("generated graph: data clustering gives each worker its relations; it trains", async () => {
