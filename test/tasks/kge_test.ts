@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { JobConfig, LocalizeDirective } from "../../core/types.ts";
 import { Rng } from "../../core/rng.ts";
 import { FilterIndex, type Triples } from "../../data/kge_data.ts";
-import { DeferQueue, kgeSettings, rankQueries, task } from "../../tasks/kge.ts";
+import { DeferQueue, kgeSettings, rankQueries, RingIndex, task } from "../../tasks/kge.ts";
 import { type KgeAlgorithm, makeModel, softplus, TrainStep } from "../../tasks/kge_model.ts";
 import { runFakeJob } from "./fake_ps.ts";
 
@@ -271,11 +271,39 @@ Deno.test("two nodes: lapse localizes (mostly local), classic prefetches (mostly
     assert.ok(r.metrics.at(-1)!.test_mrr > 0.4, `MRR ${r.metrics.map((m) => m.test_mrr)}`);
   }
   // Lapse defers triples whose keys are still moving instead of waiting for them; classic pulls
-  // its prefetched copies again where it pushed the key since (it sees its own updates).
+  // its own updates to the copies it prefetched before them (it sees its own updates).
   const count = (logs: string[], what: RegExp) =>
     logs.map((l) => Number(l.match(what)?.[1] ?? 0)).reduce((a, b) => a + b, 0);
   assert.ok(count(lapse.logs, /triples deferred (\d+)/) > 0, lapse.logs.join("\n"));
-  assert.ok(count(classic.logs, /pulled again \(own updates\) (\d+)/) > 0, classic.logs.join("\n"));
+  assert.ok(
+    count(classic.logs, /own updates added to prefetched copies (\d+)/) > 0,
+    classic.logs.join("\n"),
+  );
+});
+
+Deno.test("ring index: an update reaches exactly the live copies of its key ahead", () => {
+  // Ring of 4 slots x 1 key; copies of width 2.
+  const keyOf = new Uint32Array(4);
+  const idx = new RingIndex(10, 4, keyOf);
+  const copies = new Float32Array(8);
+  const put = (e: number, key: number, no: number) => {
+    keyOf[e] = key;
+    idx.add(e, no);
+  };
+  put(0, 7, 1); // triple 1: key 7
+  put(1, 3, 2);
+  put(2, 7, 3);
+  put(3, 7, 4);
+  const d = new Float32Array([1, 2]);
+  // Training triple 1 (key 7): the copies of triples 3 and 4 get the delta, not 1's own.
+  assert.equal(idx.patch(7, 1, d, 0, copies, 2), 2);
+  assert.deepEqual([...copies], [0, 0, 0, 0, 1, 2, 1, 2]);
+  // Slot 0 reused for triple 5 with key 3; training triple 2 (key 3) patches only triple 5.
+  put(0, 3, 5);
+  assert.equal(idx.patch(3, 2, d, 0, copies, 2), 1);
+  assert.deepEqual([...copies.subarray(0, 2)], [1, 2]);
+  // Key 7 after triple 4: nothing live.
+  assert.equal(idx.patch(7, 4, d, 0, copies, 2), 0);
 });
 
 Deno.test("defer queue: FIFO, keys copied, wraps around, refuses when full", () => {
