@@ -67,6 +67,7 @@ import {
 import { formatForPath, writeWordVectors } from "../data/word_vectors.ts";
 import { decodeInts, encodeInts, resumeFrom } from "./resume_state.ts";
 import { userError } from "../core/errors.ts";
+import { HotReplica } from "./w2v_hot.ts";
 import {
   addTo,
   alphaAt,
@@ -83,7 +84,7 @@ import {
 /** Draws of a local negative before giving up on it (`model.local_negatives`). */
 const LOCAL_NEGATIVE_TRIES = 8;
 /** Sentences between two yields to the event loop (replies to un-awaited requests). */
-const YIELD_EVERY = 256;
+const YIELD_EVERY = 16;
 const PROGRESS_EVERY = 4096;
 
 /** The vocabulary of a config (memoised per thread by text_corpus). */
@@ -143,7 +144,7 @@ class Copies {
 }
 
 /** Sentences whose localize requests go out as one request per table. */
-const LOCALIZE_BATCH = 4;
+const LOCALIZE_BATCH = 16;
 /** A deferred batch is closed (its pull sent) after this many pairs or sentences. */
 const DEFERRED_CLOSE_PAIRS = 512;
 const DEFERRED_CLOSE_EVERY = 4;
@@ -173,7 +174,7 @@ class LocalizeBuffer {
 }
 
 /** Deferred batches in flight at most (one open, the others pulling or ready). */
-const DEFERRED_BATCHES = 4;
+const DEFERRED_BATCHES = 16;
 
 /**
  * Pairs whose key was expected local but was not when they trained (it moved away): triples
@@ -302,6 +303,44 @@ function w2vResume(
   return { firstEpoch, prepared, sinceClock };
 }
 
+/** Localizes the keys among `keys[0..n)` that are not hot (`>= hot`), not awaited. */
+function localizeCold(
+  ps: ParameterServer,
+  t: number,
+  keys: Keys,
+  n: number,
+  max: number,
+  hot: number,
+  buf: Uint32Array,
+): void {
+  let m = 0;
+  for (let i = 0; i < n; i++) if (keys[i] >= hot) buf[m++] = keys[i];
+  localizeAll(ps, t, buf, m, max);
+}
+
+/** A yield to the event loop (replies of un-awaited requests run) without a timer's clamp. */
+class Yielder {
+  private readonly ch = new MessageChannel();
+  private resolve: (() => void) | null = null;
+  constructor() {
+    this.ch.port1.onmessage = () => {
+      const r = this.resolve;
+      this.resolve = null;
+      if (r) r();
+    };
+  }
+  next(): Promise<void> {
+    return new Promise<void>((r) => {
+      this.resolve = r;
+      this.ch.port2.postMessage(0);
+    });
+  }
+  close(): void {
+    this.ch.port1.close();
+    this.ch.port2.close();
+  }
+}
+
 /** The training loop of one worker. */
 async function run(ctx: TaskContext): Promise<void> {
   const { ps, config } = ctx;
@@ -361,23 +400,46 @@ async function run(ctx: TaskContext): Promise<void> {
   const locOut = new LocalizeBuffer(V, LOCALIZE_BATCH * s.maxSentence);
   const neu1e = sharedF32(dim);
   let deltaBuf = sharedF32(0);
+  /** True if key `k` of table `t` can be acquired here now (classic_remote, stale: never). */
+  const localNow = (t: number, k: number) => localAccess && ps.isLocal(t, k);
 
+  // Hot words (model.hot_words): the first H keys (the vocabulary is sorted by count). Under
+  // lapse they are spread over the nodes once (key k on node k mod nodes), then never move.
+  const H = Math.min(s.hotWords, V), Hin = Math.min(s.hotWordsIn, V);
+  // With model.spread every key is dealt so (local negatives then sample the whole vocabulary).
+  const dealt = s.spread ? V : Math.max(H, Hin);
+  if (dealt > 0 && lapse && ctx.nodes > 1 && ctx.worker % (ctx.workers / ctx.nodes) === 0) {
+    const mine = sharedU32(Math.ceil(dealt / ctx.nodes));
+    let m = 0;
+    for (let k = ctx.node; k < dealt; k += ctx.nodes) mine[m++] = k;
+    for (const t of [tIn, tOut]) {
+      for (let i = 0; i < m; i += maxKeys) {
+        const p = ps.localize(t, mine.subarray(i, Math.min(m, i + maxKeys)));
+        if (p) await p;
+      }
+    }
+  }
+  if (dealt > 0) await ps.barrier();
+  const hotIn = new HotReplica(ps, tIn, V, Hin, dim, (k) => localNow(tIn, k));
+  const hotOut = new HotReplica(ps, tOut, V, H, dim, (k) => localNow(tOut, k));
+  await hotIn.load(maxKeys);
+  await hotOut.load(maxKeys);
+  const hinRow = hotIn.row, houtRow = hotOut.row;
+  const poolBuf = sharedU32(pool !== null ? pool.size : 1);
   if (pool !== null && lapse) {
-    localizeAll(ps, tOut, pool.current, pool.size, maxKeys);
-    localizeAll(ps, tOut, pool.next, pool.size, maxKeys);
+    localizeCold(ps, tOut, pool.current, pool.size, maxKeys, H, poolBuf);
+    localizeCold(ps, tOut, pool.next, pool.size, maxKeys, H, poolBuf);
   }
   let prepared = resumed.prepared; // sentences prepared so far in this run (for the pool refresh)
   let batched = 0; // sentences prepared since the last localize flush
   const flushLocalize = () => {
     batched = 0;
+    localized += locIn.n + locOut.n;
     if (locIn.n > 0) localizeAll(ps, tIn, locIn.keys, locIn.n, maxKeys);
     if (locOut.n > 0) localizeAll(ps, tOut, locOut.keys, locOut.n, maxKeys);
     locIn.reset();
     locOut.reset();
   };
-
-  /** True if key `k` of table `t` can be acquired here now (classic_remote, stale: never). */
-  const localNow = (t: number, k: number) => localAccess && ps.isLocal(t, k);
 
   /** Prepares sentence `i` of my slice into slot `slot`: sample, localize, prefetch. */
   const prepare = (slot: Slot, i: number) => {
@@ -395,7 +457,7 @@ async function run(ctx: TaskContext): Promise<void> {
     );
     if (pool !== null && ++prepared % s.poolRefresh === 0) {
       const next = pool.refresh(rng);
-      if (lapse) localizeAll(ps, tOut, next, pool.size, maxKeys);
+      if (lapse) localizeCold(ps, tOut, next, pool.size, maxKeys, H, poolBuf);
     }
     const n = p.n;
     slot.cin.reset();
@@ -406,9 +468,12 @@ async function run(ctx: TaskContext): Promise<void> {
       const w = p.words[pos];
       if (stIn.stamp[w] !== stIn.serial) {
         stIn.stamp[w] = stIn.serial;
-        if (aheadIn) {
+        if (hinRow[w] >= 0) stIn.slot[w] = -2 - hinRow[w];
+        else if (aheadIn) {
           stIn.slot[w] = -1;
-          if (!ps.isLocal(tIn, w)) locIn.add(w);
+          if (w >= Hin && !ps.isLocal(tIn, w)) {
+            locIn.add(w);
+          }
         } else stIn.slot[w] = localNow(tIn, w) ? -1 : slot.cin.add(w);
       }
       slot.inSlot[pos] = stIn.slot[w];
@@ -419,9 +484,10 @@ async function run(ctx: TaskContext): Promise<void> {
       const w = p.words[pos];
       if (stOut.stamp[w] !== stOut.serial) {
         stOut.stamp[w] = stOut.serial;
-        if (aheadOut) {
+        if (houtRow[w] >= 0) stOut.slot[w] = -2 - houtRow[w];
+        else if (aheadOut) {
           stOut.slot[w] = -1;
-          if (!ps.isLocal(tOut, w)) locOut.add(w);
+          if (w >= H && !ps.isLocal(tOut, w)) locOut.add(w);
         } else stOut.slot[w] = localNow(tOut, w) ? -1 : slot.cout.add(w);
       }
       slot.outSlot[pos] = stOut.slot[w];
@@ -432,7 +498,11 @@ async function run(ctx: TaskContext): Promise<void> {
       const w = p.negs[q];
       if (stOut.stamp[w] !== stOut.serial) {
         stOut.stamp[w] = stOut.serial;
-        stOut.slot[w] = poolLocal || localNow(tOut, w) ? -1 : slot.cout.add(w);
+        stOut.slot[w] = houtRow[w] >= 0
+          ? -2 - houtRow[w]
+          : poolLocal || localNow(tOut, w)
+          ? -1
+          : slot.cout.add(w);
       }
       slot.negSlot[q] = stOut.slot[w];
     }
@@ -465,13 +535,18 @@ async function run(ctx: TaskContext): Promise<void> {
 
   // Loss, split by label: skipped negatives (local_negatives) must not lower it (see summarize).
   let posLoss = 0, posSteps = 0, negLoss = 0, negSteps = 0;
-  let pairs = 0, skippedNeg = 0, deferredPairs = 0, deferredNeg = 0;
+  let pairs = 0, skippedNeg = 0, deferredPairs = 0, deferredNeg = 0, hotMerges = 0;
+  // Keys sent to localize for the sentences (the pool's are not counted); milliseconds the
+  // training loop waited for the PS (prefetched copies, a full deferred queue).
+  let localized = 0, waitMs = 0;
 
   /** Trains the prepared sentence of `slot` with learning rate `alpha`. */
   const train = (slot: Slot, alpha: number) => {
     const p = slot.s, n = p.n, words = p.words, shrink = p.shrink, negs = p.negs;
     const inSlot = slot.inSlot, outSlot = slot.outSlot, negSlot = slot.negSlot;
     const cinV = slot.cin.vals, coutV = slot.cout.vals;
+    const hinV = hotIn.vals, houtV = hotOut.vals;
+    const hinT = hotIn.touched, houtT = hotOut.touched;
     let q = 0;
     for (let pos = 0; pos < n; pos++) {
       const w = words[pos], b = shrink[pos], ow = outSlot[pos];
@@ -485,6 +560,10 @@ async function run(ctx: TaskContext): Promise<void> {
         if (ic >= 0) {
           inA = cinV;
           io = ic * dim;
+        } else if (ic < -1) {
+          inA = hinV;
+          io = (-2 - ic) * dim;
+          hinT[-2 - ic] = 1;
         } else {
           io = ps.acquire(tIn, c);
           if (io < 0) {
@@ -500,7 +579,7 @@ async function run(ctx: TaskContext): Promise<void> {
                 // Preferably one local now (its copy is then read here, not fetched).
                 let t = drawNegative(rng);
                 for (let tries = 1; tries < LOCAL_NEGATIVE_TRIES; tries++) {
-                  if (t !== w && ps.isLocal(tOut, t)) break;
+                  if (t !== w && (houtRow[t] >= 0 || ps.isLocal(tOut, t))) break;
                   t = drawNegative(rng);
                 }
                 if (t !== w) defer(c, t, 0);
@@ -516,10 +595,15 @@ async function run(ctx: TaskContext): Promise<void> {
         if (ow >= 0) {
           posLoss += sgnsStep(inA, io, coutV, ow * dim, 1, alpha, dim, neu1e);
           posSteps++;
+        } else if (ow < -1) {
+          houtT[-2 - ow] = 1;
+          posLoss += sgnsStep(inA, io, houtV, (-2 - ow) * dim, 1, alpha, dim, neu1e);
+          posSteps++;
         } else {
           const oo = ps.acquire(tOut, w);
-          if (oo < 0) defer(c, w, 1);
-          else {
+          if (oo < 0) {
+            defer(c, w, 1);
+          } else {
             posLoss += sgnsStep(inA, io, ps.values(tOut), oo, 1, alpha, dim, neu1e);
             posSteps++;
             ps.release(tOut, w);
@@ -532,6 +616,14 @@ async function run(ctx: TaskContext): Promise<void> {
             for (let tries = 0; tries < LOCAL_NEGATIVE_TRIES; tries++) {
               const t = drawNegative(rng);
               if (t === w) continue;
+              const hr = houtRow[t];
+              if (hr >= 0) {
+                houtT[hr] = 1;
+                negLoss += sgnsStep(inA, io, houtV, hr * dim, 0, alpha, dim, neu1e);
+                negSteps++;
+                found = true;
+                break;
+              }
               const oo = ps.acquire(tOut, t);
               if (oo < 0) continue;
               negLoss += sgnsStep(inA, io, ps.values(tOut), oo, 0, alpha, dim, neu1e);
@@ -549,6 +641,10 @@ async function run(ctx: TaskContext): Promise<void> {
             const ot = negSlot[q];
             if (ot >= 0) {
               negLoss += sgnsStep(inA, io, coutV, ot * dim, 0, alpha, dim, neu1e);
+              negSteps++;
+            } else if (ot < -1) {
+              houtT[-2 - ot] = 1;
+              negLoss += sgnsStep(inA, io, houtV, (-2 - ot) * dim, 0, alpha, dim, neu1e);
               negSteps++;
             } else {
               const oo = ps.acquire(tOut, t);
@@ -648,7 +744,9 @@ async function run(ctx: TaskContext): Promise<void> {
       const bt = queue[0];
       if (!bt.ready) {
         if (!all && queue.length < DEFERRED_BATCHES - 1) return;
+        const w0 = performance.now();
         await bt.pending;
+        waitMs += performance.now() - w0;
       }
       queue.shift();
       trainBatch(bt, alpha);
@@ -657,93 +755,124 @@ async function run(ctx: TaskContext): Promise<void> {
 
   // Everybody has loaded its data: epoch times are measured from here (see TaskContext).
   await ps.barrier();
-
-  const runWords = Math.max(1, s.epochs * sliceWords);
-  let sinceProgress = 0, sinceClock = resumed.sinceClock;
-  let alpha = s.alpha;
-  for (let epoch = resumed.firstEpoch; epoch < s.epochs; epoch++) {
-    posLoss =
-      posSteps =
-      negLoss =
-      negSteps =
-        0;
-    pairs = 0;
-    skippedNeg = 0;
-    deferredPairs = 0;
-    deferredNeg = 0;
-    let done = 0;
-    const count = sentences.count;
-    for (let i = 0; i < Math.min(R, count); i++) prepare(ring[i % R], i);
-    for (let i = 0; i < count; i++) {
-      const slot = ring[i % R];
-      if (slot.cin.pending !== undefined) {
-        await slot.cin.pending;
-        slot.cin.pending = undefined;
+  const yielder = new Yielder();
+  try {
+    const runWords = Math.max(1, s.epochs * sliceWords);
+    let sinceProgress = 0, sinceClock = resumed.sinceClock;
+    let alpha = s.alpha;
+    for (let epoch = resumed.firstEpoch; epoch < s.epochs; epoch++) {
+      posLoss =
+        posSteps =
+        negLoss =
+        negSteps =
+          0;
+      pairs = 0;
+      skippedNeg = 0;
+      deferredPairs = 0;
+      deferredNeg = 0;
+      hotMerges = 0;
+      localized = 0;
+      waitMs = 0;
+      const hotRows0 = hotIn.rowsMerged + hotOut.rowsMerged;
+      let done = 0;
+      const count = sentences.count;
+      for (let i = 0; i < Math.min(R, count); i++) prepare(ring[i % R], i);
+      for (let i = 0; i < count; i++) {
+        const slot = ring[i % R];
+        if (slot.cin.pending !== undefined) {
+          const w0 = performance.now();
+          await slot.cin.pending;
+          waitMs += performance.now() - w0;
+          slot.cin.pending = undefined;
+        }
+        if (slot.cin.n > 0) slot.cin.orig.set(slot.cin.vals.subarray(0, slot.cin.n * dim));
+        if (slot.cout.n > 0) slot.cout.orig.set(slot.cout.vals.subarray(0, slot.cout.n * dim));
+        alpha = s.alpha > 0 ? alphaAt(s.alpha, (epoch * sliceWords + done) / runWords) : 0;
+        train(slot, alpha);
+        if (open.n >= DEFERRED_CLOSE_PAIRS || (open.n > 0 && i % DEFERRED_CLOSE_EVERY === 0)) {
+          closeBatch();
+        }
+        if (queue.length > 0) await drainBatches(alpha, false);
+        pushCopies(slot.cin, tIn);
+        pushCopies(slot.cout, tOut);
+        const raw = slot.s.raw;
+        done += raw;
+        sinceProgress += raw;
+        sinceClock += raw;
+        if (i + R < count) prepare(slot, i + R);
+        if (sinceProgress >= PROGRESS_EVERY) {
+          ctx.progress(sinceProgress);
+          sinceProgress = 0;
+        }
+        if (s.clockEvery > 0 && sinceClock >= s.clockEvery) {
+          sinceClock = 0;
+          const cp = ps.clock();
+          if (cp) await cp;
+        }
+        if (H > 0 || Hin > 0) {
+          if (hotIn.poll()) hotMerges++;
+          if (hotOut.poll()) hotMerges++;
+          if (i % s.hotSync === s.hotSync - 1) {
+            hotIn.merge(maxKeys);
+            hotOut.merge(maxKeys);
+          }
+        }
+        if (i % YIELD_EVERY === YIELD_EVERY - 1) await yielder.next();
       }
-      if (slot.cin.n > 0) slot.cin.orig.set(slot.cin.vals.subarray(0, slot.cin.n * dim));
-      if (slot.cout.n > 0) slot.cout.orig.set(slot.cout.vals.subarray(0, slot.cout.n * dim));
-      alpha = s.alpha > 0 ? alphaAt(s.alpha, (epoch * sliceWords + done) / runWords) : 0;
-      train(slot, alpha);
-      if (open.n >= DEFERRED_CLOSE_PAIRS || (open.n > 0 && i % DEFERRED_CLOSE_EVERY === 0)) {
-        closeBatch();
+      if (open.n > 0) closeBatch();
+      await drainBatches(alpha, true);
+      // The replicas' changes go to the PS before the epoch ends (the vectors written at the end
+      // and the next epoch start from them).
+      for (const h of [hotIn, hotOut]) {
+        await h.settle();
+        h.merge(maxKeys);
+        await h.settle();
       }
-      if (queue.length > 0) await drainBatches(alpha, false);
-      pushCopies(slot.cin, tIn);
-      pushCopies(slot.cout, tOut);
-      const raw = slot.s.raw;
-      done += raw;
-      sinceProgress += raw;
-      sinceClock += raw;
-      if (i + R < count) prepare(slot, i + R);
-      if (sinceProgress >= PROGRESS_EVERY) {
+      flushLocalize();
+      if (sinceProgress > 0) {
         ctx.progress(sinceProgress);
         sinceProgress = 0;
       }
-      if (s.clockEvery > 0 && sinceClock >= s.clockEvery) {
-        sinceClock = 0;
-        const cp = ps.clock();
-        if (cp) await cp;
-      }
-      if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((r) => setTimeout(r, 0));
+      await ps.wait();
+      ctx.epochEnd(epoch, {
+        pos_loss_sum: posLoss,
+        pos_steps: posSteps,
+        neg_loss_sum: negLoss,
+        neg_steps: negSteps,
+        negatives_max: neg,
+        pairs,
+        words: done,
+        lr_sum: alpha,
+        workers: 1,
+        skipped_neg: skippedNeg,
+        deferred: deferredPairs,
+        deferred_neg: deferredNeg,
+        hot_merges: hotMerges,
+        localized,
+        wait_ms_max: waitMs,
+        hot_rows: hotIn.rowsMerged + hotOut.rowsMerged - hotRows0,
+        hot_replicated_max: hotIn.n + hotOut.n,
+        vocab_max: V,
+        vocab_hash_max: vocab.fingerprint,
+        vocab_hash_neg_max: -vocab.fingerprint,
+      });
+      await ps.barrier();
+      // The learning rate needs no state: it follows from the epoch (see alphaAt above). The
+      // hot words' replicas need none either: merged into the PS above, reloaded at start.
+      await ctx.checkpoint?.(epoch, {
+        epoch: epoch + 1,
+        seed: ctx.seed,
+        worker: ctx.worker,
+        workers: ctx.workers,
+        vocab: vocab.fingerprint,
+        rng: rng.getState(),
+        pool: pool === null ? null : [encodeInts(pool.current), encodeInts(pool.next)],
+        prepared,
+        since_clock: sinceClock,
+      });
     }
-    if (open.n > 0) closeBatch();
-    await drainBatches(alpha, true);
-    flushLocalize();
-    if (sinceProgress > 0) {
-      ctx.progress(sinceProgress);
-      sinceProgress = 0;
-    }
-    await ps.wait();
-    ctx.epochEnd(epoch, {
-      pos_loss_sum: posLoss,
-      pos_steps: posSteps,
-      neg_loss_sum: negLoss,
-      neg_steps: negSteps,
-      negatives_max: neg,
-      pairs,
-      words: done,
-      lr_sum: alpha,
-      workers: 1,
-      skipped_neg: skippedNeg,
-      deferred: deferredPairs,
-      deferred_neg: deferredNeg,
-      vocab_max: V,
-      vocab_hash_max: vocab.fingerprint,
-      vocab_hash_neg_max: -vocab.fingerprint,
-    });
-    await ps.barrier();
-    // The learning rate needs no state: it follows from the epoch (see alphaAt above).
-    await ctx.checkpoint?.(epoch, {
-      epoch: epoch + 1,
-      seed: ctx.seed,
-      worker: ctx.worker,
-      workers: ctx.workers,
-      vocab: vocab.fingerprint,
-      rng: rng.getState(),
-      pool: pool === null ? null : [encodeInts(pool.current), encodeInts(pool.next)],
-      prepared,
-      since_clock: sinceClock,
-    });
+  } finally {
+    yielder.close();
   }
 
   if (s.out !== "" && ctx.worker === 0) {
@@ -795,6 +924,11 @@ function summarize(sums: Record<string, number>): Record<string, number> {
   if (sums.skipped_neg > 0) out.skipped_neg = sums.skipped_neg;
   if (sums.deferred > 0) out.deferred = sums.deferred;
   if (sums.deferred_neg > 0) out.deferred_neg = sums.deferred_neg;
+  if (sums.hot_merges > 0) out.hot_merges = sums.hot_merges;
+  if (sums.localized > 0) out.localized = sums.localized;
+  if (sums.wait_ms_max > 0) out.wait_ms_max = sums.wait_ms_max;
+  if (sums.hot_rows > 0) out.hot_rows = sums.hot_rows;
+  if (sums.hot_replicated_max > 0) out.hot_replicated = sums.hot_replicated_max;
   if (
     sums.vocab_hash_max !== undefined && sums.vocab_hash_max !== -sums.vocab_hash_neg_max
   ) out.vocab_mismatch = 1;

@@ -30,6 +30,14 @@ export interface W2vSettings {
   poolRefresh: number;
   /** Draw only negatives that are local now (needs a pool or the unigram table). */
   localNegatives: boolean;
+  /** The most frequent words replicated per worker, words_out (0: none; `tasks/w2v_hot.ts`). */
+  hotWords: number;
+  /** The same for words_in (default: `hotWords`). */
+  hotWordsIn: number;
+  /** Sentences between two merges of the replicated words with the PS. */
+  hotSync: number;
+  /** lapse: deal every key over the nodes at start (key k to node k mod nodes). */
+  spread: boolean;
   /** Words between two `ps.clock()` calls (0: never): the clocks of bounded staleness. */
   clockEvery: number;
   /** Vectors file written at the end by worker 0 ("" = none). */
@@ -52,6 +60,9 @@ export const W2V_DEFAULTS = {
   negative_pool: 0,
   pool_refresh: 64,
   local_negatives: false,
+  hot_words: 0,
+  hot_sync: 64,
+  spread: false,
   clock_every: 10_000,
   max_sentence: 1000,
 };
@@ -93,6 +104,10 @@ export function w2vSettings(config: JobConfig): W2vSettings {
     negativePool: num(m.negative_pool, W2V_DEFAULTS.negative_pool),
     poolRefresh: num(m.pool_refresh, W2V_DEFAULTS.pool_refresh),
     localNegatives: m.local_negatives ?? W2V_DEFAULTS.local_negatives,
+    hotWords: num(m.hot_words, W2V_DEFAULTS.hot_words),
+    hotWordsIn: num(m.hot_words_in, num(m.hot_words, W2V_DEFAULTS.hot_words)),
+    hotSync: num(m.hot_sync, W2V_DEFAULTS.hot_sync),
+    spread: m.spread ?? W2V_DEFAULTS.spread,
     clockEvery: num(m.clock_every, W2V_DEFAULTS.clock_every),
     out: typeof m.out === "string" ? m.out : "",
     aheadIn: 0,
@@ -199,6 +214,33 @@ export const W2V_SCHEMA: TaskSchema = {
         type: "boolean",
         default: W2V_DEFAULTS.local_negatives,
         doc: "draw only negatives that are local now",
+      },
+      hot_words: {
+        type: "integer",
+        min: 0,
+        max: 10_000_000,
+        default: W2V_DEFAULTS.hot_words,
+        doc: "the most frequent words: never localized; trained on a per-worker replica where " +
+          "not local, merged with the PS every hot_sync sentences (0: off)",
+      },
+      hot_words_in: {
+        type: "integer",
+        min: 0,
+        max: 10_000_000,
+        doc: "hot_words for words_in only (default: hot_words); an input vector is used about " +
+          "a sixth as often as an output vector, so fewer pay for their merges",
+      },
+      hot_sync: {
+        type: "integer",
+        min: 1,
+        default: W2V_DEFAULTS.hot_sync,
+        doc: "sentences between two merges of the hot words' replicas (push changes, pull fresh)",
+      },
+      spread: {
+        type: "boolean",
+        default: W2V_DEFAULTS.spread,
+        doc: "lapse: deal every key over the nodes at start (k to node k mod nodes), so that " +
+          "local negatives sample the whole vocabulary",
       },
       clock_every: {
         type: "integer",
