@@ -143,7 +143,7 @@ class Copies {
   }
 }
 
-/** Sentences whose localize requests go out as one request per table. */
+/** Sentences whose localize requests go out as one request per table, at most. */
 const LOCALIZE_BATCH = 16;
 /** A deferred batch is closed (its pull sent) after this many pairs or sentences. */
 const DEFERRED_CLOSE_PAIRS = 512;
@@ -394,10 +394,12 @@ async function run(ctx: TaskContext): Promise<void> {
   const ring: Slot[] = [];
   for (let i = 0; i < R; i++) ring.push(new Slot(s.maxSentence, dim));
   const stIn = new Stamps(V), stOut = new Stamps(V);
-  // Localize requests of LOCALIZE_BATCH prepared sentences go out together (fewer messages);
+  // Localize requests of several prepared sentences go out together (fewer messages): 4, or a
+  // quarter of a longer lookahead (so the last sentence's still go out early), at most 16.
+  const locBatch = Math.max(1, Math.min(ahead, LOCALIZE_BATCH, Math.max(4, Math.floor(ahead / 4))));
   // a key already requested in the batch is not requested again.
-  const locIn = new LocalizeBuffer(V, LOCALIZE_BATCH * s.maxSentence);
-  const locOut = new LocalizeBuffer(V, LOCALIZE_BATCH * s.maxSentence);
+  const locIn = new LocalizeBuffer(V, locBatch * s.maxSentence);
+  const locOut = new LocalizeBuffer(V, locBatch * s.maxSentence);
   const neu1e = sharedF32(dim);
   let deltaBuf = sharedF32(0);
   /** True if key `k` of table `t` can be acquired here now (classic_remote, stale: never). */
@@ -492,7 +494,7 @@ async function run(ctx: TaskContext): Promise<void> {
       }
       slot.outSlot[pos] = stOut.slot[w];
     }
-    if (++batched === LOCALIZE_BATCH) flushLocalize();
+    if (++batched === locBatch) flushLocalize();
     if (slot.negSlot.length < p.nNeg) slot.negSlot = sharedI32(p.negs.length);
     for (let q = 0; q < p.nNeg; q++) {
       const w = p.negs[q];

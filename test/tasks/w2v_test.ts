@@ -136,6 +136,25 @@ Deno.test("w2v lapse: a localized negative pool with local_negatives keeps acces
   assert.ok(offLocal < local - 0.2, `without directives ${offLocal} vs ${local}`);
 });
 
+Deno.test("w2v hot words: replicated where not local, never localized; the loss as without", async () => {
+  const model = { dim: 16, epochs: 2, local_negatives: true };
+  const hot = { ...model, hot_words: 200, hot_words_in: 100, hot_sync: 16, spread: true };
+  const r = await runFakeJob(task, config({ model: hot }));
+  const m = r.metrics[1];
+  assert.ok(m.hot_merges > 10, `merges ${m.hot_merges}`);
+  // 2 nodes, keys dealt round-robin: each worker replicates the half it does not hold.
+  assert.equal(m.hot_replicated, 100 + 50);
+  assert.ok(m.hot_rows > 0);
+  const base = await runFakeJob(task, config({ model: { ...model, spread: true } }));
+  const l = r.metrics.map((x) => x.loss), lb = base.metrics.map((x) => x.loss);
+  assert.ok(l[1] < l[0], `loss ${l.join(" -> ")}`);
+  assert.ok(Math.abs(l[1] - lb[1]) < 0.15, `hot ${l[1]} vs none ${lb[1]}`);
+  // Hot words move only when dealt at start (one localize of 100 keys per table and node).
+  const moved = r.workers.reduce((a, w) => a + w.localized, 0);
+  const movedBase = base.workers.reduce((a, w) => a + w.localized, 0);
+  assert.ok(moved < movedBase, `moved ${moved} vs ${movedBase} without hot words`);
+});
+
 Deno.test("w2v plain loop: the same training without a PS; loss goes down", () => {
   const cfg = config({ nodes: 1, model: { dim: 16, epochs: 2 } });
   const r = runPlainW2v(cfg);
