@@ -389,7 +389,7 @@ async function run(ctx: TaskContext): Promise<void> {
   // The words of a sentence are localized (not prefetched) when a directive covers the table.
   const aheadIn = lapse && s.aheadIn > 0, aheadOut = lapse && s.aheadOut > 0;
   // Negatives from a localized pool are expected local; others are prefetched if not local.
-  const poolLocal = lapse && pool !== null;
+  const poolLocal = lapse && pool !== null && s.localizePool;
   const R = ahead + 1;
   const ring: Slot[] = [];
   for (let i = 0; i < R; i++) ring.push(new Slot(s.maxSentence, dim));
@@ -428,7 +428,7 @@ async function run(ctx: TaskContext): Promise<void> {
   await hotOut.load(maxKeys);
   const hinRow = hotIn.row, houtRow = hotOut.row;
   const poolBuf = sharedU32(pool !== null ? pool.size : 1);
-  if (pool !== null && lapse) {
+  if (poolLocal) {
     localizeCold(ps, tOut, pool.current, pool.size, maxKeys, H, poolBuf);
     localizeCold(ps, tOut, pool.next, pool.size, maxKeys, H, poolBuf);
   }
@@ -459,7 +459,7 @@ async function run(ctx: TaskContext): Promise<void> {
     );
     if (pool !== null && ++prepared % s.poolRefresh === 0) {
       const next = pool.refresh(rng);
-      if (lapse) localizeCold(ps, tOut, next, pool.size, maxKeys, H, poolBuf);
+      if (poolLocal) localizeCold(ps, tOut, next, pool.size, maxKeys, H, poolBuf);
     }
     const n = p.n;
     slot.cin.reset();

@@ -28,6 +28,8 @@ export interface W2vSettings {
   negativePool: number;
   /** Sentences between two refreshes of the pool. */
   poolRefresh: number;
+  /** lapse: localize the pool ahead (else it only makes the draws cheap: a small array). */
+  localizePool: boolean;
   /** Draw only negatives that are local now (needs a pool or the unigram table). */
   localNegatives: boolean;
   /** The most frequent words replicated per worker, words_out (0: none; `tasks/w2v_hot.ts`). */
@@ -60,6 +62,7 @@ export const W2V_DEFAULTS = {
   negative_pool: 0,
   pool_refresh: 64,
   local_negatives: false,
+  localize_pool: true,
   hot_words: 0,
   hot_sync: 64,
   spread: false,
@@ -104,6 +107,7 @@ export function w2vSettings(config: JobConfig): W2vSettings {
     negativePool: num(m.negative_pool, W2V_DEFAULTS.negative_pool),
     poolRefresh: num(m.pool_refresh, W2V_DEFAULTS.pool_refresh),
     localNegatives: m.local_negatives ?? W2V_DEFAULTS.local_negatives,
+    localizePool: m.localize_pool ?? W2V_DEFAULTS.localize_pool,
     hotWords: num(m.hot_words, W2V_DEFAULTS.hot_words),
     hotWordsIn: num(m.hot_words_in, num(m.hot_words, W2V_DEFAULTS.hot_words)),
     hotSync: num(m.hot_sync, W2V_DEFAULTS.hot_sync),
@@ -209,6 +213,12 @@ export const W2V_SCHEMA: TaskSchema = {
         min: 1,
         default: W2V_DEFAULTS.pool_refresh,
         doc: "sentences between two refreshes of the negative pool",
+      },
+      localize_pool: {
+        type: "boolean",
+        default: W2V_DEFAULTS.localize_pool,
+        doc: "lapse: localize the negative pool ahead (false: the pool only makes draws cheap, " +
+          "a small array instead of the unigram table)",
       },
       local_negatives: {
         type: "boolean",
