@@ -20,6 +20,18 @@ export class U32List {
     }
     this.data[this.length++] = x;
   }
+  /** Appends `src[from .. from+n)`. */
+  pushRange(src: Uint32Array, from: number, n: number): void {
+    if (this.length + n > this.data.length) {
+      let cap = this.data.length * 2;
+      while (cap < this.length + n) cap *= 2;
+      const next = new Uint32Array(cap);
+      next.set(this.data.subarray(0, this.length));
+      this.data = next;
+    }
+    this.data.set(src.subarray(from, from + n), this.length);
+    this.length += n;
+  }
   /** A view of the entries; valid until the next push after a reset. */
   view(): Uint32Array {
     return this.data.subarray(0, this.length);

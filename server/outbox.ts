@@ -79,7 +79,15 @@ export class Outbox {
     this.#buckets = TYPES.map(() => Array.from({ length: nodes }, () => new Bucket()));
   }
 
-  #bucket(type: number, node: number, tb: number, origin: number, need = 0, bar = 0): Bucket {
+  #bucket(
+    type: number,
+    node: number,
+    tb: number,
+    origin: number,
+    need = 0,
+    bar = 0,
+    entries = 1,
+  ): Bucket {
     assert(node !== this.#self, () => `message ${type} to self (${node})`);
     const b = this.#buckets[type - 1][node];
     if (
@@ -98,7 +106,7 @@ export class Outbox {
       b.barriers = bar;
       this.#dirty.push(b);
     }
-    b.count++;
+    b.count += entries;
     return b;
   }
 
@@ -163,6 +171,54 @@ export class Outbox {
     const at = b.v.alloc(dim);
     this.buf = b.v.data;
     return at;
+  }
+
+  /** The bucket that the last {@linkcode Outbox.pullReplyRoom} reserved in, and where. */
+  #room: Bucket | null = null;
+  #roomAt = 0;
+
+  /**
+   * Reserves room for up to `n` pull reply entries of `dim` floats to `node` in one bucket:
+   * fewer (at least 1) when the batch reaches its split size first. Returns how many; write
+   * their values packed from the returned offset {@linkcode Outbox.roomAt} in
+   * {@linkcode Outbox.buf}, then call {@linkcode Outbox.commitPullReplies} before any other
+   * call. The bulk form of {@linkcode Outbox.pullReply}: one bucket look-up per run of keys.
+   */
+  pullReplyRoom(node: number, tb: number, n: number, dim: number): number {
+    const b = this.#bucket(Msg.PULL_R, node, tb, -1, 0, 0, 0);
+    const fit = Math.floor((this.#splitBytes - b.bytes) / (4 * dim + 12));
+    const m = Math.max(1, Math.min(n, fit));
+    this.#room = b;
+    this.#roomAt = b.v.alloc(m * dim);
+    this.buf = b.v.data;
+    return m;
+  }
+
+  /** Where the room reserved by the last {@linkcode Outbox.pullReplyRoom} starts in `buf`. */
+  get roomAt(): number {
+    return this.#roomAt;
+  }
+
+  /**
+   * Commits the first `n` entries of the room reserved last (0 .. what it returned): their
+   * requests, keys and positions are `r`, `k`, `p` at `from .. from+n`.
+   */
+  commitPullReplies(
+    r: Uint32Array,
+    k: Uint32Array,
+    p: Uint32Array,
+    from: number,
+    n: number,
+    dim: number,
+  ): void {
+    const b = this.#room;
+    assert(b !== null, () => "commitPullReplies without pullReplyRoom");
+    this.#room = null;
+    b.v.length = this.#roomAt + n * dim;
+    b.r.pushRange(r, from, n);
+    b.k.pushRange(k, from, n);
+    b.p.pushRange(p, from, n);
+    b.count += n;
   }
 
   pushReply(node: number, tb: number, rid: number, key: number): void {

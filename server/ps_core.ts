@@ -701,7 +701,21 @@ export class PsCore {
       }
       return;
     }
-    for (let i = 0; i < k.length; i++) this.#pull(ts, tb, o, r[i], k[i], p[i], false);
+    // Runs of keys held here go into the reply with one bulk read each (Table.pullRun); the
+    // first key of a run that is not here takes the general path.
+    const n = k.length, table = ts.table, dim = table.dim, out = this.#outbox;
+    let i = 0;
+    while (i < n) {
+      if (o !== this.self) {
+        const room = out.pullReplyRoom(o, tb, n - i, dim);
+        const got = table.pullRun(k, i, i + room, out.buf, out.roomAt);
+        out.commitPullReplies(r, k, p, i, got, dim);
+        i += got;
+        if (got === room) continue;
+      }
+      this.#pull(ts, tb, o, r[i], k[i], p[i], false);
+      i++;
+    }
   }
 
   #onPush(msg: PushMessage): void {

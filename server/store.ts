@@ -156,9 +156,49 @@ export class Table {
     const dim = this.dim, base = slot * dim;
     let values = this.values;
     if (base + dim > values.length) values = this.refresh();
-    for (let i = 0; i < dim; i++) out[offset + i] = values[base + i];
+    copyFloats(values, base, out, offset, dim);
     this.unlock(key);
     return true;
+  }
+
+  /**
+   * Copies the values of `keys[from .. end)` to `out` at `offset` (packed, one row per key)
+   * while they are local: stops at the first key that is not; returns how many were copied.
+   * Keys whose slots are consecutive are copied as one run: their locks are taken with
+   * try-locks (a busy one ends the run, nothing waits while holding a lock, so no deadlock with
+   * a worker holding locks of its own), then one bulk copy. Each key's value is read under its
+   * lock, as {@linkcode Table.pullLocal} reads it.
+   */
+  pullRun(keys: Uint32Array, from: number, end: number, out: Float32Array, offset: number): number {
+    const dim = this.dim, index = this.index, locks = this.locks;
+    let j = from;
+    while (j < end) {
+      const first = keys[j];
+      this.lock(first);
+      const slot = index[first];
+      if (slot < 0) {
+        this.unlock(first);
+        break;
+      }
+      let last = j + 1;
+      while (last < end) {
+        const key = keys[last];
+        // An out-of-range key ends the run; lock() throws for it when the run after starts.
+        if (!(key < this.keys) || Atomics.compareExchange(locks, key, 0, 1) !== 0) break;
+        if (index[key] !== slot + (last - j)) {
+          Atomics.store(locks, key, 0);
+          break;
+        }
+        last++;
+      }
+      const base = slot * dim, n = (last - j) * dim;
+      let values = this.values;
+      if (base + n > values.length) values = this.refresh();
+      copyFloats(values, base, out, offset + (j - from) * dim, n);
+      for (let i = j; i < last; i++) Atomics.store(locks, keys[i], 0);
+      j = last;
+    }
+    return j - from;
   }
 
   /** Adds `delta` at `offset` to a local key's value; false (nothing changed) if not local. */
@@ -223,6 +263,23 @@ export class Table {
     for (let s = slots - 1; s >= old; s--) free[this.#freeCount++] = s;
     this.#free = free;
     this.#slots = slots;
+  }
+}
+
+/**
+ * Up to this many floats a JS loop copies faster than `set` of a `subarray` (which allocates
+ * a view, then memcpy): measured per key with its lock taken, 10,000 keys, from a
+ * SharedArrayBuffer slab: dim 10 loop 26 ns vs set 59 ns; dim 100 loop 92 ns vs set 71 ns
+ * (the loop costs about 0.75 ns per float, set about 55 ns plus 0.13 ns per float).
+ */
+const COPY_LOOP_FLOATS_MAX = 80;
+
+/** `dst[to .. to+n) = src[from .. from+n)`, by loop or bulk copy, whichever is faster for n. */
+function copyFloats(src: Float32Array, from: number, dst: Float32Array, to: number, n: number) {
+  if (n <= COPY_LOOP_FLOATS_MAX) {
+    for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
+  } else {
+    dst.set(src.subarray(from, from + n), to);
   }
 }
 

@@ -116,3 +116,36 @@ Deno.test("initValue: floats limits the random part of a key, the rest starts at
   assert.deepEqual([...part.subarray(4)], [0, 0]);
   assert.ok(all.subarray(4).some((x) => x !== 0));
 });
+
+Deno.test("table: pullRun copies local keys in order, in runs, and stops at the first absent", () => {
+  for (const dim of [3, 100]) {
+    const t = Table.create(0, { name: "R", keys: 20, dim }, 4);
+    const v = new Float32Array(dim);
+    // Keys 0..9 in slots 0..9 (consecutive), then 15 and 12 in slots out of key order.
+    for (const k of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 12]) t.insert(k, v.fill(k), 0);
+    const keys = Uint32Array.of(2, 3, 4, 12, 15, 9, 9, 0, 11, 5);
+    const out = new Float32Array(keys.length * dim).fill(-1);
+    // From position 1: keys 3, 4, 12, 15, 9, 9, 0 are local, 11 is not.
+    assert.equal(t.pullRun(keys, 1, keys.length, out, dim), 7, `dim ${dim}`);
+    for (let j = 0; j < 7; j++) {
+      assert.deepEqual([...out.subarray((j + 1) * dim, (j + 2) * dim)], [...v.fill(keys[j + 1])]);
+    }
+    assert.equal(out[0], -1, "nothing before offset written");
+    assert.equal(out[8 * dim], -1, "nothing for the absent key written");
+    assert.equal(t.pullRun(keys, 8, keys.length, out, 0), 0, "starts at an absent key");
+    assert.equal(t.pullRun(keys, 2, 2, out, 0), 0, "empty range");
+    // A neighbour locked elsewhere (a worker's acquire) but outside the range is not touched.
+    t.lock(4);
+    const held = new Float32Array(dim);
+    const done = t.pullRun(Uint32Array.of(3), 0, 1, held, 0);
+    assert.equal(done, 1);
+    t.unlock(4);
+    assert.deepEqual([...t.locks].filter((l) => l !== 0), [], "every lock released");
+    assert.throws(() => t.pullRun(Uint32Array.of(1, 20), 1, 2, out, 0), /Key 20 is out of range/);
+    assert.throws(() => t.pullRun(Uint32Array.of(1, 20), 0, 2, out, 0), /Key 20 is out of range/);
+    assert.deepEqual([...t.locks].filter((l) => l !== 0), [], "no lock left held by a throw");
+    t.pushLocal(3, new Float32Array(dim).fill(1), 0);
+    assert.equal(t.pullRun(Uint32Array.of(2, 3), 0, 2, out, 0), 2);
+    assert.equal(out[dim], 4, "sees the latest push");
+  }
+});
