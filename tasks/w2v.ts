@@ -147,7 +147,7 @@ class Copies {
 const LOCALIZE_BATCH = 16;
 /** A deferred batch is closed (its pull sent) after this many pairs or sentences. */
 const DEFERRED_CLOSE_PAIRS = 512;
-const DEFERRED_CLOSE_EVERY = 16;
+const DEFERRED_CLOSE_EVERY = 4;
 
 /** Keys to localize, deduplicated until the next reset (stamps, no hashing). */
 class LocalizeBuffer {
