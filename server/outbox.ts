@@ -34,6 +34,25 @@ class Bucket {
   readonly p = new U32List();
   readonly v = new F32Rows();
   count = 0;
+  /**
+   * PUSH only: deltas not copied into `v` yet, `pendLen` floats of `pendSrc` from `pendFrom`,
+   * for `v` at `pendAt`. Consecutive rows of one source array are copied in one go, at the
+   * latest when the bucket is sent (see {@linkcode Outbox.push}).
+   */
+  pendSrc: Float32Array | null = null;
+  pendFrom = 0;
+  pendAt = 0;
+  pendLen = 0;
+  /** Copies the pending deltas into `v`. */
+  settle(): void {
+    const src = this.pendSrc;
+    if (src === null) return;
+    const from = this.pendFrom, at = this.pendAt, n = this.pendLen, dst = this.v.data;
+    if (n <= 80) { for (let i = 0; i < n; i++) dst[at + i] = src[from + i]; }
+    else dst.set(src.subarray(from, from + n), at);
+    this.pendSrc = null;
+    this.pendLen = 0;
+  }
   /** Bytes the entries will take in the message, roughly. */
   get bytes(): number {
     return 4 * this.v.length + 12 * this.count;
@@ -131,6 +150,10 @@ export class Outbox {
     b.p.push(pos);
   }
 
+  /**
+   * A push entry for `node`: the delta is `delta[offset .. offset+dim)`, which is read at the
+   * latest by the next {@linkcode Outbox.flush}: it must not change before.
+   */
   push(
     node: number,
     tb: number,
@@ -146,7 +169,19 @@ export class Outbox {
     b.r.push(rid);
     b.k.push(key);
     b.p.push(pos);
-    b.v.push(delta, offset, dim);
+    // The copy is deferred so that rows that follow each other in `delta` (a worker's push
+    // routed to one node, a forwarded PUSH) are copied in bulk: `delta` must stay unchanged
+    // until the next flush, which every caller does before its handler returns.
+    if (b.pendSrc === delta && b.pendFrom + b.pendLen === offset) {
+      b.v.alloc(dim);
+      b.pendLen += dim;
+    } else {
+      b.settle();
+      b.pendSrc = delta;
+      b.pendFrom = offset;
+      b.pendAt = b.v.alloc(dim);
+      b.pendLen = dim;
+    }
   }
 
   /**
@@ -221,6 +256,23 @@ export class Outbox {
     b.count += n;
   }
 
+  /**
+   * Push acknowledgements of the entries `from .. from+n` of `r` (requests) and `k` (keys) to
+   * `node`: the bulk form of {@linkcode Outbox.pushReply}.
+   */
+  pushReplies(node: number, tb: number, r: Uint32Array, k: Uint32Array, from: number, n: number) {
+    while (n > 0) {
+      // In parts that keep the batch within its split size, as single entries would.
+      const b = this.#bucket(Msg.PUSH_R, node, tb, -1, 0, 0, 0);
+      const m = Math.max(1, Math.min(n, Math.floor((this.#splitBytes - b.bytes) / 12)));
+      b.count += m;
+      b.r.pushRange(r, from, m);
+      b.k.pushRange(k, from, m);
+      from += m;
+      n -= m;
+    }
+  }
+
   pushReply(node: number, tb: number, rid: number, key: number): void {
     const b = this.#bucket(Msg.PUSH_R, node, tb, -1);
     b.r.push(rid);
@@ -274,6 +326,7 @@ export class Outbox {
         };
         break;
       case Msg.PUSH:
+        b.settle();
         msg = {
           t: Msg.PUSH,
           job,

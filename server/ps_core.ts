@@ -721,7 +721,21 @@ export class PsCore {
   #onPush(msg: PushMessage): void {
     const tb = msg.table, ts = this.tables[tb], o = msg.origin, dim = ts.table.dim;
     const r = msg.requests, k = msg.keys, p = msg.positions, v = msg.values;
-    for (let i = 0; i < k.length; i++) this.#push(ts, tb, o, r[i], k[i], p[i], v, i * dim, false);
+    // As #onPull: runs of keys held here are updated in bulk (Table.pushRun) and acknowledged
+    // in bulk; the first key of a run that is not here takes the general path.
+    const n = k.length, table = ts.table, self = this.self, out = this.#outbox;
+    let i = 0;
+    while (i < n) {
+      const got = table.pushRun(k, i, n, v, i * dim);
+      if (got > 0) {
+        if (o !== self) out.pushReplies(o, tb, r, k, i, got);
+        else for (let j = i; j < i + got; j++) this.#done(r[j], 1);
+        i += got;
+        if (i === n) break;
+      }
+      this.#push(ts, tb, o, r[i], k[i], p[i], v, i * dim, false);
+      i++;
+    }
   }
 
   // Replies: the entries of one request arrive together and mostly in position order (one

@@ -217,6 +217,43 @@ export class Table {
     return true;
   }
 
+  /**
+   * Adds the rows of `deltas` from `offset` (packed, one per key) to the values of
+   * `keys[from .. end)` while they are local: stops at the first key that is not; returns how
+   * many were updated. Runs of consecutive slots are locked with try-locks and added in one
+   * loop, as {@linkcode Table.pullRun} reads them; each key is updated under its lock.
+   */
+  pushRun(keys: Uint32Array, from: number, end: number, deltas: Float32Array, offset: number) {
+    const dim = this.dim, index = this.index, locks = this.locks;
+    let j = from;
+    while (j < end) {
+      const first = keys[j];
+      this.lock(first);
+      const slot = index[first];
+      if (slot < 0) {
+        this.unlock(first);
+        break;
+      }
+      let last = j + 1;
+      while (last < end) {
+        const key = keys[last];
+        if (!(key < this.keys) || Atomics.compareExchange(locks, key, 0, 1) !== 0) break;
+        if (index[key] !== slot + (last - j)) {
+          Atomics.store(locks, key, 0);
+          break;
+        }
+        last++;
+      }
+      const base = slot * dim, n = (last - j) * dim, at = offset + (j - from) * dim;
+      let values = this.values;
+      if (base + n > values.length) values = this.refresh();
+      for (let i = 0; i < n; i++) values[base + i] += deltas[at + i];
+      for (let i = j; i < last; i++) Atomics.store(locks, keys[i], 0);
+      j = last;
+    }
+    return j - from;
+  }
+
   /** Server thread: makes `key` local with the value at `src[offset..]`. */
   insert(key: number, src: Float32Array, offset: number): void {
     if (this.index[key] >= 0) {

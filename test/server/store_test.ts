@@ -149,3 +149,30 @@ Deno.test("table: pullRun copies local keys in order, in runs, and stops at the 
     assert.equal(out[dim], 4, "sees the latest push");
   }
 });
+
+Deno.test("table: pushRun adds rows to local keys in order and stops at the first absent", () => {
+  for (const dim of [2, 100]) {
+    const t = Table.create(0, { name: "P", keys: 20, dim }, 4);
+    for (const k of [0, 1, 2, 3, 9, 5]) t.insert(k, new Float32Array(dim).fill(k), 0);
+    const keys = Uint32Array.of(7, 1, 2, 3, 9, 5, 5, 0, 11, 2);
+    const deltas = new Float32Array(keys.length * dim);
+    for (let j = 0; j < keys.length; j++) deltas.fill(j, j * dim, (j + 1) * dim);
+    // From position 1: keys 1, 2, 3, 9, 5, 5, 0 are local (5 twice), 11 is not.
+    assert.equal(t.pushRun(keys, 1, keys.length, deltas, dim), 7, `dim ${dim}`);
+    const out = new Float32Array(dim);
+    const expect: Record<number, number> = {
+      1: 1 + 1,
+      2: 2 + 2,
+      3: 3 + 3,
+      9: 9 + 4,
+      5: 5 + 5 + 6,
+      0: 7,
+    };
+    for (const [k, x] of Object.entries(expect)) {
+      assert.equal(t.pullLocal(Number(k), out, 0), true);
+      assert.deepEqual([...out], new Array(dim).fill(x), `key ${k}, dim ${dim}`);
+    }
+    assert.equal(t.pushRun(keys, 0, 1, deltas, 0), 0, "starts at an absent key");
+    assert.deepEqual([...t.locks].filter((l) => l !== 0), [], "every lock released");
+  }
+});
