@@ -393,6 +393,74 @@ Deno.test("--out writer: .npy files numpy can read (header, shape, rows without 
   }
 });
 
+Deno.test("saved model (lapse predict): scores and top entities as the model computes them", async () => {
+  const { writeKgeEmbeddings } = await import("../../tasks/kge_out.ts");
+  const { KgeSavedModel } = await import("../../tasks/kge_saved.ts");
+  const dir = await Deno.makeTempDir({ prefix: "kge-saved-" });
+  try {
+    // DistMult dim 2: entity i = [i, 1], relation 0 = [1, 0], relation 1 = [0, 1]; accumulators -1.
+    const vals = (f: (k: number) => number[]) => (keys: Uint32Array, out: Float32Array) => {
+      for (let i = 0; i < keys.length; i++) out.set([...f(keys[i]), -1, -1], i * 4);
+      return undefined;
+    };
+    await writeKgeEmbeddings(dir, {
+      algorithm: "distmult",
+      dim: 2,
+      entities: 4,
+      relations: 2,
+      relFloats: 2,
+      entityNames: ["a", "b", "c", "d"],
+      relationNames: ["x", "y"],
+      readEntities: vals((k) => [k, 1]),
+      readRelations: vals((k) => (k === 0 ? [1, 0] : [0, 1])),
+    });
+    assert.ok(await KgeSavedModel.isKgeModel(dir));
+    const m = await KgeSavedModel.load(dir);
+    // score(h, x, t) = h * t; score(h, y, t) = 1.
+    assert.equal(m.score(m.entityKey("c"), m.relationKey("x"), m.entityKey("d")), 6);
+    assert.equal(m.score(1, 1, 3), 1);
+    assert.deepEqual(m.top(m.entityKey("b"), 0, 2, "tail"), [[3, 3], [2, 2]]);
+    assert.deepEqual(m.top(m.entityKey("d"), 0, 3, "head").map(([e]) => e), [3, 2, 1]);
+    assert.throws(() => m.entityKey("zz"), /unknown entity "zz"/);
+    assert.throws(() => m.relationKey("z"), /unknown relation "z" \(known: x, y\)/);
+    // The command: top tails, scored triples, and a bad line named by its number (exit 2).
+    const run = async (args: string[], stdin = "") => {
+      const p = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("../../cli/main.ts", import.meta.url).pathname,
+          "predict",
+          "--model",
+          dir,
+          ...args,
+        ],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const w = p.stdin.getWriter();
+      await w.write(new TextEncoder().encode(stdin));
+      await w.close();
+      const o = await p.output();
+      return {
+        code: o.code,
+        out: new TextDecoder().decode(o.stdout),
+        err: new TextDecoder().decode(o.stderr),
+      };
+    };
+    const top = await run(["--head", "b", "--relation", "x", "--top", "2"]);
+    assert.equal(top.out, "d\t3.00000\nc\t2.00000\n");
+    const scored = await run([], "c\tx\td\n# comment\na\ty\tb\n");
+    assert.equal(scored.out, "c\tx\td\t6.00000\na\ty\tb\t1.00000\n");
+    const bad = await run([], "c\tx\td\nc\tx\n");
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /stdin:2: expected "head<TAB>relation<TAB>tail"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("plain loop (bench baseline): the same step without a PS learns the shipped graph", async () => {
   const { runPlainKge } = await import("../../tasks/kge_plain.ts");
   const r = await runPlainKge(config({ model: { epochs: 4, eval_max_triples: 100 } }));
