@@ -34,3 +34,31 @@ export function addSums(into: Record<string, number>, from: Record<string, numbe
     else into[k] = (into[k] ?? 0) + v;
   }
 }
+
+/**
+ * The `k` indices in `0 .. n-1` with the highest `score(i)`, as `[i, score]` pairs, best first
+ * (ties: the lower index first). One pass, `k` entries kept.
+ *
+ * @example
+ * ```ts
+ * import { topK } from "./stats.ts";
+ * const xs = [3, 9, 1, 7];
+ * console.log(topK(xs.length, 2, (i) => xs[i])); // [[1, 9], [3, 7]]
+ * ```
+ */
+export function topK(n: number, k: number, score: (i: number) => number): [number, number][] {
+  const best: [number, number][] = [];
+  for (let i = 0; i < n; i++) {
+    const s = score(i);
+    if (best.length < k) {
+      best.push([i, s]);
+      if (best.length === k) best.sort((a, b) => b[1] - a[1]);
+    } else if (s > best[k - 1][1]) {
+      let at = k - 1;
+      while (at > 0 && best[at - 1][1] < s) at--;
+      best.splice(at, 0, [i, s]);
+      best.pop();
+    }
+  }
+  return best.sort((a, b) => b[1] - a[1]);
+}

@@ -13,6 +13,7 @@
  * @module
  */
 import { readNpy } from "../data/npy.ts";
+import { topK } from "../core/stats.ts";
 import { dot, type KgeAlgorithm, type KgeModel, makeModel } from "./kge_model.ts";
 
 /** What `meta.json` of a kge model folder holds. */
@@ -130,19 +131,6 @@ export class KgeSavedModel {
     const d = this.meta.dim, ro = r * this.model.relFloats, q = this.#q;
     if (side === "tail") this.model.tailQuery(this.entities, e * d, this.relations, ro, q, 0);
     else this.model.headQuery(this.relations, ro, this.entities, e * d, q, 0);
-    const best: [number, number][] = [];
-    for (let x = 0; x < this.meta.entities; x++) {
-      const s = dot(q, 0, this.entities, x * d, d);
-      if (best.length < k) {
-        best.push([x, s]);
-        if (best.length === k) best.sort((a, b) => b[1] - a[1]);
-      } else if (s > best[k - 1][1]) {
-        let at = k - 1;
-        while (at > 0 && best[at - 1][1] < s) at--;
-        best.splice(at, 0, [x, s]);
-        best.pop();
-      }
-    }
-    return best.sort((a, b) => b[1] - a[1]);
+    return topK(this.meta.entities, k, (x) => dot(q, 0, this.entities, x * d, d));
   }
 }

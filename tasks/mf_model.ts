@@ -21,6 +21,7 @@
  */
 import { readNpy, writeNpy, writeTextAtomic } from "../data/npy.ts";
 import { MF_BIAS, mfPredict } from "./mf.ts";
+import { topK } from "../core/stats.ts";
 
 /** `model.json` of an mf model. */
 export interface MfModelMeta {
@@ -208,19 +209,6 @@ export class MfModel {
 
   /** The `n` columns with the highest predictions for row key `i`: [key, prediction], best first. */
   topColumns(i: number, n: number): [number, number][] {
-    const cols = this.meta.cols, best: [number, number][] = [];
-    for (let j = 0; j < cols; j++) {
-      const p = this.predict(i, j);
-      if (best.length < n) {
-        best.push([j, p]);
-        if (best.length === n) best.sort((a, b) => b[1] - a[1]);
-      } else if (p > best[n - 1][1]) {
-        let at = n - 1;
-        while (at > 0 && best[at - 1][1] < p) at--;
-        best.splice(at, 0, [j, p]);
-        best.pop();
-      }
-    }
-    return best.sort((a, b) => b[1] - a[1]);
+    return topK(this.meta.cols, n, (j) => this.predict(i, j));
   }
 }
