@@ -147,6 +147,10 @@ export class Table {
 
   /** Copies a local key's value to `out` at `offset`; false (nothing copied) if not local. */
   pullLocal(key: number, out: Float32Array, offset: number): boolean {
+    // A key that is not here (the common case for keys of a remote batch) costs no lock: the
+    // answer is a snapshot either way, as under the lock (the key may arrive right after).
+    if (!(key >= 0 && key < this.keys)) this.lock(key); // throws the RangeError
+    if (Atomics.load(this.index, key) < 0) return false;
     this.lock(key);
     const slot = this.index[key];
     if (slot < 0) {
@@ -203,6 +207,10 @@ export class Table {
 
   /** Adds `delta` at `offset` to a local key's value; false (nothing changed) if not local. */
   pushLocal(key: number, delta: Float32Array, offset: number): boolean {
+    // A key that is not here (the common case for keys of a remote batch) costs no lock: the
+    // answer is a snapshot either way, as under the lock (the key may arrive right after).
+    if (!(key >= 0 && key < this.keys)) this.lock(key); // throws the RangeError
+    if (Atomics.load(this.index, key) < 0) return false;
     this.lock(key);
     const slot = this.index[key];
     if (slot < 0) {
