@@ -151,6 +151,59 @@ export class Outbox {
   }
 
   /**
+   * Pull entries for `node` of this node's request `rid`: keys `keys[from .. from+n)` at
+   * positions `from .. from+n`; the bulk form of {@linkcode Outbox.pull} (lapse and classic
+   * modes: no clock). Returns how many were taken (at least 1): fewer when the batch reached
+   * its split size; call again for the rest.
+   */
+  pullRun(node: number, tb: number, rid: number, keys: Uint32Array, from: number, n: number) {
+    const b = this.#bucket(Msg.PULL, node, tb, this.#self, 0, 0, 0);
+    const m = Math.max(1, Math.min(n, Math.floor((this.#splitBytes - b.bytes) / 12)));
+    b.count += m;
+    b.r.pushSeries(rid, 0, m);
+    b.k.pushRange(keys, from, m);
+    b.p.pushSeries(from, 1, m);
+    return m;
+  }
+
+  /**
+   * Push entries for `node` of this node's request `rid`: keys `keys[from .. from+n)` at
+   * positions `from .. from+n` with the rows of `deltas` at the same positions, which must stay
+   * unchanged until the next flush (as for {@linkcode Outbox.push}); the bulk form of
+   * {@linkcode Outbox.push}. Returns how many were taken (at least 1): fewer when the batch
+   * reached its split size; call again for the rest.
+   */
+  pushRun(
+    node: number,
+    tb: number,
+    rid: number,
+    keys: Uint32Array,
+    from: number,
+    n: number,
+    deltas: Float32Array,
+    dim: number,
+  ): number {
+    const b = this.#bucket(Msg.PUSH, node, tb, this.#self, 0, 0, 0);
+    const m = Math.max(1, Math.min(n, Math.floor((this.#splitBytes - b.bytes) / (4 * dim + 12))));
+    b.count += m;
+    b.r.pushSeries(rid, 0, m);
+    b.k.pushRange(keys, from, m);
+    b.p.pushSeries(from, 1, m);
+    const offset = from * dim;
+    if (b.pendSrc === deltas && b.pendFrom + b.pendLen === offset) {
+      b.v.alloc(m * dim);
+      b.pendLen += m * dim;
+    } else {
+      b.settle();
+      b.pendSrc = deltas;
+      b.pendFrom = offset;
+      b.pendAt = b.v.alloc(m * dim);
+      b.pendLen = m * dim;
+    }
+    return m;
+  }
+
+  /**
    * A push entry for `node`: the delta is `delta[offset .. offset+dim)`, which is read at the
    * latest by the next {@linkcode Outbox.flush}: it must not change before.
    */

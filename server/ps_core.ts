@@ -335,10 +335,46 @@ export class PsCore {
         this.#stalePull(ts, tb, this.self, rid, keys[i], i, need, barriers);
       }
     } else {
-      for (let i = 0; i < keys.length; i++) this.#pull(ts, tb, this.self, rid, keys[i], i, true);
+      // Runs of keys that are neither here nor coming here and go to one node are batched in
+      // bulk (one bucket look-up per run); any other key takes the general path.
+      const n = keys.length, out = this.#outbox;
+      let i = 0;
+      while (i < n) {
+        const end = this.#remoteRun(ts, keys, i, n);
+        if (end === i) {
+          this.#pull(ts, tb, this.self, rid, keys[i], i, true);
+          i++;
+          continue;
+        }
+        const dest = this.#runDest;
+        while (i < end) i += out.pullRun(dest, tb, rid, keys, i, end - i);
+      }
     }
     this.#outbox.flush();
     this.#recycle(keys);
+  }
+
+  /** The destination of the run found by the last {@linkcode PsCore.#remoteRun}. */
+  #runDest = -1;
+
+  /**
+   * The end of the run of `keys[from ..)` that are neither local nor in transfer here and that
+   * a fresh request routes to one node (set in `#runDest`); `from` if `keys[from]` is not such
+   * a key.
+   */
+  #remoteRun(ts: TableState, keys: Uint32Array, from: number, n: number): number {
+    const table = ts.table, transfers = ts.transfers;
+    let end = from, dest = -1;
+    while (end < n) {
+      const key = keys[end];
+      if (table.isLocal(key) || (transfers.size > 0 && transfers.has(key))) break;
+      const d = this.#route(ts, key, true);
+      if (dest < 0) dest = d;
+      else if (d !== dest) break;
+      end++;
+    }
+    this.#runDest = dest;
+    return end;
   }
 
   /**
@@ -489,8 +525,18 @@ export class PsCore {
     }
     const rid = this.#newRequest(PUSH, worker, id, keys.length, dim);
     if (keys.length === 0) return this.#done(rid, 0);
-    for (let i = 0; i < keys.length; i++) {
-      this.#push(ts, tb, this.self, rid, keys[i], i, deltas, i * dim, true);
+    // As workerPull: runs of remote keys to one node in bulk, the rest key by key.
+    const n = keys.length, out = this.#outbox;
+    let i = 0;
+    while (i < n) {
+      const end = this.#remoteRun(ts, keys, i, n);
+      if (end === i) {
+        this.#push(ts, tb, this.self, rid, keys[i], i, deltas, i * dim, true);
+        i++;
+        continue;
+      }
+      const dest = this.#runDest;
+      while (i < end) i += out.pushRun(dest, tb, rid, keys, i, end - i, deltas, dim);
     }
     this.#outbox.flush();
     this.#recycle(keys);

@@ -37,3 +37,29 @@ Deno.test("outbox: bulk push replies stay within the split size", () => {
   box.flush();
   assert.deepEqual(sizes, [10, 10, 5], "120 bytes of 12 per entry: 10 entries a message");
 });
+
+Deno.test("outbox: pullRun and pushRun send what the per-entry calls send, split alike", () => {
+  const dim = 3, n = 50, rid = 7;
+  const keys = new Uint32Array(n).map((_, i) => 1000 + i);
+  const deltas = new Float32Array(n * dim).map((_, i) => i / 2);
+  const record = (out: unknown[]) => (node: number, msg: DataMessage) => {
+    const m = msg as unknown as Record<string, unknown>;
+    const copy: Record<string, unknown> = { node };
+    for (const [k, v] of Object.entries(m)) {
+      copy[k] = ArrayBuffer.isView(v) ? [...(v as Uint32Array)] : v;
+    }
+    out.push(copy);
+  };
+  const one: unknown[] = [], bulk: unknown[] = [];
+  // A split of 200 bytes: 16 pull entries (12 bytes) or 8 push entries (24 bytes) a message.
+  const a = new Outbox(0, 3, 1, record(one), 200), b = new Outbox(0, 3, 1, record(bulk), 200);
+  for (let i = 0; i < n; i++) a.pull(2, 0, 0, rid, keys[i], i);
+  for (let i = 0; i < n; i++) a.push(1, 0, 0, rid, keys[i], i, deltas, i * dim, dim);
+  a.flush();
+  for (let i = 0; i < n;) i += b.pullRun(2, 0, rid, keys, i, n - i);
+  for (let i = 0; i < 20;) i += b.pushRun(1, 0, rid, keys, i, 20 - i, deltas, dim);
+  for (let i = 20; i < n;) i += b.pushRun(1, 0, rid, keys, i, n - i, deltas, dim);
+  b.flush();
+  assert.ok(one.length >= 8, `split into ${one.length} messages`);
+  assert.deepEqual(bulk, one);
+});
