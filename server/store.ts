@@ -174,28 +174,12 @@ export class Table {
    * lock, as {@linkcode Table.pullLocal} reads it.
    */
   pullRun(keys: Uint32Array, from: number, end: number, out: Float32Array, offset: number): number {
-    const dim = this.dim, index = this.index, locks = this.locks;
+    const dim = this.dim, locks = this.locks;
     let j = from;
     while (j < end) {
-      const first = keys[j];
-      this.lock(first);
-      const slot = index[first];
-      if (slot < 0) {
-        this.unlock(first);
-        break;
-      }
-      let last = j + 1;
-      while (last < end) {
-        const key = keys[last];
-        // An out-of-range key ends the run; lock() throws for it when the run after starts.
-        if (!(key < this.keys) || Atomics.compareExchange(locks, key, 0, 1) !== 0) break;
-        if (index[key] !== slot + (last - j)) {
-          Atomics.store(locks, key, 0);
-          break;
-        }
-        last++;
-      }
-      const base = slot * dim, n = (last - j) * dim;
+      const last = this.#lockRun(keys, j, end);
+      if (last === j) break;
+      const base = this.#runSlot * dim, n = (last - j) * dim;
       let values = this.values;
       if (base + n > values.length) values = this.refresh();
       copyFloats(values, base, out, offset + (j - from) * dim, n);
@@ -232,27 +216,12 @@ export class Table {
    * loop, as {@linkcode Table.pullRun} reads them; each key is updated under its lock.
    */
   pushRun(keys: Uint32Array, from: number, end: number, deltas: Float32Array, offset: number) {
-    const dim = this.dim, index = this.index, locks = this.locks;
+    const dim = this.dim, locks = this.locks;
     let j = from;
     while (j < end) {
-      const first = keys[j];
-      this.lock(first);
-      const slot = index[first];
-      if (slot < 0) {
-        this.unlock(first);
-        break;
-      }
-      let last = j + 1;
-      while (last < end) {
-        const key = keys[last];
-        if (!(key < this.keys) || Atomics.compareExchange(locks, key, 0, 1) !== 0) break;
-        if (index[key] !== slot + (last - j)) {
-          Atomics.store(locks, key, 0);
-          break;
-        }
-        last++;
-      }
-      const base = slot * dim, n = (last - j) * dim, at = offset + (j - from) * dim;
+      const last = this.#lockRun(keys, j, end);
+      if (last === j) break;
+      const base = this.#runSlot * dim, n = (last - j) * dim, at = offset + (j - from) * dim;
       let values = this.values;
       if (base + n > values.length) values = this.refresh();
       for (let i = 0; i < n; i++) values[base + i] += deltas[at + i];
@@ -260,6 +229,38 @@ export class Table {
       j = last;
     }
     return j - from;
+  }
+
+  /** The first slot of the run {@linkcode Table.#lockRun} locked last. */
+  #runSlot = -1;
+
+  /**
+   * Locks the run of `keys[j ..]` (before `end`) that are local in consecutive slots: the first
+   * key with a waiting lock, the others with try-locks (a busy or out-of-place key ends the run).
+   * Returns the run's end (its first slot in `#runSlot`), or `j` with nothing locked if
+   * `keys[j]` is not local. The caller unlocks `keys[j .. end)`.
+   */
+  #lockRun(keys: Uint32Array, j: number, end: number): number {
+    const index = this.index, locks = this.locks, first = keys[j];
+    this.lock(first);
+    const slot = index[first];
+    if (slot < 0) {
+      this.unlock(first);
+      return j;
+    }
+    let last = j + 1;
+    while (last < end) {
+      const key = keys[last];
+      // An out-of-range key ends the run; lock() throws for it when the run after starts.
+      if (!(key < this.keys) || Atomics.compareExchange(locks, key, 0, 1) !== 0) break;
+      if (index[key] !== slot + (last - j)) {
+        Atomics.store(locks, key, 0);
+        break;
+      }
+      last++;
+    }
+    this.#runSlot = slot;
+    return last;
   }
 
   /** Server thread: makes `key` local with the value at `src[offset..]`. */
