@@ -257,7 +257,10 @@ Deno.test("kge and w2v on 2 nodes: resumed on the same shape and on 2 x 2 worker
   await withCluster(2, async (c, root) => {
     for (
       const [name, config, metric] of [
-        ["kge", kgeConfig, "test_mrr"],
+        // Local negatives cost quality on this 2k-entity graph at 2 nodes (test MRR 0.17-0.29
+        // after 5 epochs): without them the margin above the bound is wide; the pool (whose
+        // state a resume restores) is the same.
+        ["kge", (o: Raw) => kgeConfig(o, { local_negatives: false }), "test_mrr"],
         ["w2v", w2vConfig, "loss"],
       ] as const
     ) {
@@ -298,7 +301,7 @@ Deno.test("kge and w2v on 2 nodes: resumed on the same shape and on 2 x 2 worker
           assert.ok(resumed.logs.some((l) => l.includes("keys re-homed")), resumed.logs.join("\n"));
         }
         const last = resumed.epochs.get(EPOCHS - 1)![metric];
-        // Uninterrupted 2-node runs of this config end at test MRR 0.30-0.37 (random: 0.005).
+        // Uninterrupted 2-node runs of this config end at test MRR 0.44-0.55 (random: 0.005).
         if (name === "kge") assert.ok(last > 0.2, `${what}: test MRR ${last}`);
         else {
           const first = stopped.epochs.get(0)!.loss;
