@@ -20,27 +20,24 @@ export class U32List {
     }
     this.data[this.length++] = x;
   }
+  /** Makes room for `n` more entries (doubling). */
+  #reserve(n: number): void {
+    if (this.length + n <= this.data.length) return;
+    let cap = this.data.length * 2;
+    while (cap < this.length + n) cap *= 2;
+    const next = new Uint32Array(cap);
+    next.set(this.data.subarray(0, this.length));
+    this.data = next;
+  }
   /** Appends `src[from .. from+n)`. */
   pushRange(src: Uint32Array, from: number, n: number): void {
-    if (this.length + n > this.data.length) {
-      let cap = this.data.length * 2;
-      while (cap < this.length + n) cap *= 2;
-      const next = new Uint32Array(cap);
-      next.set(this.data.subarray(0, this.length));
-      this.data = next;
-    }
+    this.#reserve(n);
     this.data.set(src.subarray(from, from + n), this.length);
     this.length += n;
   }
   /** Appends `n` entries: `first`, `first + step`, ... (step 0: `n` copies of `first`). */
   pushSeries(first: number, step: number, n: number): void {
-    if (this.length + n > this.data.length) {
-      let cap = this.data.length * 2;
-      while (cap < this.length + n) cap *= 2;
-      const next = new Uint32Array(cap);
-      next.set(this.data.subarray(0, this.length));
-      this.data = next;
-    }
+    this.#reserve(n);
     const data = this.data, at = this.length;
     for (let i = 0; i < n; i++) data[at + i] = first + i * step;
     this.length += n;

@@ -841,9 +841,9 @@ async function run(ctx: TaskContext): Promise<void> {
     locN = 0;
     locTriples = 0;
   };
-  const queueLocalize = (keys: Uint32Array, n: number) => {
-    if (locN + n > locBuf.length) flushLocalize();
-    for (let i = 0; i < n; i++) locBuf[locN++] = keys[i];
+  const queueKey = (key: number) => {
+    if (locN === locBuf.length) flushLocalize();
+    locBuf[locN++] = key;
   };
 
   const ahead = (t: number) => {
@@ -857,7 +857,7 @@ async function run(ctx: TaskContext): Promise<void> {
     if (K === 0) return;
     const keys = ring.keys.subarray(at * SL, at * SL + SL);
     if (lapse) {
-      queueLocalize(keys, aheadSlots);
+      for (let sl = 0; sl < aheadSlots; sl++) queueKey(keys[sl]);
       if (++locTriples >= B) flushLocalize();
     } else if (prefetch) {
       const no = slotNo[at] = ++presampleNo;
@@ -905,10 +905,7 @@ async function run(ctx: TaskContext): Promise<void> {
     if (missing === 0 || tries >= DEFER_TRIES || !dq.add(keys, rel, t + deferSteps, tries + 1)) {
       return false;
     }
-    for (let sl = 0; sl < SL; sl++) {
-      if (!ps.isLocal(tE, keys[sl])) locBuf[locN++] = keys[sl];
-      if (locN === locBuf.length) flushLocalize();
-    }
+    for (let sl = 0; sl < SL; sl++) if (!ps.isLocal(tE, keys[sl])) queueKey(keys[sl]);
     deferred++;
     return true;
   };
