@@ -23,6 +23,8 @@ export interface SharedTable {
   index: SharedArrayBuffer;
   locks: SharedArrayBuffer;
   values: SharedArrayBuffer;
+  /** `[arrivals]`: see {@linkcode Table.arrivals}. */
+  arrivals: SharedArrayBuffer;
 }
 
 /** Bytes reserved (not committed) per table at most; a bigger table is a config error. */
@@ -46,6 +48,14 @@ export class Table {
    * published only after the growth, so readers compare and {@linkcode Table.refresh}.
    */
   values: Float32Array;
+  /**
+   * `[n]`, a seqlock over arrivals: {@linkcode Table.insert} adds 1 before it publishes a key's
+   * slot and 1 after, so `n` is odd while an insert is under way. A reader that loaded `n` before
+   * a batch of reads and finds it unchanged and even afterwards knows that no key arrived in
+   * between, so no key of the batch was missed at one position and found at a later one (see
+   * WorkerPs.pull: later positions of a missed key must be read after it, not before).
+   */
+  readonly arrivals: Int32Array;
   readonly shared: SharedTable;
   // Server-thread-only slot bookkeeping.
   #free: Int32Array = new Int32Array(0);
@@ -61,6 +71,7 @@ export class Table {
     this.dim = shared.dim;
     this.index = new Int32Array(shared.index);
     this.locks = new Int32Array(shared.locks);
+    this.arrivals = new Int32Array(shared.arrivals);
     this.values = new Float32Array(shared.values, 0, shared.values.byteLength >> 2);
   }
 
@@ -99,6 +110,7 @@ export class Table {
       dim,
       index,
       locks: new SharedArrayBuffer(keys * 4),
+      arrivals: new SharedArrayBuffer(4),
       values: new SharedArrayBuffer(slots * dim * 4, { maxByteLength: bytesMax }),
     });
     table.#slots = slots;
@@ -274,9 +286,12 @@ export class Table {
     let values = this.values;
     if (base + dim > values.length) values = this.refresh();
     for (let i = 0; i < dim; i++) values[base + i] = src[offset + i];
+    // Odd before the slot is published, even after (see arrivals).
+    Atomics.add(this.arrivals, 0, 1);
     this.lock(key);
     this.index[key] = slot;
     this.unlock(key);
+    Atomics.add(this.arrivals, 0, 1);
     this.#localCount++;
   }
 

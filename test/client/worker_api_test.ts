@@ -177,3 +177,34 @@ Deno.test("worker API: the buffer of a large answer carries the next large reque
   assert.notEqual((sent[3][0] as Extract<ToServer, { op: "push" }>).vals.buffer, b1);
   assert.notEqual((sent[3][0] as Extract<ToServer, { op: "push" }>).vals.buffer, b2);
 });
+
+Deno.test("worker API: a key that arrives during a pull is read in position order (duplicates)", async () => {
+  // The rare "went backwards" of pscheck: a pull of [5, 5] where key 5 arrives (a TRANSFER
+  // inserted by the server thread) between the worker's two local reads. Position 0 missed and
+  // went to the server thread, which read it later (after more pushes) than position 1 was read
+  // locally: the later position held the older value. Every later position of a key that
+  // missed must go the same way, in one request, in position order.
+  const { t, ps, sent } = setup("lapse");
+  const pullLocal = Table.prototype.pullLocal;
+  let calls = 0;
+  Table.prototype.pullLocal = function (key, out, offset) {
+    const hit = pullLocal.call(this, key, out, offset);
+    // After the first (missed) read of key 5, the transfer arrives: the server thread inserts.
+    if (++calls === 1 && key === 5 && !hit) t.insert(5, Float32Array.of(7, 7), 0);
+    return hit;
+  };
+  const out = new Float32Array(6).fill(-1);
+  let p: Promise<void> | undefined;
+  try {
+    p = ps.pull(0, Uint32Array.of(5, 1, 5), out);
+  } finally {
+    Table.prototype.pullLocal = pullLocal;
+  }
+  assert.ok(p instanceof Promise);
+  const m = sent[0] as Extract<ToServer, { op: "pull" }>;
+  assert.deepEqual([...m.keys], [5, 5], "both positions of key 5 go to the server thread");
+  // The server thread reads key 5 once more pushes were applied: both positions see that.
+  ps.onServerMessage({ op: "reply", id: m.id, vals: Float32Array.of(8, 8, 8, 8) });
+  await p;
+  assert.deepEqual([...out], [8, 8, 1, 10, 8, 8]);
+});

@@ -176,3 +176,21 @@ Deno.test("table: pushRun adds rows to local keys in order and stops at the firs
     assert.deepEqual([...t.locks].filter((l) => l !== 0), [], "every lock released");
   }
 });
+
+Deno.test("table: arrivals is odd exactly while an insert publishes a slot", () => {
+  const t = Table.create(0, { name: "W", keys: 4, dim: 1 }, 4);
+  const seen: number[] = [];
+  // The key's lock is taken around the publication: look at the counter from inside it.
+  const lock = t.lock;
+  t.lock = (key) => {
+    seen.push(Atomics.load(t.arrivals, 0));
+    lock.call(t, key);
+  };
+  t.insert(2, Float32Array.of(1), 0);
+  t.lock = lock;
+  assert.deepEqual(seen, [1], "odd while the slot is published");
+  assert.equal(Atomics.load(t.arrivals, 0), 2, "even once it is");
+  t.remove(2, new Float32Array(1), 0);
+  assert.equal(Atomics.load(t.arrivals, 0), 2, "a removal is no arrival");
+  assert.equal(Table.attach(t.shared).arrivals[0], 2, "shared with the worker threads");
+});
