@@ -136,15 +136,14 @@ export class Table {
         `Key ${key} is out of range for table "${this.name}" (0 .. ${this.keys - 1})`,
       );
     }
-    const locks = this.locks;
-    // Held for a few dozen floats at most, never across an await: spinning is cheaper than
-    // parking. compareExchange is sequentially consistent, so it also orders the value reads
-    // and writes inside the critical section against other threads.
-    while (Atomics.compareExchange(locks, key, 0, 1) !== 0) { /* spin */ }
+    // compareExchange is sequentially consistent, so it also orders the value reads and
+    // writes inside the critical section against other threads.
+    if (Atomics.compareExchange(this.locks, key, 0, 1) !== 0) lockContended(this.locks, key);
   }
 
   unlock(key: number): void {
-    Atomics.store(this.locks, key, 0);
+    // 2: a thread sleeps on the lock (see lockContended).
+    if (Atomics.exchange(this.locks, key, 0) === 2) Atomics.notify(this.locks, key, 1);
   }
 
   /** True if the key is local now (a snapshot: it may move right after). */
@@ -186,7 +185,7 @@ export class Table {
    * lock, as {@linkcode Table.pullLocal} reads it.
    */
   pullRun(keys: Uint32Array, from: number, end: number, out: Float32Array, offset: number): number {
-    const dim = this.dim, locks = this.locks;
+    const dim = this.dim;
     let j = from;
     while (j < end) {
       const last = this.#lockRun(keys, j, end);
@@ -195,7 +194,7 @@ export class Table {
       let values = this.values;
       if (base + n > values.length) values = this.refresh();
       copyFloats(values, base, out, offset + (j - from) * dim, n);
-      for (let i = j; i < last; i++) Atomics.store(locks, keys[i], 0);
+      for (let i = j; i < last; i++) this.unlock(keys[i]);
       j = last;
     }
     return j - from;
@@ -228,7 +227,7 @@ export class Table {
    * loop, as {@linkcode Table.pullRun} reads them; each key is updated under its lock.
    */
   pushRun(keys: Uint32Array, from: number, end: number, deltas: Float32Array, offset: number) {
-    const dim = this.dim, locks = this.locks;
+    const dim = this.dim;
     let j = from;
     while (j < end) {
       const last = this.#lockRun(keys, j, end);
@@ -237,7 +236,7 @@ export class Table {
       let values = this.values;
       if (base + n > values.length) values = this.refresh();
       for (let i = 0; i < n; i++) values[base + i] += deltas[at + i];
-      for (let i = j; i < last; i++) Atomics.store(locks, keys[i], 0);
+      for (let i = j; i < last; i++) this.unlock(keys[i]);
       j = last;
     }
     return j - from;
@@ -266,7 +265,7 @@ export class Table {
       // An out-of-range key ends the run; lock() throws for it when the run after starts.
       if (!(key < this.keys) || Atomics.compareExchange(locks, key, 0, 1) !== 0) break;
       if (index[key] !== slot + (last - j)) {
-        Atomics.store(locks, key, 0);
+        this.unlock(key);
         break;
       }
       last++;
@@ -333,6 +332,28 @@ export class Table {
  * SharedArrayBuffer slab: dim 10 loop 26 ns vs set 59 ns; dim 100 loop 92 ns vs set 71 ns
  * (the loop costs about 0.75 ns per float, set about 55 ns plus 0.13 ns per float).
  */
+/** Spins on a busy key lock before sleeping on it. */
+const LOCK_SPINS = 2000;
+/** A sleeper re-checks after this long even without a wake-up (a safety net, not a poll). */
+const LOCK_SLEEP_MS = 5;
+
+/**
+ * The slow path of `Table.lock`: the key's lock is held by another thread. A lock is held for a
+ * few dozen floats, never across an await, so a short spin normally gets it. But a node runs
+ * more threads than it may have cores (4 nodes x 2 threads on 2 cores in the benchmarks): if
+ * the holder is descheduled, spinning would burn the rest of this thread's time slice (measured:
+ * 3-4% of every thread's samples in a 4-node w2v job). So after the spin it sleeps in the kernel
+ * (`Atomics.wait`) with the lock marked 2 ("a thread sleeps"), and `unlock` wakes one sleeper.
+ * This is the classic three-state futex mutex (Drepper, "Futexes are tricky", mutex 2).
+ */
+function lockContended(locks: Int32Array, key: number): void {
+  for (let i = 0; i < LOCK_SPINS; i++) {
+    if (Atomics.load(locks, key) === 0 && Atomics.compareExchange(locks, key, 0, 1) === 0) return;
+  }
+  // Taken with 2, not 1: other sleepers may remain, and this thread's unlock must wake them.
+  while (Atomics.exchange(locks, key, 2) !== 0) Atomics.wait(locks, key, 2, LOCK_SLEEP_MS);
+}
+
 const COPY_LOOP_FLOATS_MAX = 80;
 
 /** `dst[to .. to+n) = src[from .. from+n)`, by loop or bulk copy, whichever is faster for n. */

@@ -108,6 +108,44 @@ Deno.test("table: worker threads update shared values while the server thread mo
   }
 });
 
+Deno.test("table: a thread waiting for a busy key lock sleeps on it and is woken by unlock", async () => {
+  const t = Table.create(0, { name: "L", keys: 8, dim: 4 }, 8);
+  t.insert(5, new Float32Array(4), 0);
+  t.lock(5);
+  const url = new URL("./fixtures/store_worker.ts", import.meta.url).href;
+  const w = new Worker(url, { type: "module" });
+  try {
+    const done = new Promise<unknown>((resolve, reject) => {
+      w.onmessage = (e) => resolve(e.data);
+      w.onerror = (e) => reject(e);
+    });
+    w.postMessage({ shared: t.shared, rounds: 0, keys: 8, lockOnce: 5 });
+    // After its spin the worker marks the lock 2 ("a thread sleeps") and sleeps.
+    const deadline = Date.now() + 30_000;
+    while (Atomics.load(t.locks, 5) !== 2) {
+      assert.ok(Date.now() < deadline, "the worker never marked the lock as slept on");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const out = new Float32Array(4);
+    assert.equal(t.index[5] >= 0, true);
+    copyOut(t, 5, out);
+    assert.equal(out[0], 0, "the worker did not enter while the lock was held");
+    t.unlock(5);
+    assert.deepEqual(await done, { locked: true });
+    assert.equal(Atomics.load(t.locks, 5), 0, "the worker's unlock freed the lock");
+    assert.equal(t.pullLocal(5, out, 0), true);
+    assert.equal(out[0], 1, "the worker added under the lock after the wake-up");
+  } finally {
+    w.terminate();
+  }
+});
+
+/** Reads a key's value without its lock (the test holds it). */
+function copyOut(t: Table, key: number, out: Float32Array): void {
+  const at = t.index[key] * t.dim;
+  out.set(t.values.subarray(at, at + t.dim));
+}
+
 Deno.test("initValue: floats limits the random part of a key, the rest starts at zero", () => {
   const all = new Float32Array(6), part = new Float32Array(6);
   initValue({ kind: "uniform", scale: 1 }, 3, 0, 9, 6, all, 0);
