@@ -10,7 +10,13 @@
  *
  * Simulated workers call `workerPull` / `workerPush` / `workerLocalize` and get a
  * {@linkcode Ticket} that records the reply (exactly one, or the cluster throws) and the logical
- * times of issue and completion.
+ * times of issue and completion. With `threads`, they are worker threads instead: the real
+ * {@linkcode WorkerPs} over their node's shared tables, which reads and updates local keys in
+ * shared memory and posts the rest to its server thread; posts and replies are two more FIFO
+ * queues per worker that the scheduler delivers like the network's (with the transfer semantics
+ * of postMessage), and {@linkcode SimCluster.preempt} may let the server thread handle messages
+ * between two of a worker's shared-memory accesses within one call, as a preempted worker thread
+ * would (keys arrive and leave under its feet).
  *
  * @module
  */
@@ -24,6 +30,9 @@ import {
   validateMessage,
 } from "../../server/messages.ts";
 import { PsCore } from "../../server/ps_core.ts";
+import { Table } from "../../server/store.ts";
+import type { ToServer, ToWorker } from "../../server/worker_protocol.ts";
+import { WorkerPs } from "../../client/worker_api.ts";
 
 /** A small, fast, seeded PRNG (mulberry32). */
 export class Rng {
@@ -67,6 +76,28 @@ export interface SimOptions {
   workers?: number;
   /** The id of the first job (see {@linkcode SimCluster.restart}); default {@linkcode SIM_JOB}. */
   job?: number;
+  /** Workers are worker threads with a real WorkerPs (see the module doc); default false. */
+  threads?: boolean;
+}
+
+/** A simulated worker thread: a real WorkerPs, and its two message queues. */
+class SimThread {
+  readonly ps: WorkerPs;
+  /** Posted by the worker, not handled by the server thread yet (FIFO, as postMessage). */
+  readonly toServer: ToServer[] = [];
+  /** Replies of the server thread, not handled by the worker yet. */
+  readonly toWorker: ToWorker[] = [];
+  /** The worker's requests in flight, by WorkerPs request id. */
+  readonly calls = new Map<number, Ticket>();
+  /** The call being issued (its posts are registered under it). */
+  current: Ticket | null = null;
+  constructor(readonly node: number, readonly worker: number, core: PsCore, mode: PsMode) {
+    this.ps = new WorkerPs(core.shared(), mode, (msg, transfer) => {
+      if ("id" in msg && this.current !== null) this.calls.set(msg.id, this.current);
+      // postMessage moves the transferred buffers: the sender's views are detached after it.
+      this.toServer.push(structuredClone(msg, { transfer: transfer ?? [] }));
+    });
+  }
 }
 
 /** One message on the simulated network. */
@@ -153,6 +184,14 @@ export class SimCluster {
   readonly #nextId: number[];
   /** TRANSFER entries in flight per table, per key. */
   readonly #flyingTransfers: Int32Array[];
+  /** Worker threads (with `threads`), in creation order; cleared by a restart. */
+  readonly #threads: SimThread[] = [];
+  /**
+   * With `threads`: called between two shared-memory accesses of a worker's call (a pull's or a
+   * push's keys), where a real worker thread may be preempted while its server thread handles
+   * messages. Deliver some (not to workers: the worker is busy) or nothing.
+   */
+  preempt: (() => void) | null = null;
   #seq = 0;
   #inFlight = 0;
 
@@ -302,18 +341,145 @@ export class SimCluster {
     return m;
   }
 
-  /** Indices (`from * n + to`) of the non-empty queues. */
-  readyQueues(): number[] {
+  /**
+   * Indices of the non-empty queues: `from * n + to` for the network's, then (with `threads`)
+   * `n * n + 2 * t` for worker thread t's posts and `n * n + 2 * t + 1` for its replies, unless
+   * `replies` is false.
+   */
+  readyQueues(replies = true): number[] {
     const out: number[] = [];
     for (let i = 0; i < this.#queues.length; i++) {
       if (this.#heads[i] < this.#queues[i].length) out.push(i);
     }
+    const base = this.n * this.n, threads = this.#threads;
+    for (let t = 0; t < threads.length; t++) {
+      if (threads[t].toServer.length > 0) out.push(base + 2 * t);
+      if (replies && threads[t].toWorker.length > 0) out.push(base + 2 * t + 1);
+    }
     return out;
   }
 
-  /** Delivers the head of queue `qi` (an index from {@linkcode SimCluster.readyQueues}). */
-  deliverQueue(qi: number): SimMsg {
-    return this.deliver(Math.floor(qi / this.n), qi % this.n);
+  /**
+   * Delivers the head of queue `qi` (an index from {@linkcode SimCluster.readyQueues}); returns
+   * the network message, or null for a worker thread's queue.
+   */
+  deliverQueue(qi: number): SimMsg | null {
+    const base = this.n * this.n;
+    if (qi < base) return this.deliver(Math.floor(qi / this.n), qi % this.n);
+    const th = this.#threads[(qi - base) >> 1];
+    this.now++;
+    if (((qi - base) & 1) === 0) this.#serverHandles(th, th.toServer.shift()!);
+    else this.#workerHandles(th, th.toWorker.shift()!);
+    return null;
+  }
+
+  /**
+   * Scripted tests (with `threads`): the server thread of `node` handles the oldest message its
+   * worker `worker` posted ("post"), or that worker reads the oldest reply to it ("reply").
+   */
+  deliverWorker(node: number, worker: number, what: "post" | "reply"): void {
+    const t = this.#threads.findIndex((x) => x.node === node && x.worker === worker);
+    const th = this.#threads[t];
+    if (th === undefined || (what === "post" ? th.toServer : th.toWorker).length === 0) {
+      throw new Error(`sim: no ${what} of worker ${worker} at node ${node} to deliver`);
+    }
+    this.deliverQueue(this.n * this.n + 2 * t + (what === "post" ? 0 : 1));
+  }
+
+  /** The server thread handles a worker's message, as node.ts does. */
+  #serverHandles(th: SimThread, msg: ToServer): void {
+    const core = this.cores[th.node];
+    switch (msg.op) {
+      case "pull":
+        return core.workerPull(th.worker, msg.id, msg.tb, msg.keys, msg.need, msg.barriers);
+      case "push":
+        return core.workerPush(th.worker, msg.id, msg.tb, msg.keys, msg.vals);
+      case "localize":
+        return core.workerLocalize(th.worker, msg.id, msg.tb, msg.keys);
+      default:
+        throw new Error(`sim: worker message ${msg.op} is not simulated`);
+    }
+  }
+
+  /** A worker thread handles its server thread's reply: the call completes. */
+  #workerHandles(th: SimThread, msg: ToWorker): void {
+    if (msg.op !== "reply") throw new Error(`sim: message ${msg.op} to a worker`);
+    const t = th.calls.get(msg.id);
+    if (t === undefined) throw new Error(`sim: reply to unknown request ${msg.id} of a worker`);
+    th.calls.delete(msg.id);
+    th.ps.onServerMessage(msg);
+    t.replies++;
+    t.doneAt = this.now;
+    t.clock = msg.clock ?? -1;
+    this.onReply?.(t);
+  }
+
+  /** The worker thread of `worker` at `node` (with `threads`), created on first use. */
+  #thread(node: number, worker: number): SimThread {
+    let th = this.#threads.find((x) => x.node === node && x.worker === worker);
+    if (th === undefined) {
+      th = new SimThread(node, worker, this.cores[node], this.#opts.mode ?? "lapse");
+      this.#threads.push(th);
+    }
+    return th;
+  }
+
+  /**
+   * A worker thread's call through its WorkerPs; {@linkcode SimCluster.preempt} runs before
+   * every shared-memory access of the call's keys (not again while it runs: those are the
+   * server thread's own accesses).
+   */
+  #threadCall(
+    kind: Ticket["kind"],
+    node: number,
+    worker: number,
+    tb: number,
+    keys: Uint32Array,
+    deltas: Float32Array | null,
+  ): Ticket {
+    const th = this.#thread(node, worker);
+    this.now++;
+    const t = new Ticket(kind, node, worker, -1, tb, keys, this.now);
+    const out = kind === "pull" ? new Float32Array(keys.length * this.specs[tb].dim) : null;
+    const proto = Table.prototype, pullLocal = proto.pullLocal, pushLocal = proto.pushLocal;
+    let busy = false;
+    const between = () => {
+      if (busy || this.preempt === null) return;
+      busy = true;
+      try {
+        this.preempt();
+      } finally {
+        busy = false;
+      }
+    };
+    proto.pullLocal = function (this: Table, key, o, offset) {
+      between();
+      return pullLocal.call(this, key, o, offset);
+    };
+    proto.pushLocal = function (this: Table, key, d, offset) {
+      between();
+      return pushLocal.call(this, key, d, offset);
+    };
+    th.current = t;
+    let p: Promise<void> | undefined;
+    try {
+      if (kind === "pull") p = th.ps.pull(tb, keys, out!);
+      else if (kind === "push") p = th.ps.push(tb, keys, deltas!);
+      else p = th.ps.localize(tb, keys);
+    } finally {
+      proto.pullLocal = pullLocal;
+      proto.pushLocal = pushLocal;
+      th.current = null;
+    }
+    t.vals = out;
+    // Completion is observed in #workerHandles, not through `p`: a reaction on it would queue a
+    // microtask per call, and a synchronous run of thousands of seeds never lets them run.
+    // (The simulated server thread never answers with an error, so nothing rejects.)
+    if (p === undefined) {
+      t.replies = 1;
+      t.doneAt = this.now;
+    }
+    return t;
   }
 
   /** Delivers the head of a randomly chosen non-empty queue; false if all are empty. */
@@ -354,6 +520,8 @@ export class SimCluster {
     if (job === this.job) throw new Error(`sim: restart needs a new job id, got ${job}`);
     this.job = job;
     this.#tickets.clear();
+    // The job's worker threads end with it, with whatever they had posted or not yet read.
+    this.#threads.length = 0;
     for (const fly of this.#flyingTransfers) fly.fill(0);
     this.#createCores();
   }
@@ -406,6 +574,13 @@ export class SimCluster {
     vals: Float32Array | null,
     clock = -1,
   ): void {
+    if (this.#opts.threads) {
+      const th = this.#thread(node, worker);
+      const msg: ToWorker = { op: "reply", id, vals, clock };
+      const transfer = vals === null ? [] : [vals.buffer as ArrayBuffer];
+      th.toWorker.push(structuredClone(msg, { transfer }));
+      return;
+    }
     const key = this.#ticketKey(node, worker, id);
     const t = this.#tickets.get(key);
     if (t === undefined) {
@@ -430,7 +605,9 @@ export class SimCluster {
 
   /** Requests issued through the simulator and not answered yet. */
   get openTickets(): number {
-    return this.#tickets.size;
+    let n = this.#tickets.size;
+    for (const th of this.#threads) n += th.calls.size + th.toServer.length + th.toWorker.length;
+    return n;
   }
 
   /** A pull; stale mode: fresh to clock `need`, by a worker past `barriers` barriers. */
@@ -443,6 +620,7 @@ export class SimCluster {
     barriers = 0,
   ): Ticket {
     const k = Uint32Array.from(keys);
+    if (this.#opts.threads) return this.#threadCall("pull", node, worker, tb, k, null);
     const t = this.#issue("pull", node, worker, tb, k);
     this.cores[node].workerPull(worker, t.id, tb, k, need, barriers);
     return t;
@@ -461,6 +639,7 @@ export class SimCluster {
     const d = typeof deltas === "number"
       ? new Float32Array(k.length * dim).fill(deltas)
       : Float32Array.from(deltas);
+    if (this.#opts.threads) return this.#threadCall("push", node, worker, tb, k, d);
     const t = this.#issue("push", node, worker, tb, k);
     this.cores[node].workerPush(worker, t.id, tb, k, d);
     return t;
@@ -468,6 +647,7 @@ export class SimCluster {
 
   localize(node: number, worker: number, tb: number, keys: ArrayLike<number>): Ticket {
     const k = Uint32Array.from(keys);
+    if (this.#opts.threads) return this.#threadCall("localize", node, worker, tb, k, null);
     const t = this.#issue("localize", node, worker, tb, k);
     this.cores[node].workerLocalize(worker, t.id, tb, k);
     return t;

@@ -1,7 +1,9 @@
 /**
  * Randomized simulation of the relocation protocol: every seed draws a cluster (2-5 nodes,
  * tables, mode, location caches, placement), a workload of simulated workers (synchronous and
- * asynchronous pulls, pushes and localizes), a scheduler, and a fault, and runs it in the
+ * asynchronous pulls, some asking for a key twice, pushes and localizes), whether the workers
+ * are worker threads (the real WorkerPs over shared tables, whose node may move keys between two
+ * of its reads of one call) or calls on the server thread, a scheduler, and a fault, and runs it in the
  * deterministic in-process network of `sim_network.ts`, checking the invariants after every
  * delivery and the results at the end. A failure prints its seed; the seed replays it exactly.
  *
@@ -82,10 +84,13 @@ export function runSeed(seed: number): SeedResult {
   const fault: Fault = r.pick(["none", "none", "abort", "crash"] as const);
   const deliverProb = 0.3 + 0.5 * r.next();
   const faultAt = 5 + r.int(nodes * workersPerNode * opsPerWorker);
+  const threads = r.chance(0.5);
+  const preemptProb = 0.2 + 0.6 * r.next();
   const scenario = `seed ${seed}: ${nodes} nodes x ${workersPerNode} workers, ${mode}, ` +
     `caches ${locationCaches ? "on" : "off"}, ${placement} placement, tables ` +
     `${tables.map((t) => `${t.keys}x${t.dim}`).join(",")}, ${opsPerWorker} ops/worker, ` +
-    `scheduler ${scheduler}, fault ${fault}${fault === "none" ? "" : ` at step ${faultAt}`}`;
+    `scheduler ${scheduler}, fault ${fault}${fault === "none" ? "" : ` at step ${faultAt}`}, ` +
+    (threads ? "worker threads" : "workers on the server thread");
 
   let job = 1;
   const sim = new SimCluster({
@@ -97,6 +102,7 @@ export function runSeed(seed: number): SeedResult {
     seed,
     schedSeed: seed * 7919 + 1,
     job,
+    threads,
   });
   let workers: SimWorker[] = [];
   /** Pushes issued per "tb/key" in the current job (each adds 1 to every float). */
@@ -114,7 +120,10 @@ export function runSeed(seed: number): SeedResult {
           while (keys.size < n) keys.add(r.int(tables[tb].keys));
           const x = r.next();
           const kind = x < 0.4 ? "pull" : x < 0.75 ? "push" : "localize";
-          ops.push({ kind, tb, keys: [...keys] });
+          const list = [...keys];
+          // A pull may ask for a key twice: its positions must read it in position order.
+          if (kind === "pull" && r.chance(0.5)) list.push(list[r.int(list.length)]);
+          ops.push({ kind, tb, keys: list });
         }
         workers.push({
           node,
@@ -189,6 +198,20 @@ export function runSeed(seed: number): SeedResult {
   };
 
   let deliveries = 0, steps = 0, faulted = false;
+  // Worker threads: the server thread may handle messages between two shared-memory accesses
+  // of one call (keys arrive and leave while a worker reads its batch).
+  if (threads) {
+    sim.preempt = () => {
+      if (!r.chance(preemptProb)) return;
+      for (let m = 1 + r.int(3); m > 0; m--) {
+        const ready = sim.readyQueues(false);
+        if (ready.length === 0) return;
+        sim.deliverQueue(pickQueue(ready));
+        deliveries++;
+        sim.checkInvariants();
+      }
+    };
+  }
   try {
     for (;;) {
       steps++;
