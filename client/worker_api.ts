@@ -200,7 +200,11 @@ export class WorkerPs implements ParameterServer {
     let missing = 0;
     if (this.#localAccess) {
       const miss = this.#missing(n);
-      const arrivals = t.arrivals, before = Atomics.load(arrivals, 0);
+      // A key that arrived during the loop may have been missed at one position and read at a
+      // later one: see #missAfter. The seqlock (Table.arrivals) tells, at two atomic loads per
+      // call, whether any key arrived meanwhile. A single key cannot (its call is the hot path
+      // of per-key loops: it skips the loads).
+      const arrivals = t.arrivals, before = n > 1 ? Atomics.load(arrivals, 0) : 0;
       for (let i = 0; i < n; i++) {
         if (!t.pullLocal(keys[i], out, i * dim)) miss[missing++] = i;
       }
@@ -208,10 +212,7 @@ export class WorkerPs implements ParameterServer {
         this.#local += n;
         return undefined;
       }
-      // A key that arrived during the loop may have been missed at one position and read at a
-      // later one: see #missAfter. The seqlock (Table.arrivals) tells, at two atomic loads per
-      // call, whether any key arrived meanwhile.
-      if ((before & 1) !== 0 || Atomics.load(arrivals, 0) !== before) {
+      if (n > 1 && ((before & 1) !== 0 || Atomics.load(arrivals, 0) !== before)) {
         missing = this.#missAfter(keys, n, missing);
       }
       this.#local += n - missing;
