@@ -326,12 +326,6 @@ export class Table {
   }
 }
 
-/**
- * Up to this many floats a JS loop copies faster than `set` of a `subarray` (which allocates
- * a view, then memcpy): measured per key with its lock taken, 10,000 keys, from a
- * SharedArrayBuffer slab: dim 10 loop 26 ns vs set 59 ns; dim 100 loop 92 ns vs set 71 ns
- * (the loop costs about 0.75 ns per float, set about 55 ns plus 0.13 ns per float).
- */
 /** Spins on a busy key lock before sleeping on it. */
 const LOCK_SPINS = 2000;
 /** A sleeper re-checks after this long even without a wake-up (a safety net, not a poll). */
@@ -354,6 +348,12 @@ function lockContended(locks: Int32Array, key: number): void {
   while (Atomics.exchange(locks, key, 2) !== 0) Atomics.wait(locks, key, 2, LOCK_SLEEP_MS);
 }
 
+/**
+ * Up to this many floats a JS loop copies faster than `set` of a `subarray` (which allocates
+ * a view, then memcpy): measured per key with its lock taken, 10,000 keys, from a
+ * SharedArrayBuffer slab: dim 10 loop 26 ns vs set 59 ns; dim 100 loop 92 ns vs set 71 ns
+ * (the loop costs about 0.75 ns per float, set about 55 ns plus 0.13 ns per float).
+ */
 const COPY_LOOP_FLOATS_MAX = 80;
 
 /** `dst[to .. to+n) = src[from .. from+n)`, by loop or bulk copy, whichever is faster for n. */
