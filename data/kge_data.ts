@@ -490,6 +490,62 @@ export function assignRelations(counts: ArrayLike<number>, workers: number): Int
   return owner;
 }
 
+/**
+ * Shared hot entities: the `hot` entities that occur most often in the training triples `all`
+ * (heads and tails; ties by lower id) and, for each, the worker whose triples use it most (ties:
+ * the lower worker). `workerOf(i)` is the worker that trains triple `i`. Returns, per entity,
+ * that worker, or -1 for the entities that are not hot.
+ */
+export function hotEntityOwners(
+  all: Triples,
+  entities: number,
+  workers: number,
+  hot: number,
+  workerOf: (i: number) => number,
+): Int32Array {
+  const owner = new Int32Array(entities).fill(-1);
+  const h = Math.min(hot, entities);
+  if (h <= 0) return owner;
+  const count = new Uint32Array(entities);
+  const n = all.heads.length;
+  for (let i = 0; i < n; i++) {
+    count[all.heads[i]]++;
+    count[all.tails[i]]++;
+  }
+  // The h largest counts (a counting pass over the count values, then ids in order).
+  let max = 0;
+  for (let e = 0; e < entities; e++) if (count[e] > max) max = count[e];
+  const atLeast = new Float64Array(max + 2);
+  for (let e = 0; e < entities; e++) atLeast[count[e]]++;
+  for (let c = max - 1; c >= 0; c--) atLeast[c] += atLeast[c + 1];
+  let cut = max;
+  while (cut > 0 && atLeast[cut] < h) cut--;
+  // Entities above `cut` are all hot; of those at `cut`, the lowest ids up to h in all.
+  let room = h - (cut < max ? atLeast[cut + 1] : 0);
+  const idx = new Int32Array(entities).fill(-1);
+  let k = 0;
+  for (let e = 0; e < entities; e++) {
+    if (count[e] > cut || (count[e] === cut && cut > 0 && room-- > 0)) idx[e] = k++;
+  }
+  const perWorker = new Uint32Array(k * workers);
+  for (let i = 0; i < n; i++) {
+    const w = workerOf(i);
+    const a = idx[all.heads[i]], b = idx[all.tails[i]];
+    if (a >= 0) perWorker[a * workers + w]++;
+    if (b >= 0) perWorker[b * workers + w]++;
+  }
+  for (let e = 0; e < entities; e++) {
+    const a = idx[e];
+    if (a < 0) continue;
+    let best = 0;
+    for (let w = 1; w < workers; w++) {
+      if (perWorker[a * workers + w] > perWorker[a * workers + best]) best = w;
+    }
+    owner[e] = best;
+  }
+  return owner;
+}
+
 /** Triple counts per relation. */
 export function countRelations(t: Triples, relations: number): Float64Array {
   const c = new Float64Array(relations);

@@ -119,6 +119,15 @@ export class FakePs implements ParameterServer {
     return true;
   }
 
+  /** Counts a call with remote keys: like the real PS, its local keys as local accesses. */
+  private countMixed(t: FakeTable, keys: Keys): void {
+    let here = 0;
+    for (let i = 0; i < keys.length; i++) if (t.owner[keys[i]] === this.node) here++;
+    this.local += here;
+    this.remote += keys.length - here;
+    this.remoteCalls++;
+  }
+
   private copyOut(t: FakeTable, keys: Keys, out: Float32Array): void {
     const d = t.info.dim;
     if (out.length < keys.length * d) throw new RangeError(`pull: out too short`);
@@ -148,8 +157,7 @@ export class FakePs implements ParameterServer {
       this.copyOut(t, keys, out);
       return undefined;
     }
-    this.remote += keys.length;
-    this.remoteCalls++;
+    this.countMixed(t, keys);
     const ks = keys.slice(); // the real PS reads keys during the call only
     return this.later(() => this.copyOut(t, ks, out));
   }
@@ -161,8 +169,7 @@ export class FakePs implements ParameterServer {
       this.add(t, keys, deltas);
       return undefined;
     }
-    this.remote += keys.length;
-    this.remoteCalls++;
+    this.countMixed(t, keys);
     // The real PS copies keys and deltas during the call (the caller may reuse them at once).
     const ks = keys.slice(), ds = deltas.slice();
     return this.later(() => this.add(t, ks, ds));

@@ -509,3 +509,44 @@ Deno.test("negative pool and local negatives: lapse and classic learn; lapse sta
   );
   assert.equal(kgeSettings(config()).negativePool, 0); // off by default
 });
+
+Deno.test("hot entities (lapse): placed once, never localized by the others; it learns", async () => {
+  const gen = {
+    generate: {
+      entities: 400,
+      relations: 6,
+      triples: 4000,
+      zipf_entities: 1,
+      zipf_relations: 1,
+      valid: 20,
+      test: 40,
+      seed: 2,
+    },
+  };
+  const cfg = (hot: number) =>
+    config({ nodes: 2, data: gen, model: { epochs: 3, dim: 16, hot_entities: hot } });
+  const hot = await runFakeJob(task, cfg(40));
+  const cold = await runFakeJob(task, cfg(0));
+  const logs = hot.logs.join("\n");
+  // The 40 hot entities are split between the two workers, and a worker trains the triples
+  // that need one held by the other in remote batches.
+  const here = [...logs.matchAll(/hot entities here (\d+) elsewhere (\d+)/g)];
+  assert.equal(here.length, 2, logs);
+  for (const m of here) assert.equal(Number(m[1]) + Number(m[2]), 40);
+  assert.equal(Number(here[0][1]), Number(here[1][2]));
+  assert.match(logs, /trained remotely [1-9]\d* in [1-9]\d* batches/);
+  assert.doesNotMatch(cold.logs.join("\n"), /hot entities/);
+  // Hot entities do not move after the start: fewer keys move than without them.
+  const moved = (r: typeof hot) => r.workers.reduce((a, w) => a + w.localized, 0);
+  assert.ok(moved(hot) < moved(cold), `${moved(hot)} vs ${moved(cold)}`);
+  for (const r of [hot, cold]) {
+    assert.ok(
+      r.metrics[2].train_loss < r.metrics[0].train_loss,
+      `${r.metrics.map((m) => m.train_loss)}`,
+    );
+  }
+  // Classic ignores them (nothing moves).
+  const classic = await runFakeJob(task, { ...cfg(40), ps: { ...cfg(40).ps, mode: "classic" } });
+  assert.ok(classic.workers.every((w) => w.localized === 0));
+  assert.doesNotMatch(classic.logs.join("\n"), /hot entities/);
+});
