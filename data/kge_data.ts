@@ -306,6 +306,66 @@ export function readKgDir(dir: string, format?: "names" | "ids"): KgData {
   return data;
 }
 
+/**
+ * The numbers of entities and relations of the graph in `dir`, as {@linkcode readKgDir} gives
+ * them, without building the dictionaries and triples (what a node's server thread needs to size
+ * its tables; WordNet: ~150 instead of ~380 ms, during which the thread answers nobody). Names:
+ * one scan of the train file into sets, then the valid/test names looked up. Anything unusual (a
+ * line without exactly three non-empty fields, an unknown name, no triple, the ids format) goes
+ * to {@linkcode readKgDir}, which throws the usual error naming file and line (or returns the sizes).
+ */
+export function kgDirSize(dir: string, format?: "names" | "ids"): {
+  entities: number;
+  relations: number;
+} {
+  const full = () => {
+    const d = readKgDir(dir, format);
+    return { entities: d.entities, relations: d.relations };
+  };
+  const files = findKgFiles(dir, format);
+  if (files.format !== "names") return full();
+  const ents = new Set<string>(), rels = new Set<string>();
+  let ok = scanTriples(readText(files.train), (h, r, t) => {
+    ents.add(h);
+    rels.add(r);
+    ents.add(t);
+    return true;
+  });
+  const known = (h: string, r: string, t: string) => ents.has(h) && rels.has(r) && ents.has(t);
+  for (const path of [files.valid, files.test]) {
+    if (ok && path !== undefined) ok = scanTriples(readText(path), known);
+  }
+  if (!ok || rels.size === 0) return full();
+  return { entities: ents.size, relations: rels.size };
+}
+
+/**
+ * Calls `fn(head, relation, tail)` for each line of `head<TAB>relation<TAB>tail` (blank lines
+ * skipped, as {@linkcode readKgDir} does); false at the first other line or when `fn` is false.
+ */
+function scanTriples(text: string, fn: (h: string, r: string, t: string) => boolean): boolean {
+  for (let start = 0; start < text.length;) {
+    let nl = text.indexOf("\n", start);
+    if (nl < 0) nl = text.length;
+    let end = nl;
+    if (end > start && text.charCodeAt(end - 1) === 13) end--;
+    const line = start;
+    start = nl + 1;
+    const c0 = text.charCodeAt(line);
+    if ((line === end || c0 <= 32 || c0 >= 127) && text.slice(line, end).trim().length === 0) {
+      continue;
+    }
+    const a = text.indexOf("\t", line);
+    const b = a < 0 || a >= end ? -1 : text.indexOf("\t", a + 1);
+    if (b < 0 || b >= end) return false; // fewer than three fields
+    const c = text.indexOf("\t", b + 1);
+    if (c >= 0 && c < end) return false; // more than three
+    if (a === line || b === a + 1 || b + 1 === end) return false; // an empty field
+    if (!fn(text.slice(line, a), text.slice(a + 1, b), text.slice(b + 1, end))) return false;
+  }
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Synthetic graphs
 // ---------------------------------------------------------------------------------------------

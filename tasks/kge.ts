@@ -81,6 +81,7 @@ import {
   FilterIndex,
   hotEntityOwners,
   type KgData,
+  kgDirSize,
   type KgGenerateConfig,
   KgGenerator,
   readKgDir,
@@ -275,8 +276,7 @@ export function kgeSettings(config: JobConfig): KgeSettings {
 /** Sizes of the graph (the tables), from the files or the generator config. */
 function graphSize(s: KgeSettings): { entities: number; relations: number } {
   if (s.generate) return { entities: s.generate.entities, relations: s.generate.relations };
-  const d = readKgDir(s.dir!, s.format);
-  return { entities: d.entities, relations: d.relations };
+  return kgDirSize(s.dir!, s.format);
 }
 
 /** What one worker trains and evaluates. */

@@ -3,6 +3,7 @@ import {
   assignRelations,
   evalSample,
   FilterIndex,
+  kgDirSize,
   KgGenerator,
   readKgDir,
   type Triples,
@@ -211,4 +212,42 @@ Deno.test("lapse data wordnet's builder reproduces the shipped wn_body graph byt
       );
     }
   });
+});
+
+Deno.test("kgDirSize: the sizes readKgDir gives, and its errors, without building the graph", async () => {
+  const same = (dir: string, format?: "names" | "ids") => {
+    const d = readKgDir(dir, format);
+    assert.deepEqual(kgDirSize(dir, format), { entities: d.entities, relations: d.relations });
+  };
+  same(WN_BODY);
+  // Blank and whitespace-only lines (one with tabs) are skipped; CRLF; no final newline.
+  await withDir({
+    "train.txt": "a\tr\tb\r\n\n \t \t \nb\ts\tc\n   \nc\tr\ta",
+    "valid.txt": "a\ts\tc\n",
+  }, (dir) => {
+    same(dir);
+    assert.deepEqual(kgDirSize(dir), { entities: 3, relations: 2 });
+  });
+  await withDir({ "train.del": "0\t0\t4\n2\t1\t3\n" }, (dir) => same(dir));
+  // What readKgDir rejects, kgDirSize rejects with the same message.
+  const cases: Record<string, string>[] = [
+    { "train.txt": "a\tr\tb\na r b\n" }, // too few fields
+    { "train.txt": "a\tr\tb\tc\n" }, // too many
+    { "train.txt": "a\t\tb\n" }, // an empty field
+    { "train.txt": "a\tr\tb\n", "test.txt": "a\tr\tz\n" }, // unknown entity
+    { "train.txt": "a\tr\tb\n", "valid.txt": "a\tq\tb\n" }, // unknown relation
+    { "train.txt": "\n\n" }, // no triple
+  ];
+  for (const files of cases) {
+    await withDir(files, (dir) => {
+      let message = "";
+      try {
+        readKgDir(dir);
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      assert.ok(message.length > 0, JSON.stringify(files));
+      assert.throws(() => kgDirSize(dir), (e: Error) => e.message === message);
+    });
+  }
 });
