@@ -120,6 +120,8 @@ export class WorkerPs implements ParameterServer {
       scatterRows(vals, p.out, pos, 0, pos.length, p.dim);
       this.#keepSpare(vals.buffer);
     }
+    // A push's deltas, given back: their buffer serves a later large request.
+    if (msg.spare !== undefined) this.#keepSpare(msg.spare.buffer);
     p.resolve();
   }
 

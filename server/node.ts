@@ -797,8 +797,14 @@ export class LapseNode {
         placement: config.ps.placement,
         seed: config.seed,
         send: (n, m) => this.#transport.send(n, m),
-        reply: (worker, id, vals, clock) =>
-          this.#replyWorker(nodeJob, worker, { op: "reply", id, vals, clock }),
+        reply: (worker, id, vals, clock, spare) =>
+          this.#replyWorker(
+            nodeJob,
+            worker,
+            spare === undefined
+              ? { op: "reply", id, vals, clock }
+              : { op: "reply", id, vals, clock, spare },
+          ),
         workers: this.nodes * config.cluster.workers_per_node,
         frameBytesMax: config.ps.max_frame_bytes,
         malformed: (from, reason) => {
@@ -875,6 +881,10 @@ export class LapseNode {
     const w = job.workers[worker];
     if (msg.op === "reply" && msg.vals !== null) {
       w.postMessage(msg, [msg.vals.buffer as ArrayBuffer]);
+    } else if (msg.op === "reply" && msg.spare !== undefined) {
+      const buf = msg.spare.buffer;
+      if (buf instanceof ArrayBuffer) w.postMessage(msg, [buf]);
+      else w.postMessage({ op: "reply", id: msg.id, vals: null, clock: msg.clock });
     } else w.postMessage(msg);
   }
 

@@ -53,6 +53,23 @@ class Bucket {
     this.pendSrc = null;
     this.pendLen = 0;
   }
+  /**
+   * The values to send: when all of them are still pending from one source array (a worker's
+   * push routed to one node in bulk) a view of that array, so that they are copied once, into
+   * the frame, instead of twice; else `v` after {@linkcode Bucket.settle}. Either way nothing
+   * stays pending.
+   */
+  pendingOnly(): Float32Array {
+    const src = this.pendSrc;
+    if (src !== null && this.pendAt === 0 && this.pendLen === this.v.length) {
+      const values = src.subarray(this.pendFrom, this.pendFrom + this.pendLen);
+      this.pendSrc = null;
+      this.pendLen = 0;
+      return values;
+    }
+    this.settle();
+    return this.v.view();
+  }
   /** Bytes the entries will take in the message, roughly. */
   get bytes(): number {
     return 4 * this.v.length + 12 * this.count;
@@ -379,7 +396,6 @@ export class Outbox {
         };
         break;
       case Msg.PUSH:
-        b.settle();
         msg = {
           t: Msg.PUSH,
           job,
@@ -388,7 +404,7 @@ export class Outbox {
           requests: b.r.view(),
           keys: b.k.view(),
           positions: b.p.view(),
-          values: b.v.view(),
+          values: b.pendingOnly(),
         };
         break;
       case Msg.PULL_R:

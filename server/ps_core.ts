@@ -43,6 +43,12 @@ interface Request {
   id: number;
   /** Pulled values (pull only), `dim` floats per key of the request. */
   vals: Float32Array | null;
+  /**
+   * Push only: the worker's deltas array, sent back with the answer so that its buffer serves
+   * the worker's next large request (a push-only phase would otherwise allocate, and
+   * page-fault, fresh memory for every call).
+   */
+  spare: Float32Array | null;
   dim: number;
   /** Stale mode: the least clock the answers are fresh to (see Outbox.stamp). */
   clock: number;
@@ -105,9 +111,17 @@ export interface PsCoreOptions {
   /**
    * Completes a worker's request: `vals` for a pull, null otherwise. `vals` (and the rest of
    * its buffer, which may be larger) is the worker's from now on: transfer its buffer. `clock`
-   * (stale mode, pulls) is the clock the values are fresh to.
+   * (stale mode, pulls) is the clock the values are fresh to. `spare` (pushes): the request's
+   * deltas array, given back with the answer so that its buffer serves the worker's next large
+   * request (transfer it too; ignoring it is correct, only slower).
    */
-  reply(worker: number, id: number, vals: Float32Array | null, clock: number): void;
+  reply(
+    worker: number,
+    id: number,
+    vals: Float32Array | null,
+    clock: number,
+    spare?: Float32Array,
+  ): void;
   /** Stale mode: the number of workers of the job (all nodes); default 1. */
   workers?: number;
   /**
@@ -239,6 +253,7 @@ export class PsCore {
       worker,
       id,
       vals: kind === PULL ? this.#answerArray(n * dim) : null,
+      spare: null,
       dim,
       clock: CLOCK_IDLE,
     });
@@ -273,7 +288,8 @@ export class PsCore {
     req.remaining -= n;
     if (req.remaining > 0) return;
     this.#requests.delete(rid);
-    this.#opts.reply(req.worker, req.id, req.vals, req.clock);
+    if (req.spare === null) this.#opts.reply(req.worker, req.id, req.vals, req.clock);
+    else this.#opts.reply(req.worker, req.id, req.vals, req.clock, req.spare);
   }
 
   #deliverPull(rid: number, pos: number, src: Float32Array, offset: number): void {
@@ -540,7 +556,10 @@ export class PsCore {
     }
     this.#outbox.flush();
     this.#recycle(keys);
-    this.#recycle(deltas);
+    // Sent (flush copied what it needed): the deltas go back to the worker with the answer.
+    const req = this.#requests.get(rid);
+    if (req !== undefined) req.spare = deltas;
+    else this.#recycle(deltas);
   }
 
   /**

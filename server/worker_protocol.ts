@@ -37,7 +37,14 @@ export type ToServer =
 
 /** Messages from the server thread to a worker thread. */
 export type ToWorker =
-  | { op: "reply"; id: number; vals: Float32Array | null; clock?: number }
+  | {
+    op: "reply";
+    id: number;
+    vals: Float32Array | null;
+    clock?: number;
+    /** A push's deltas array, given back for the worker's next large request. */
+    spare?: Float32Array;
+  }
   | { op: "error"; id: number; message: string };
 
 /** The first message a worker thread gets. */
