@@ -326,6 +326,44 @@ export class Outbox {
     b.count += n;
   }
 
+  /** How many pull reply entries of `dim` floats one message holds at most. */
+  pullRepliesMax(dim: number): number {
+    return Math.max(1, Math.floor(this.#splitBytes / (4 * dim + 12)));
+  }
+
+  /**
+   * Sends pull reply entries `from .. from+n` of `r`, `k`, `p` to `node` at once, as one
+   * message whose values are `values` (`dim` floats per entry, at most
+   * {@linkcode Outbox.pullRepliesMax} entries): the values are copied once, straight into the
+   * frame (e.g. from the store, under the keys' locks, which the caller releases after this
+   * returns). Entries batched for `node` before go first.
+   */
+  pullRepliesNow(
+    node: number,
+    tb: number,
+    r: Uint32Array,
+    k: Uint32Array,
+    p: Uint32Array,
+    from: number,
+    n: number,
+    values: Float32Array,
+  ): void {
+    assert(node !== this.#self, () => `pull replies to self (${node})`);
+    const b = this.#buckets[Msg.PULL_R - 1][node];
+    if (b.count > 0) this.#flushBucket(Msg.PULL_R, b);
+    this.#send(node, {
+      t: Msg.PULL_R,
+      job: this.#job,
+      table: tb,
+      holder: this.#self,
+      requests: r.subarray(from, from + n),
+      keys: k.subarray(from, from + n),
+      positions: p.subarray(from, from + n),
+      values,
+      clock: this.stamp,
+    });
+  }
+
   /**
    * Push acknowledgements of the entries `from .. from+n` of `r` (requests) and `k` (keys) to
    * `node`: the bulk form of {@linkcode Outbox.pushReply}.

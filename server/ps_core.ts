@@ -54,6 +54,13 @@ interface Request {
   clock: number;
 }
 
+/**
+ * A run of pulled values at least this large (bytes) is sent as its own message straight from
+ * the store; smaller runs are batched (many small runs, e.g. keys in scattered slots, must not
+ * become as many messages).
+ */
+export const DIRECT_REPLY_BYTES_MIN = 64 * 1024;
+
 /** The clock of a worker that finished: it will push nothing more. */
 export const CLOCK_IDLE = 0x3fffffff;
 
@@ -766,17 +773,35 @@ export class PsCore {
       }
       return;
     }
-    // Runs of keys held here go into the reply with one bulk read each (Table.pullRun); the
-    // first key of a run that is not here takes the general path.
+    // Runs of keys held here in consecutive slots are read in bulk, under their locks: a long
+    // run goes out at once as its own message, copied from the store straight into the frame
+    // (one copy); shorter ones into the batch for the requester. The first key of a run that
+    // is not here takes the general path.
     const n = k.length, table = ts.table, dim = table.dim, out = this.#outbox;
+    const max = out.pullRepliesMax(dim);
     let i = 0;
     while (i < n) {
       if (o !== this.self) {
-        const room = out.pullReplyRoom(o, tb, n - i, dim);
-        const got = table.pullRun(k, i, i + room, out.buf, out.roomAt);
-        out.commitPullReplies(r, k, p, i, got, dim);
-        i += got;
-        if (got === room) continue;
+        const vals = table.lockRunValues(k, i, Math.min(n, i + max));
+        if (vals !== null) {
+          const got = vals.length / dim;
+          try {
+            if (vals.byteLength >= DIRECT_REPLY_BYTES_MIN) {
+              out.pullRepliesNow(o, tb, r, k, p, i, got, vals);
+            } else {
+              for (let j = 0; j < got;) {
+                const room = out.pullReplyRoom(o, tb, got - j, dim);
+                out.buf.set(vals.subarray(j * dim, (j + room) * dim), out.roomAt);
+                out.commitPullReplies(r, k, p, i + j, room, dim);
+                j += room;
+              }
+            }
+          } finally {
+            table.unlockRun(k, i, i + got);
+          }
+          i += got;
+          continue;
+        }
       }
       this.#pull(ts, tb, o, r[i], k[i], p[i], false);
       i++;

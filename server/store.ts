@@ -242,6 +242,28 @@ export class Table {
     return j - from;
   }
 
+  /**
+   * Locks the run of `keys[from ..]` (before `end`) that are local in consecutive slots, as
+   * {@linkcode Table.pullRun} does, and returns their values: a view of the slab, `dim` floats
+   * per key, valid until the slab grows (no insert in between). Null, with nothing locked, if
+   * `keys[from]` is not local. The caller reads the view and then unlocks the run's keys with
+   * {@linkcode Table.unlockRun}: this lets a reader copy the values once, where they go (e.g.
+   * into a frame), instead of first into a buffer of its own.
+   */
+  lockRunValues(keys: Uint32Array, from: number, end: number): Float32Array | null {
+    const last = this.#lockRun(keys, from, end);
+    if (last === from) return null;
+    const dim = this.dim, base = this.#runSlot * dim, n = (last - from) * dim;
+    let values = this.values;
+    if (base + n > values.length) values = this.refresh();
+    return values.subarray(base, base + n);
+  }
+
+  /** Unlocks `keys[from .. end)` (a run {@linkcode Table.lockRunValues} locked). */
+  unlockRun(keys: Uint32Array, from: number, end: number): void {
+    for (let i = from; i < end; i++) this.unlock(keys[i]);
+  }
+
   /** The first slot of the run {@linkcode Table.#lockRun} locked last. */
   #runSlot = -1;
 
