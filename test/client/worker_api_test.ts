@@ -208,3 +208,27 @@ Deno.test("worker API: a key that arrives during a pull is read in position orde
   await p;
   assert.deepEqual([...out], [8, 8, 1, 10, 8, 8]);
 });
+
+Deno.test("worker API: a push's deltas given back with its answer carry the next large request", async () => {
+  const n = 20_000, dim = 2; // 160 KB of deltas: large enough to be kept
+  const t = Table.create(0, { name: "W", keys: n, dim }, 1); // nothing local
+  const sent: ToServer[] = [];
+  const ps = new WorkerPs([t.shared], "lapse", (m) => sent.push(m), n);
+  const keys = Uint32Array.from({ length: n }, (_, i) => i);
+  const p = ps.push(0, keys, new Float32Array(n * dim).fill(1))!;
+  const push = sent[0] as Extract<ToServer, { op: "push" }>;
+  ps.onServerMessage({ op: "reply", id: push.id, vals: null, spare: push.vals });
+  await p;
+  const q = ps.pull(0, keys, new Float32Array(n * dim))!;
+  const pull = sent[1] as Extract<ToServer, { op: "pull" }>;
+  assert.ok(pull.keys.buffer === push.vals.buffer, "the pull's keys travel in the push's buffer");
+  const answer = new Float32Array(n * dim);
+  ps.onServerMessage({ op: "reply", id: pull.id, vals: answer });
+  await q;
+  // The push's buffer left with the pull; the pull's answer carries the next push.
+  const r = ps.push(0, keys, new Float32Array(n * dim))!;
+  const again = sent[2] as Extract<ToServer, { op: "push" }>;
+  assert.ok(again.vals.buffer === answer.buffer);
+  ps.onServerMessage({ op: "reply", id: again.id, vals: null });
+  await r;
+});

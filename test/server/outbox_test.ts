@@ -63,3 +63,45 @@ Deno.test("outbox: pullRun and pushRun send what the per-entry calls send, split
   assert.ok(one.length >= 8, `split into ${one.length} messages`);
   assert.deepEqual(bulk, one);
 });
+
+Deno.test("outbox: pullRepliesNow sends its entries as one message, after what was batched", () => {
+  const sent: DataMessage[] = [];
+  const box = new Outbox(0, 2, 1, (_node: number, msg: DataMessage) => sent.push(msg));
+  const dim = 2;
+  box.buf[box.pullReply(1, 0, 9, 40, 0, dim)] = 5; // one batched entry first
+  const r = Uint32Array.of(3, 3, 3), k = Uint32Array.of(10, 11, 12), p = Uint32Array.of(0, 1, 2);
+  box.pullRepliesNow(1, 0, r, k, p, 1, 2, Float32Array.of(1, 2, 3, 4));
+  box.flush();
+  assert.deepEqual(sent.map((m) => m.t), [Msg.PULL_R, Msg.PULL_R], "nothing left to flush");
+  const [first, now] = sent;
+  if (first.t !== Msg.PULL_R || now.t !== Msg.PULL_R) return;
+  assert.deepEqual([...first.keys], [40]);
+  assert.deepEqual([...now.requests], [3, 3]);
+  assert.deepEqual([...now.keys], [11, 12]);
+  assert.deepEqual([...now.positions], [1, 2]);
+  assert.deepEqual([...now.values], [1, 2, 3, 4]);
+  assert.equal(now.holder, 0);
+  assert.equal(box.pullRepliesMax(dim), Math.floor((1024 * 1024) / (4 * dim + 12)));
+});
+
+Deno.test("outbox: a PUSH whose rows all come from one array sends a view of it", () => {
+  const dim = 2, deltas = Float32Array.of(0, 1, 2, 3, 4, 5, 6, 7);
+  const sent: { keys: number[]; values: number[]; view: boolean }[] = [];
+  // The message is valid during the call only (its arrays are reused): copied here.
+  const box = new Outbox(0, 2, 1, (_node: number, msg: DataMessage) => {
+    if (msg.t !== Msg.PUSH) return assert.fail(`PUSH expected, got ${msg.t}`);
+    const view = msg.values.buffer === deltas.buffer;
+    sent.push({ keys: [...msg.keys], values: [...msg.values], view });
+  });
+  const keys = Uint32Array.of(20, 21, 22, 23);
+  box.pushRun(1, 0, 7, keys, 1, 3, deltas, dim);
+  box.flush();
+  // Another array joins the batch: the rows are copied into the message's own array.
+  box.pushRun(1, 0, 8, keys, 0, 2, deltas, dim);
+  box.push(1, 0, 0, 9, 30, 0, Float32Array.of(-1, -2), 0, dim);
+  box.flush();
+  assert.deepEqual(sent, [
+    { keys: [21, 22, 23], values: [2, 3, 4, 5, 6, 7], view: true }, // no copy before the frame's
+    { keys: [20, 21, 30], values: [0, 1, 2, 3, -1, -2], view: false },
+  ]);
+});

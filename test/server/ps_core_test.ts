@@ -6,7 +6,12 @@
 import assert from "node:assert/strict";
 import type { PsMode } from "../../core/types.ts";
 import type { TableSpec } from "../../core/types.ts";
-import { Msg, type PullReplyMessage, validateMessage } from "../../server/messages.ts";
+import {
+  type DataMessage,
+  Msg,
+  type PullReplyMessage,
+  validateMessage,
+} from "../../server/messages.ts";
 import { MESSAGE_BYTES_SPLIT } from "../../server/outbox.ts";
 import { Placement } from "../../server/placement.ts";
 import { PsCore } from "../../server/ps_core.ts";
@@ -943,4 +948,89 @@ Deno.test("buffers of large requests are recycled as answers; small ones are not
   assert.notEqual(buffer(8), small.buffer);
   assert.deepEqual(Array.from(small), [1, 2, 3]);
   assert.equal(core.pendingRequests, 0);
+});
+
+Deno.test("a long run of served keys goes out straight from the store; its locks are released", () => {
+  const n = 3000, dim = 16; // 192 KB of values: above DIRECT_REPLY_BYTES_MIN
+  const sent: { t: number; keys: number; first: number; fromSlab: boolean }[] = [];
+  let fail = false;
+  const core = new PsCore({
+    self: 0,
+    nodes: 2,
+    job: SIM_JOB,
+    mode: "lapse",
+    locationCaches: false,
+    placement: "range",
+    seed: 1,
+    send: (_node, msg) => {
+      if (fail) throw new Error("connection lost");
+      if (msg.t !== Msg.PULL_R) return;
+      const fromSlab = msg.values.buffer === core.tables[0].table.values.buffer;
+      sent.push({ t: msg.t, keys: msg.keys.length, first: msg.values[0], fromSlab });
+    },
+    reply: () => assert.fail("no worker request here"),
+  });
+  // Keys 0 .. n-1 homed and held here in consecutive slots, value = key.
+  core.createTables([{ name: "p", keys: 2 * n, dim, init: { kind: "constant", value: 0 } }]);
+  const table = core.tables[0].table;
+  for (let k = 0; k < n; k++) table.values.fill(k, k * dim, (k + 1) * dim);
+  const pull = (keys: number[]) => ({
+    t: Msg.PULL,
+    job: SIM_JOB,
+    table: 0,
+    origin: 1,
+    requests: new Uint32Array(keys.length).fill(5),
+    keys: Uint32Array.from(keys),
+    positions: Uint32Array.from(keys, (_, i) => i),
+    need: 0,
+    barriers: 0,
+  } as const);
+  core.onMessage(1, pull(Array.from({ length: n }, (_, i) => i)));
+  assert.deepEqual(sent, [{ t: Msg.PULL_R, keys: n, first: 0, fromSlab: true }]);
+  assert.ok(table.locks.every((x) => x === 0), "every lock released");
+  // A short run (1 KB) is batched instead: copied, in a message of the outbox's own.
+  sent.length = 0;
+  core.onMessage(1, pull([10, 11, 12, 13]));
+  assert.deepEqual(sent, [{ t: Msg.PULL_R, keys: 4, first: 10, fromSlab: false }]);
+  // The send fails: the error reaches the caller, and no key stays locked.
+  fail = true;
+  assert.throws(() => core.onMessage(1, pull(Array.from({ length: n }, (_, i) => i))), /lost/);
+  assert.ok(table.locks.every((x) => x === 0), "every lock released after the failure");
+});
+
+Deno.test("a remote push's deltas go back to the worker with its answer", () => {
+  const replies: { id: number; vals: Float32Array | null; spare?: Float32Array }[] = [];
+  const sent: DataMessage[] = [];
+  const core = new PsCore({
+    self: 1,
+    nodes: 2,
+    job: SIM_JOB,
+    mode: "lapse",
+    locationCaches: false,
+    placement: "range",
+    seed: 1,
+    send: (_node, msg) => sent.push(structuredClone(msg)),
+    reply: (_w, id, vals, _clock, spare) => replies.push({ id, vals, spare }),
+  });
+  core.createTables([{ name: "p", keys: 8, dim: 2, init: { kind: "constant", value: 0 } }]);
+  const deltas = Float32Array.of(1, 2, 3, 4);
+  core.workerPush(0, 7, 0, Uint32Array.of(0, 1), deltas); // keys 0..3 are homed at node 0
+  assert.deepEqual(sent.map((m) => m.t), [Msg.PUSH]);
+  assert.equal(replies.length, 0);
+  const push = sent[0] as Extract<DataMessage, { t: typeof Msg.PUSH }>;
+  core.onMessage(0, {
+    t: Msg.PUSH_R,
+    job: SIM_JOB,
+    table: 0,
+    holder: 0,
+    requests: push.requests,
+    keys: push.keys,
+  });
+  assert.equal(replies.length, 1);
+  assert.equal(replies[0].id, 7);
+  assert.equal(replies[0].vals, null);
+  assert.ok(replies[0].spare === deltas, "the worker's own array, for its next request");
+  // A push answered at once (its keys are here) keeps nothing: no spare.
+  core.workerPush(0, 8, 0, Uint32Array.of(5), Float32Array.of(1, 1));
+  assert.deepEqual(replies[1], { id: 8, vals: null, spare: undefined });
 });

@@ -232,3 +232,25 @@ Deno.test("table: arrivals is odd exactly while an insert publishes a slot", () 
   assert.equal(Atomics.load(t.arrivals, 0), 2, "a removal is no arrival");
   assert.equal(Table.attach(t.shared).arrivals[0], 2, "shared with the worker threads");
 });
+
+Deno.test("table: lockRunValues locks a run of consecutive slots and views its values", () => {
+  const dim = 3;
+  const t = Table.create(0, { name: "R", keys: 10, dim }, 10);
+  const v = new Float32Array(dim);
+  // Keys 2, 3, 4 in slots 0, 1, 2; then key 8 (slot 3), key 6 (slot 4).
+  for (const k of [2, 3, 4, 8, 6]) t.insert(k, v.fill(k), 0);
+  const keys = Uint32Array.of(9, 2, 3, 4, 6, 8);
+  assert.equal(t.lockRunValues(keys, 0, keys.length), null, "key 9 is not here");
+  assert.equal(t.locks[9], 0, "nothing stays locked");
+  const run = t.lockRunValues(keys, 1, keys.length)!;
+  assert.deepEqual([...run], [2, 2, 2, 3, 3, 3, 4, 4, 4], "keys 2, 3, 4 (key 6 is not next)");
+  assert.ok(run.buffer === t.values.buffer, "a view of the slab, not a copy");
+  assert.deepEqual([...keys.subarray(1, 4)].map((k) => t.locks[k]), [1, 1, 1]);
+  t.unlockRun(keys, 1, 4);
+  assert.deepEqual([...t.locks], new Array(10).fill(0));
+  assert.deepEqual([...t.lockRunValues(keys, 1, 3)!], [2, 2, 2, 3, 3, 3], "stops at `end`");
+  t.unlockRun(keys, 1, 3);
+  assert.deepEqual([...t.lockRunValues(keys, 4, 6)!], [6, 6, 6], "slot 4 then slot 3: two runs");
+  t.unlockRun(keys, 4, 5);
+  assert.deepEqual([...t.locks], new Array(10).fill(0));
+});

@@ -403,3 +403,46 @@ Deno.test("the default decoder never reuses: bodies stay valid", () => {
   }
   assert.ok(first.v.every((x) => x === 1));
 });
+
+// --- shared-memory payloads -------------------------------------------------------------------
+
+/** Where in `frame` the `length` floats of `values` start (their bytes, found by search). */
+function payloadAt(frame: Uint8Array, values: Float32Array): number {
+  const want = new Uint8Array(values.slice().buffer);
+  outer: for (let at = 0; at + want.length <= frame.length; at++) {
+    for (let i = 0; i < want.length; i++) if (frame[at + i] !== want[i]) continue outer;
+    return at;
+  }
+  return -1;
+}
+
+Deno.test("a shared-memory payload lands at its source's address modulo 8 and decodes intact", () => {
+  const slab = new Float32Array(new SharedArrayBuffer(4 * 70_000));
+  for (let i = 0; i < slab.length; i++) slab[i] = i + 0.5;
+  let checked = 0;
+  // Payloads of 1-, 3- and 5-byte length heads; the arrays before them shift where it starts.
+  for (const length of [3, 1000, 65_000]) {
+    for (const from of [0, 1, 2, 3]) {
+      for (const before of [0, 1, 2, 3, 5]) {
+        const values = slab.subarray(from, from + length);
+        const msg = { t: 3, job: 1, keys: new Uint32Array(before).fill(7), values, clock: 0 };
+        const frame = encodeFrame(msg);
+        assert.equal(frame.byteOffset, 0);
+        const at = payloadAt(frame, values);
+        assert.ok(at > 0, `${length} ${from} ${before}`);
+        // 8-byte steps of the slab: the same residue modulo 8 in the frame (a fast copy).
+        assert.equal(at % 8, values.byteOffset % 8, `${length} ${from} ${before}`);
+        assert.equal((at - FRAME_HEADER_BYTES) % 4, 0, "and a multiple of 4 in the body");
+        const got = decodeSplit(frame, [])[0];
+        assert.deepEqual([...(got.keys as Uint32Array)], new Array(before).fill(7));
+        assert.deepEqual(got.values, values.slice(), `${length} ${from} ${before}`);
+        // Written at an offset that breaks the residue: copied through the bounce buffer.
+        const out = new Uint8Array(frame.length + 4).fill(0xee);
+        encodeFrameInto(msg, (n) => out.subarray(4, 4 + n));
+        assert.deepEqual(out.subarray(4), frame);
+        checked++;
+      }
+    }
+  }
+  assert.equal(checked, 60);
+});
