@@ -224,6 +224,17 @@ export class WorkerPs implements ParameterServer {
       for (let i = 0; i < n; i++) miss[i] = i;
     }
     this.#remote += missing;
+    if (missing === n && out.buffer instanceof SharedArrayBuffer) {
+      // Every key is remote and `out` is shared memory: the server thread writes the values
+      // there itself (no answer array, no copy after the answer).
+      const remoteKeys = new Uint32Array(n);
+      remoteKeys.set(keys);
+      const id = this.#nextId++;
+      const into = out.subarray(0, n * dim);
+      return this.#request({ op: "pull", id, tb: table, keys: remoteKeys, into }, null, null, dim, [
+        remoteKeys.buffer,
+      ]);
+    }
     const pos = this.#missPos.slice(0, missing);
     // The keys travel at the front of a spare buffer as large as the answer, if there is one:
     // the server thread answers a later pull in it (see #spares).

@@ -952,7 +952,7 @@ export class LapseNode {
     try {
       switch (msg.op) {
         case "pull":
-          job.core.workerPull(worker, msg.id, msg.tb, msg.keys, msg.need, msg.barriers);
+          job.core.workerPull(worker, msg.id, msg.tb, msg.keys, msg.need, msg.barriers, msg.into);
           return;
         case "clock":
           job.core.workerClock(

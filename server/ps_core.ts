@@ -49,6 +49,11 @@ interface Request {
    * page-fault, fresh memory for every call).
    */
   spare: Float32Array | null;
+  /**
+   * Pull only: `vals` is the worker's own shared array (see workerPull's `into`), written in
+   * place: the answer carries no values.
+   */
+  inPlace: boolean;
   dim: number;
   /** Stale mode: the least clock the answers are fresh to (see Outbox.stamp). */
   clock: number;
@@ -251,7 +256,14 @@ export class PsCore {
     return ts;
   }
 
-  #newRequest(kind: number, worker: number, id: number, n: number, dim: number): number {
+  #newRequest(
+    kind: number,
+    worker: number,
+    id: number,
+    n: number,
+    dim: number,
+    into: Float32Array | null = null,
+  ): number {
     const rid = this.#nextRid;
     this.#nextRid = this.#nextRid >= 0xfffffff0 ? 1 : this.#nextRid + 1;
     this.#requests.set(rid, {
@@ -259,8 +271,9 @@ export class PsCore {
       remaining: n,
       worker,
       id,
-      vals: kind === PULL ? this.#answerArray(n * dim) : null,
+      vals: kind !== PULL ? null : into ?? this.#answerArray(n * dim),
       spare: null,
+      inPlace: into !== null,
       dim,
       clock: CLOCK_IDLE,
     });
@@ -295,7 +308,8 @@ export class PsCore {
     req.remaining -= n;
     if (req.remaining > 0) return;
     this.#requests.delete(rid);
-    if (req.spare === null) this.#opts.reply(req.worker, req.id, req.vals, req.clock);
+    if (req.inPlace) this.#opts.reply(req.worker, req.id, null, req.clock);
+    else if (req.spare === null) this.#opts.reply(req.worker, req.id, req.vals, req.clock);
     else this.#opts.reply(req.worker, req.id, req.vals, req.clock, req.spare);
   }
 
@@ -340,7 +354,10 @@ export class PsCore {
 
   /**
    * A worker's pull of keys that were not local when it looked. Takes ownership of `keys` (see
-   * above); the answer is a view of a recycled buffer when one is large enough.
+   * above); the answer is a view of a recycled buffer when one is large enough. `into` (lapse
+   * and classic modes): the worker's own array over shared memory, `dim` floats per key in key
+   * order, that the values are written into in place (one copy less, none after the answer);
+   * the answer then carries no values.
    */
   workerPull(
     worker: number,
@@ -349,9 +366,22 @@ export class PsCore {
     keys: Uint32Array,
     need = 0,
     barriers = 0,
+    into?: Float32Array,
   ): void {
-    const ts = this.#table(tb);
-    const rid = this.#newRequest(PULL, worker, id, keys.length, ts.table.dim);
+    const ts = this.#table(tb), dim = ts.table.dim;
+    let dest: Float32Array | null = null;
+    if (into !== undefined) {
+      if (this.mode === "stale" || !(into.buffer instanceof SharedArrayBuffer)) {
+        throw new RangeError("A pull in place needs a shared array and a mode other than stale");
+      }
+      if (into.length !== keys.length * dim) {
+        throw new RangeError(
+          `Pull in place of ${keys.length} keys (dim ${dim}) into ${into.length} floats`,
+        );
+      }
+      dest = into;
+    }
+    const rid = this.#newRequest(PULL, worker, id, keys.length, dim, dest);
     if (keys.length === 0) return this.#done(rid, 0);
     if (this.mode === "stale") {
       for (let i = 0; i < keys.length; i++) {

@@ -23,6 +23,12 @@ export type ToServer =
     /** Stale mode: the clock the values must be fresh to, the barriers the worker completed. */
     need?: number;
     barriers?: number;
+    /**
+     * The caller's `out` when it is a view of shared memory and every key of the call went
+     * remote (rows in key order): the server thread writes the values there itself, and the
+     * reply carries none.
+     */
+    into?: Float32Array;
   }
   | { op: "push"; id: number; tb: number; keys: Uint32Array; vals: Float32Array }
   | { op: "localize"; id: number; tb: number; keys: Uint32Array }

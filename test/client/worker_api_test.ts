@@ -232,3 +232,30 @@ Deno.test("worker API: a push's deltas given back with its answer carry the next
   ps.onServerMessage({ op: "reply", id: again.id, vals: null });
   await r;
 });
+
+Deno.test("worker API: an all-remote pull into shared memory is written in place by the server", async () => {
+  const { ps, sent } = setup("lapse");
+  const out = new Float32Array(new SharedArrayBuffer(4 * 6)).fill(-1);
+  const p = ps.pull(0, Uint32Array.of(5, 7), out.subarray(0, 4))!;
+  const m = sent[0] as Extract<ToServer, { op: "pull" }>;
+  assert.deepEqual([...m.keys], [5, 7]);
+  assert.ok(m.into !== undefined && m.into.buffer === out.buffer && m.into.length === 4);
+  m.into.set([50, 51, 70, 71]); // what the server thread does
+  ps.onServerMessage({ op: "reply", id: m.id, vals: null });
+  await p;
+  assert.deepEqual([...out], [50, 51, 70, 71, -1, -1]);
+  // A call with a local key, or into unshared memory, gets its answer as an array.
+  const q = ps.pull(0, Uint32Array.of(5, 1), out.subarray(0, 4))!;
+  const m2 = sent[1] as Extract<ToServer, { op: "pull" }>;
+  assert.equal(m2.into, undefined);
+  ps.onServerMessage({ op: "reply", id: m2.id, vals: Float32Array.of(8, 9) });
+  await q;
+  assert.deepEqual([...out.subarray(0, 4)], [8, 9, 1, 10]);
+  const plain = new Float32Array(4);
+  const r = ps.pull(0, Uint32Array.of(5, 7), plain)!;
+  const m3 = sent[2] as Extract<ToServer, { op: "pull" }>;
+  assert.equal(m3.into, undefined);
+  ps.onServerMessage({ op: "reply", id: m3.id, vals: Float32Array.of(1, 2, 3, 4) });
+  await r;
+  assert.deepEqual([...plain], [1, 2, 3, 4]);
+});

@@ -1034,3 +1034,41 @@ Deno.test("a remote push's deltas go back to the worker with its answer", () => 
   core.workerPush(0, 8, 0, Uint32Array.of(5), Float32Array.of(1, 1));
   assert.deepEqual(replies[1], { id: 8, vals: null, spare: undefined });
 });
+
+Deno.test("a worker's pull into its shared array is answered in place, without values", () => {
+  const replies: { id: number; vals: Float32Array | null }[] = [];
+  const sent: DataMessage[] = [];
+  const core = new PsCore({
+    self: 1,
+    nodes: 2,
+    job: SIM_JOB,
+    mode: "lapse",
+    locationCaches: false,
+    placement: "range",
+    seed: 1,
+    send: (_node, msg) => sent.push(structuredClone(msg)),
+    reply: (_w, id, vals) => replies.push({ id, vals }),
+  });
+  core.createTables([{ name: "p", keys: 8, dim: 2, init: { kind: "constant", value: 0 } }]);
+  const into = new Float32Array(new SharedArrayBuffer(4 * 6)).subarray(1, 5);
+  // Key 6 is here (node 1 homes keys 4..7), key 2 at node 0.
+  core.workerPull(0, 3, 0, Uint32Array.of(2, 6), 0, 0, into);
+  const pull = sent[0] as Extract<DataMessage, { t: typeof Msg.PULL }>;
+  assert.deepEqual([...pull.keys], [2]);
+  core.onMessage(0, {
+    t: Msg.PULL_R,
+    job: SIM_JOB,
+    table: 0,
+    holder: 0,
+    requests: pull.requests,
+    keys: pull.keys,
+    positions: pull.positions,
+    values: Float32Array.of(20, 21),
+    clock: 0,
+  });
+  assert.deepEqual(replies, [{ id: 3, vals: null }]);
+  assert.deepEqual([...into], [20, 21, 0, 0], "key 2 from node 0, key 6 read here");
+  const keys = Uint32Array.of(2, 6);
+  assert.throws(() => core.workerPull(0, 4, 0, keys, 0, 0, new Float32Array(4)), /shared array/);
+  assert.throws(() => core.workerPull(0, 5, 0, keys, 0, 0, into.subarray(0, 2)), /into 2 floats/);
+});

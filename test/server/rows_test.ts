@@ -1,6 +1,6 @@
 /** Copying rows in runs of consecutive positions (server/rows.ts). */
 import assert from "node:assert/strict";
-import { gatherRows, scatterRows } from "../../server/rows.ts";
+import { copyFloats, gatherRows, scatterRows } from "../../server/rows.ts";
 
 /** The per-row loop the run copies replace. */
 function naive(src: Float32Array, dst: Float32Array, pos: number[], dim: number, scatter: boolean) {
@@ -29,4 +29,23 @@ Deno.test("a sub-range of entries copies only those", () => {
   const dst = new Float32Array(8);
   scatterRows(Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8), dst, Uint32Array.of(0, 1, 2, 3), 1, 3, 2);
   assert.deepEqual(Array.from(dst), [0, 0, 3, 4, 5, 6, 0, 0]);
+});
+
+Deno.test("copyFloats: into and out of shared memory at offsets that differ modulo 8", () => {
+  const n = 40_000; // several pieces of the bounce buffer
+  const plain = Float32Array.from({ length: n + 2 }, (_, i) => i + 0.25);
+  const shared = new Float32Array(new SharedArrayBuffer(4 * (n + 2)));
+  for (const [from, at] of [[0, 0], [1, 0], [0, 1], [1, 1], [2, 1]]) {
+    shared.fill(-1);
+    copyFloats(plain.subarray(from, from + n), shared, at);
+    assert.equal(shared[at - 1] ?? -1, -1, "nothing before");
+    assert.ok(shared.subarray(at, at + n).every((x, i) => x === i + from + 0.25), `${from} ${at}`);
+    const back = new Float32Array(n + 2).fill(-1);
+    copyFloats(shared.subarray(at, at + n), back, from);
+    assert.ok(
+      back.subarray(from, from + n).every((x, i) => x === i + from + 0.25),
+      `${from} ${at}`,
+    );
+    assert.equal(back[from + n] ?? -1, -1, "nothing after");
+  }
 });

@@ -391,7 +391,15 @@ export class SimCluster {
     const core = this.cores[th.node];
     switch (msg.op) {
       case "pull":
-        return core.workerPull(th.worker, msg.id, msg.tb, msg.keys, msg.need, msg.barriers);
+        return core.workerPull(
+          th.worker,
+          msg.id,
+          msg.tb,
+          msg.keys,
+          msg.need,
+          msg.barriers,
+          msg.into,
+        );
       case "push":
         return core.workerPush(th.worker, msg.id, msg.tb, msg.keys, msg.vals);
       case "localize":
@@ -440,7 +448,14 @@ export class SimCluster {
     const th = this.#thread(node, worker);
     this.now++;
     const t = new Ticket(kind, node, worker, -1, tb, keys, this.now);
-    const out = kind === "pull" ? new Float32Array(keys.length * this.specs[tb].dim) : null;
+    // Every other call pulls into shared memory: when all its keys are remote, the server
+    // thread writes them in place (WorkerPs.pull's `into`).
+    const floats = keys.length * this.specs[tb].dim;
+    const out = kind !== "pull"
+      ? null
+      : this.now % 2 === 0
+      ? new Float32Array(new SharedArrayBuffer(4 * floats))
+      : new Float32Array(floats);
     const proto = Table.prototype, pullLocal = proto.pullLocal, pushLocal = proto.pushLocal;
     let busy = false;
     const between = () => {
