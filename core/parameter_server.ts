@@ -38,7 +38,10 @@ export interface ParameterServer {
   table(name: string): TableInfo;
   /**
    * Copies the values of `keys` into `out` (key order, `dim` floats each). `keys` is read during
-   * the call only; `out` is written until the returned Promise resolves.
+   * the call only; `out` is written until the returned Promise resolves. A large batch whose
+   * keys are all remote is faster with `out` over a `SharedArrayBuffer`: the node's server
+   * thread then writes the values straight into it (one copy of every value less; 4 MB in
+   * `lapse bench localize`: about 2.0 ms instead of 3).
    */
   pull(table: number, keys: Keys, out: Float32Array): Promise<void> | undefined;
   /**
