@@ -20,9 +20,9 @@ const SPEC = {
       type: "string",
       arg: "FILE",
       default: "vectors.txt",
-      doc: "word2vec text or binary file (default vectors.txt)",
+      doc: "word2vec text or binary file",
     },
-    k: { type: "string", short: "k", arg: "N", default: "10", doc: "answers (10)" },
+    k: { type: "string", short: "k", arg: "N", default: "10", doc: "answers" },
   },
   details: `Example:
   lapse analogy man king woman --vectors vectors.txt     # queen, on a large enough corpus`,

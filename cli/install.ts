@@ -117,4 +117,5 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) runMain(() => main(Deno.args));
+// `deno task install -- --root DIR` passes the `--` on: skip it, as npm users type it.
+if (import.meta.main) runMain(() => main(Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args));

@@ -19,7 +19,7 @@ const COMMANDS: Record<
     run: async () => (await import("./train.ts")).train,
   },
   predict: {
-    summary: "predict ratings with a model written by lapse train --out (mf)",
+    summary: "answer from a model written by lapse train --out (mf ratings, kge links)",
     run: async () => (await import("./predict.ts")).predict,
   },
   init: {

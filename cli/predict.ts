@@ -50,7 +50,7 @@ Examples:
   printf '1,5\\n2,7\\n' | lapse predict --model model/
   lapse predict --model model/ --row 1 --top 5
   lapse train --config tasks/kge.yaml --out kge/
-  lapse predict --model kge/ --head heart.n.01 --relation _has_part --top 5`,
+  lapse predict --model kge/ --head body.n.05223633 --relation _has_part --top 5`,
 } as const;
 
 /** Splits a pair line: tab, comma, semicolon or whitespace. */
@@ -80,9 +80,6 @@ export async function predict(args: string[]): Promise<number> {
   const v = parsed.values;
   if (v.model === undefined) throw new UsageError("missing --model DIR (lapse train --out DIR)");
   if (await KgeSavedModel.isKgeModel(v.model)) return await predictKge(v.model, v);
-  for (const o of ["triples", "relation", "head", "tail"] as const) {
-    if (v[o] !== undefined) throw new UsageError(`--${o} is for kge models; ${v.model} holds mf`);
-  }
   let model: MfModel;
   try {
     model = await MfModel.load(v.model);
@@ -94,6 +91,10 @@ export async function predict(args: string[]): Promise<number> {
           : (e as Error).message
       }`,
     );
+  }
+  // After the load: a missing folder is "no model.json there", not "holds mf".
+  for (const o of ["triples", "relation", "head", "tail"] as const) {
+    if (v[o] !== undefined) throw new UsageError(`--${o} is for kge models; ${v.model} holds mf`);
   }
   if (v.row !== undefined) {
     if (v.pairs !== undefined) throw new UsageError("give --row or --pairs, not both");

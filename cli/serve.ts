@@ -54,7 +54,7 @@ const SPEC = {
       type: "string",
       multiple: true,
       arg: "DIR",
-      doc: "jobs may read files only under DIR (repeatable; default: the working directory)",
+      doc: "jobs may read files only under DIR (default: the working directory)",
     },
   },
   details: `Example, a 2-node cluster on two machines:

@@ -19,9 +19,9 @@ const SPEC = {
       type: "string",
       arg: "FILE",
       default: "vectors.txt",
-      doc: "word2vec text or binary file (default vectors.txt)",
+      doc: "word2vec text or binary file",
     },
-    k: { type: "string", short: "k", arg: "N", default: "10", doc: "neighbours per word (10)" },
+    k: { type: "string", short: "k", arg: "N", default: "10", doc: "neighbours per word" },
   },
   details: `Examples:
   lapse train --config tasks/w2v.yaml --set data.file=brown.txt --out vectors.txt

@@ -183,7 +183,8 @@ async function setOutput(config: JobConfig, out: string): Promise<void> {
   if (schema.model.fields?.out === undefined) {
     throw new UsageError(`--out: task ${config.task} cannot write its model yet`);
   }
-  const abs = out.startsWith("/") ? out : `${Deno.cwd()}/${out}`;
+  // A trailing slash names the model folder itself (`--out kge/`): its parent must exist.
+  const abs = (out.startsWith("/") ? out : `${Deno.cwd()}/${out}`).replace(/(.)\/+$/, "$1");
   const dir = abs.slice(0, abs.lastIndexOf("/")) || "/";
   try {
     if (!(await Deno.stat(dir)).isDirectory) throw new Error("not a folder");

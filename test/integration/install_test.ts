@@ -139,3 +139,19 @@ Deno.test({
     }
   },
 });
+
+Deno.test("deno task install -- --root DIR (the README's spelling) installs, usage names deno task", async () => {
+  const root = await Deno.makeTempDir({ prefix: "lapse-install-dashdash-" });
+  try {
+    const inst = await run(Deno.execPath(), ["task", "install", "--", "--root", root], {
+      cwd: ROOT,
+    });
+    assert.equal(inst.code, 0, inst.err + inst.out);
+    assert.match(await Deno.readTextFile(`${root}/bin/lapse`), /--frozen/);
+    const bad = await run(Deno.execPath(), ["task", "install", "--bogus"], { cwd: ROOT });
+    assert.equal(bad.code, 2, bad.err);
+    assert.match(bad.err, /usage: deno task install \[--root DIR\]/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

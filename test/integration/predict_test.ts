@@ -61,3 +61,25 @@ Deno.test("lapse train --out writes a model that lapse predict answers from", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("lapse train --out DIR/ (a trailing slash, as the README writes it) creates DIR", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lapse-predict-slash-" });
+  try {
+    const lines = [];
+    for (let i = 1; i <= 20; i++) for (let j = 1; j <= 20; j += 2) lines.push(`${i},${j},1`);
+    await Deno.writeTextFile(`${dir}/r.csv`, lines.join("\n") + "\n");
+    await Deno.writeTextFile(
+      `${dir}/job.yaml`,
+      "task: mf\ndata: { file: r.csv, index_base: 1 }\nmodel: { epochs: 1 }\ncluster: { nodes: 1 }\n",
+    );
+    const t = await lapse(["train", "--config", "job.yaml", "--out", "model/", "--quiet"], dir);
+    assert.equal(t.code, 0, t.err + t.out);
+    assert.ok((await Deno.stat(`${dir}/model/model.json`)).isFile);
+    // A folder that does not exist is named as such, also with kge flags.
+    const p = await lapse(["predict", "--model", "none/", "--head", "h", "--relation", "r"], dir);
+    assert.equal(p.code, 2, p.err);
+    assert.match(p.err, /--model none\/: no model\.json there/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
