@@ -246,13 +246,14 @@ export class Checker {
   }
 
   localize(v: unknown, schema: TaskSchema, task: string): LocalizeDirective[] {
-    if (v === undefined) return structuredClone(schema.defaultLocalize);
+    // "default" in a file means what --set localize=default means: the task's own directives.
+    if (v === undefined || v === "default") return structuredClone(schema.defaultLocalize);
     if (v === "none") return [];
     if (!Array.isArray(v)) {
       throw this.error(
         "localize",
-        `localize: expected a list of directives or "none", got ${describe(v)}`,
-        "write localize: none, or a list like - { table: W, when: start, keys: partition }",
+        `localize: expected a list of directives, "none" or "default", got ${describe(v)}`,
+        "write localize: none, default, or a list like - { table: W, when: start, keys: partition }",
       );
     }
     const L = schema.localize;

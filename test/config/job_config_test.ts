@@ -224,6 +224,11 @@ Deno.test("min and max are enforced", () => {
 Deno.test("localize: none, [] and explicit directives", () => {
   assert.deepEqual(validateJobConfig({ ...MINIMAL, localize: "none" }, SCHEMA).localize, []);
   assert.deepEqual(validateJobConfig({ ...MINIMAL, localize: [] }, SCHEMA).localize, []);
+  // The README's config reference: `localize: default` in a file is the task's own directives.
+  assert.deepEqual(
+    validateJobConfig({ ...MINIMAL, localize: "default" }, SCHEMA).localize,
+    validateJobConfig({ ...MINIMAL }, SCHEMA).localize,
+  );
   const c = validateJobConfig({
     ...MINIMAL,
     localize: [
@@ -237,7 +242,7 @@ Deno.test("localize: none, [] and explicit directives", () => {
   ]);
   fails(
     () => validateJobConfig({ ...MINIMAL, localize: "all" }, SCHEMA),
-    /localize: expected a list of directives or "none", got "all"/,
+    /localize: expected a list of directives, "none" or "default", got "all"/,
   );
 });
 
