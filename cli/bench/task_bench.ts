@@ -80,7 +80,7 @@ function specFor(name: string, entry: BenchTask) {
         type: "string",
         multiple: true,
         arg: "PATH=VALUE",
-        doc: "override a config key, e.g. data.generate.nnz=40000 (same for every run)",
+        doc: "override a config key, e.g. ps.location_caches=false (same for every run)",
       },
       epochs: {
         type: "string",
