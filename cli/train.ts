@@ -73,7 +73,8 @@ const SPEC = {
     out: {
       type: "string",
       arg: "FILE",
-      doc: "write the trained model (mf: a folder, see lapse predict; w2v: word vectors, .bin " +
+      doc:
+        "write the trained model (mf, kge: a folder, see lapse predict; w2v: word vectors, .bin " +
         "binary, else text)",
     },
     "token-file": {
