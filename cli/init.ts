@@ -18,11 +18,29 @@ const SPEC = {
   positionals: { min: 1, max: 2 },
   details: `NAME is a shipped config (tasks/NAME.yaml): ${
     builtinConfigs().join(", ")
-  }. FILE defaults to NAME.yaml here.
+  }. FILE defaults to NAME.yaml here; relative data paths become absolute paths into this
+checkout.
 Examples:
   lapse init mf              # writes mf.yaml; then: lapse train --config mf.yaml
   lapse init mf_ratings my_job.yaml   # a template for your own ratings file`,
 } as const;
+
+/**
+ * A relative data path in a shipped config (`dir: ../data/wn_body`) is relative to tasks/; the
+ * copy lives elsewhere, so such paths become absolute paths into this checkout.
+ *
+ * @example
+ * ```ts
+ * absoluteDataPaths("  dir: ../data/x # note\n", "/repo/tasks/kge.yaml"); // '  dir: "/repo/data/x" # note\n'
+ * ```
+ */
+export function absoluteDataPaths(text: string, source: string): string {
+  return text.replace(
+    /^(\s*(?:dir|file|test_file):\s*)(\.\.?\/[^\s#]*)/gm,
+    (_m, key: string, rel: string) =>
+      `${key}${JSON.stringify(decodeURIComponent(new URL(rel, `file://${source}`).pathname))}`,
+  );
+}
 
 /** Runs `lapse init`. */
 export async function init(args: string[]): Promise<number> {
@@ -35,7 +53,7 @@ export async function init(args: string[]): Promise<number> {
       `unknown config "${name}": expected one of ${builtinConfigs().join(", ")}`,
     );
   }
-  const text = await Deno.readTextFile(source);
+  const text = absoluteDataPaths(await Deno.readTextFile(source), source);
   try {
     await Deno.writeTextFile(file, text, { createNew: !parsed.values.force });
   } catch (e) {
