@@ -254,3 +254,28 @@ Deno.test("table: lockRunValues locks a run of consecutive slots and views its v
   t.unlockRun(keys, 4, 5);
   assert.deepEqual([...t.locks], new Array(10).fill(0));
 });
+
+Deno.test("table: rows copied to addresses that differ from the slab modulo 8 arrive intact", () => {
+  // Odd dims put every other row at another residue; out at an odd offset shifts them all.
+  for (const dim of [81, 100, 257, 1000, 1001]) {
+    const keys = 6;
+    const t = Table.create(0, { name: "S", keys, dim }, keys);
+    const v = new Float32Array(dim);
+    for (let k = 0; k < keys; k++) t.insert(k, v.map((_, f) => 1000 * k + f), 0);
+    for (const skew of [0, 1]) {
+      const out = new Float32Array(keys * dim + 2).fill(-1);
+      for (let k = 0; k < keys; k++) assert.ok(t.pullLocal(k, out, k * dim + skew));
+      assert.equal(out[skew - 1] ?? -1, -1);
+      assert.equal(out[keys * dim + skew], -1, "nothing after");
+      for (let k = 0; k < keys; k++) {
+        const row = out.subarray(k * dim + skew, (k + 1) * dim + skew);
+        assert.ok(row.every((x, f) => x === 1000 * k + f), `dim ${dim} skew ${skew} key ${k}`);
+      }
+      const all = new Float32Array(keys * dim + 1);
+      const ks = Uint32Array.from({ length: keys }, (_, k) => k);
+      assert.equal(t.pullRun(ks, 0, keys, all, skew), keys);
+      const got = all.subarray(skew, skew + keys * dim);
+      assert.ok(got.every((x, i) => x === 1000 * Math.floor(i / dim) + (i % dim)), `run ${dim}`);
+    }
+  }
+});
