@@ -911,7 +911,7 @@ async function run(ctx: TaskContext): Promise<void> {
   if (resume) {
     // The tables hold the checkpoint's model; this worker's state and data order come back
     // (see mfResumeState).
-    ({ firstEpoch, lr, prevLoss } = mfResumeState(resume, ctx.seed));
+    ({ firstEpoch, lr, prevLoss } = mfResumeState(resume, ctx.seed, s.epochs));
     for (let epoch = 0; epoch < firstEpoch; epoch++) {
       const perm = dsgdPermutation(ctx.seed, epoch, N);
       for (let sub = 0; sub < N; sub++) {
@@ -1047,12 +1047,20 @@ async function run(ctx: TaskContext): Promise<void> {
 export function mfResumeState(
   state: Record<string, unknown>,
   seed: number,
+  epochs: number,
 ): { firstEpoch: number; lr: number; prevLoss: number } {
   const { epoch, lr, prev_loss } = state;
   if (state.seed !== seed || !Number.isInteger(epoch) || typeof lr !== "number") {
     throw new RangeError(
       `mf: the checkpoint's worker state ${JSON.stringify(state)} does not fit this job ` +
         `(seed ${seed}): resume with the config that wrote the checkpoint`,
+    );
+  }
+  // As kge and w2v (resumeFrom): a job that would train nothing is a mistake, not a success.
+  if ((epoch as number) >= epochs) {
+    throw userError(
+      `mf: the checkpoint was taken after epoch ${(epoch as number) - 1}, the last one of a ` +
+        `${epochs}-epoch job: nothing left to train (raise model.epochs to train on)`,
     );
   }
   return {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { JobConfig, LocalizeDirective } from "../../core/types.ts";
-import { mfSettings, task } from "../../tasks/mf.ts";
+import { mfResumeState, mfSettings, task } from "../../tasks/mf.ts";
+import { isUserError } from "../../core/errors.ts";
 import { runPlainMf } from "../../tasks/mf_plain.ts";
 import { runFakeJob } from "./fake_ps.ts";
 
@@ -211,4 +212,18 @@ Deno.test("plain mf loop reaches test RMSE near the noise", async () => {
   assert.ok(r.epochs[0].test_rmse > 0.5, `first epoch ${r.epochs[0].test_rmse}`);
   assert.ok(r.test_rmse < 0.12, `test RMSE ${r.test_rmse}`);
   assert.ok(r.points_per_s > 0);
+});
+
+Deno.test("mf resume: the next epoch of a checkpoint; one taken after the last epoch is refused", () => {
+  const state = { epoch: 3, lr: 0.01, prev_loss: 0.5, seed: 7 };
+  assert.deepEqual(mfResumeState(state, 7, 5), { firstEpoch: 3, lr: 0.01, prevLoss: 0.5 });
+  assert.throws(() => mfResumeState(state, 7, 3), (e) => {
+    assert.ok(isUserError(e), String(e));
+    assert.match(
+      (e as Error).message,
+      /after epoch 2, the last one of a 3-epoch job.*model\.epochs/,
+    );
+    return true;
+  });
+  assert.throws(() => mfResumeState(state, 8, 5), /does not fit this job \(seed 8\)/);
 });
