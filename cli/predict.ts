@@ -53,6 +53,14 @@ Examples:
   lapse predict --model kge/ --head body.n.05223633 --relation _has_part --top 5`,
 } as const;
 
+/**
+ * Why a `--model` folder is not a model: what each kind's folder holds (tasks/mf_model.ts,
+ * tasks/kge_out.ts) and the command that writes one.
+ */
+const NOT_A_MODEL = "not a model folder (an mf model holds model.json, W.npy, H.npy; " +
+  "a kge model holds meta.json, entities.npy, relations.npy); write one with " +
+  "lapse train --config FILE --out DIR";
+
 /** Splits a pair line: tab, comma, semicolon or whitespace. */
 function splitPair(line: string): string[] {
   const t = line.trim();
@@ -86,13 +94,13 @@ export async function predict(args: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(
       `--model ${v.model}: ${
-        e instanceof Deno.errors.NotFound
-          ? "no model.json there (write one with lapse train --out DIR)"
+        e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory
+          ? NOT_A_MODEL
           : (e as Error).message
       }`,
     );
   }
-  // After the load: a missing folder is "no model.json there", not "holds mf".
+  // After the load: a missing folder is "not a model folder", not "holds mf".
   for (const o of ["triples", "relation", "head", "tail"] as const) {
     if (v[o] !== undefined) throw new UsageError(`--${o} is for kge models; ${v.model} holds mf`);
   }

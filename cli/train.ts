@@ -9,7 +9,7 @@ import { closestMatch } from "../config/schema.ts";
 import { ConfigError } from "../core/errors.ts";
 import { type JobConfig } from "../core/types.ts";
 import { loadJobConfig } from "../config/job_config.ts";
-import { builtinConfigPath, loadTask, TASK_NAMES } from "../tasks/registry.ts";
+import { builtinConfigPath, builtinConfigs, loadTask, TASK_NAMES } from "../tasks/registry.ts";
 import { HELP, parseCommandArgs, parseIntArg } from "./args.ts";
 import { EpochProgress, formatDuration, formatMetrics, MetricsWriter } from "./progress.ts";
 import { UsageError } from "../core/errors.ts";
@@ -172,7 +172,19 @@ export async function loadConfigFromArgs(
       });
     }
     return (await loadTask(name)).schema;
-  }, { fallbacks });
+  }, { fallbacks, notFoundHint: configNotFoundHint(configPath) });
+}
+
+/**
+ * The hint for a `--config` that is neither a file nor a shipped config: the names `--config
+ * NAME` takes (read from tasks/*.yaml, so a new shipped config shows up by itself).
+ */
+function configNotFoundHint(configPath: string): string {
+  const names = builtinConfigs();
+  if (names.length === 0) return "check the path";
+  const near = closestMatch(configPath, names);
+  return `${near !== undefined ? `did you mean ${near}? ` : ""}check the path, or give ` +
+    `--config NAME; shipped configs: ${names.join(", ")}`;
 }
 
 /**

@@ -227,6 +227,11 @@ export interface LoadOptions {
    * given values), e.g. `{ "cluster.workers_per_node": 2 }` from a cluster file.
    */
   fallbacks?: Record<string, unknown>;
+  /**
+   * The hint of a "config file not found" error, e.g. the CLI's list of shipped config names
+   * (default: where the shipped configs are).
+   */
+  notFoundHint?: string;
 }
 
 /**
@@ -255,7 +260,8 @@ export async function loadJobConfig(
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new ConfigError(`config file "${path}" not found`, {
-        hint: "check the path; the shipped configs are in tasks/, e.g. tasks/mf.yaml",
+        hint: options.notFoundHint ??
+          "check the path; the shipped configs are in tasks/, e.g. tasks/mf.yaml",
       });
     }
     if (e instanceof Deno.errors.IsADirectory) {

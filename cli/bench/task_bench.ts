@@ -53,7 +53,18 @@ export type BenchMode = typeof BENCH_MODES[number];
  */
 export const BENCH_EPOCHS = 3;
 
+/**
+ * The modes `lapse bench NAME` can run: every cluster mode, plus plain and manual where the
+ * task has them (only mf has a hand-written manual baseline).
+ */
+export function taskModes(entry: BenchTask): BenchMode[] {
+  return BENCH_MODES.filter((m) =>
+    (m !== "plain" || entry.plain !== undefined) && (m !== "manual" || entry.manual !== undefined)
+  );
+}
+
 function specFor(name: string, entry: BenchTask) {
+  const modes = taskModes(entry);
   return {
     name: `bench ${name}`,
     summary: `the same ${name} job in several modes and on several node counts, side by side`,
@@ -64,8 +75,9 @@ function specFor(name: string, entry: BenchTask) {
         type: "string",
         arg: "M,M",
         default: entry.plain ? "plain,classic,lapse" : "classic,lapse",
-        doc: `modes to run: ${BENCH_MODES.join(", ")} (lapse_nolocalize = lapse, ` +
-          `localize=none; manual: no PS, hand-coded communication)`,
+        doc: `modes to run: ${modes.join(", ")} (lapse_nolocalize = lapse, localize=none${
+          entry.manual ? "; manual: no PS, hand-coded communication" : ""
+        })`,
       },
       nodes: { type: "string", arg: "N,N", default: "1,2,4", doc: "node counts to run" },
       workers: { type: "string", short: "w", arg: "W", doc: "worker threads per node" },
@@ -197,12 +209,13 @@ export interface BenchRow {
   per_epoch_s: number[];
 }
 
-function parseModes(text: string): BenchMode[] {
+/** `--modes`: any known mode passes here (a mode the task lacks gets its own error later). */
+function parseModes(text: string, known: readonly BenchMode[]): BenchMode[] {
   const modes = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (modes.length === 0) throw new UsageError(`--modes: expected a list like plain,classic,lapse`);
   for (const m of modes) {
     if (!(BENCH_MODES as readonly string[]).includes(m)) {
-      throw new UsageError(`--modes: unknown mode "${m}": expected ${BENCH_MODES.join(", ")}`);
+      throw new UsageError(`--modes: unknown mode "${m}": expected ${known.join(", ")}`);
     }
   }
   return [...new Set(modes)] as BenchMode[];
@@ -232,7 +245,7 @@ export async function benchTask(name: string, args: string[]): Promise<number> {
   const parsed = parseCommandArgs(specFor(name, entry), args);
   if (parsed === HELP) return 0;
   const v = parsed.values;
-  const modes = parseModes(v.modes);
+  const modes = parseModes(v.modes, taskModes(entry));
   const nodeCounts = [...new Set(parseIntListArg("--nodes", v.nodes, { min: 1, max: 64 }))];
   const timeout_s = positiveNumber("--timeout-s", v["timeout-s"]);
   const skip = parseIntArg("--skip-epochs", v["skip-epochs"], { min: 0 });

@@ -104,3 +104,57 @@ Deno.test("--nodes and --set cluster.nodes next to --cluster are errors", async 
     assertOneLine(c, /--token-file needs --cluster/);
   });
 });
+
+Deno.test("an unknown --config is one line naming every shipped config (from tasks/*.yaml)", async () => {
+  const { builtinConfigs } = await import("../../tasks/registry.ts");
+  const names = builtinConfigs();
+  for (const n of ["mf", "mf_ratings", "kge", "w2v"]) assert.ok(names.includes(n), names.join());
+  await withDir(async (dir) => {
+    const line = assertOneLine(
+      await lapse(["train", "--config", "nope"], dir),
+      /config file "nope" not found/,
+      /--config NAME/,
+    );
+    assert.ok(line.includes(`shipped configs: ${names.join(", ")}`), line);
+    // A near miss also gets a suggestion.
+    assertOneLine(await lapse(["train", "--config", "mff"], dir), /did you mean mf\?/);
+  });
+});
+
+Deno.test("--model on a folder that is not a model names what mf and kge folders hold", async () => {
+  await withDir(async (dir) => {
+    await Deno.mkdir(`${dir}/empty`);
+    for (const m of ["empty", "missing"]) {
+      assertOneLine(
+        await lapse(["predict", "--model", m, "--row", "1"], dir),
+        new RegExp(`--model ${m}: not a model folder`),
+        /mf model holds model\.json, W\.npy, H\.npy/,
+        /kge model holds meta\.json, entities\.npy, relations\.npy/,
+        /lapse train --config FILE --out DIR/,
+      );
+    }
+  });
+});
+
+Deno.test("lapse bench TASK --help lists only the modes that task runs (manual: mf only)", async () => {
+  const modesLine = async (task: string) => {
+    const r = await lapse(["bench", task, "--help"], Deno.cwd());
+    assert.equal(r.code, 0, r.stderr);
+    const line = (r.stdout + r.stderr).split("\n").find((l) => l.includes("modes to run:"));
+    assert.ok(line !== undefined, r.stdout);
+    return line.slice(line.indexOf("modes to run:"));
+  };
+  assert.match(await modesLine("mf"), /modes to run: plain, manual, lapse,/);
+  for (const task of ["kge", "w2v"]) {
+    const line = await modesLine(task);
+    assert.match(line, /modes to run: plain, lapse, lapse_nolocalize, classic/, line);
+    assert.doesNotMatch(line, /manual/, `${task}: ${line}`);
+  }
+  // Asking for it anyway still says why.
+  await withDir(async (dir) => {
+    assertOneLine(
+      await lapse(["bench", "kge", "--modes", "manual", "--nodes", "1"], dir),
+      /task kge has no manual mode/,
+    );
+  });
+});
