@@ -78,7 +78,7 @@ Deno.test("lapse train --out DIR/ (a trailing slash, as the README writes it) cr
     // A folder that does not exist is named as such, also with kge flags.
     const p = await lapse(["predict", "--model", "none/", "--head", "h", "--relation", "r"], dir);
     assert.equal(p.code, 2, p.err);
-    assert.match(p.err, /--model none\/: no model\.json there/);
+    assert.match(p.err, /--model none\/: not a model folder/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
