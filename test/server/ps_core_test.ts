@@ -998,9 +998,11 @@ Deno.test("a long run of served keys goes out straight from the store; its locks
   assert.ok(table.locks.every((x) => x === 0), "every lock released after the failure");
 });
 
-Deno.test("a remote push's deltas go back to the worker with its answer", () => {
-  const replies: { id: number; vals: Float32Array | null; spare?: Float32Array }[] = [];
-  const sent: DataMessage[] = [];
+/**
+ * Node 1 of 2, lapse, range placement (keys 0..3 homed at node 0, 4..7 here), one table "p"
+ * of 8 keys x 2 floats at 0: what it sends is cloned into `sent`, answers go to `reply`.
+ */
+function node1Of2(sent: DataMessage[], reply: ConstructorParameters<typeof PsCore>[0]["reply"]) {
   const core = new PsCore({
     self: 1,
     nodes: 2,
@@ -1010,9 +1012,16 @@ Deno.test("a remote push's deltas go back to the worker with its answer", () => 
     placement: "range",
     seed: 1,
     send: (_node, msg) => sent.push(structuredClone(msg)),
-    reply: (_w, id, vals, _clock, spare) => replies.push({ id, vals, spare }),
+    reply,
   });
   core.createTables([{ name: "p", keys: 8, dim: 2, init: { kind: "constant", value: 0 } }]);
+  return core;
+}
+
+Deno.test("a remote push's deltas go back to the worker with its answer", () => {
+  const replies: { id: number; vals: Float32Array | null; spare?: Float32Array }[] = [];
+  const sent: DataMessage[] = [];
+  const core = node1Of2(sent, (_w, id, vals, _clock, spare) => replies.push({ id, vals, spare }));
   const deltas = Float32Array.of(1, 2, 3, 4);
   core.workerPush(0, 7, 0, Uint32Array.of(0, 1), deltas); // keys 0..3 are homed at node 0
   assert.deepEqual(sent.map((m) => m.t), [Msg.PUSH]);
@@ -1038,18 +1047,7 @@ Deno.test("a remote push's deltas go back to the worker with its answer", () => 
 Deno.test("a worker's pull into its shared array is answered in place, without values", () => {
   const replies: { id: number; vals: Float32Array | null }[] = [];
   const sent: DataMessage[] = [];
-  const core = new PsCore({
-    self: 1,
-    nodes: 2,
-    job: SIM_JOB,
-    mode: "lapse",
-    locationCaches: false,
-    placement: "range",
-    seed: 1,
-    send: (_node, msg) => sent.push(structuredClone(msg)),
-    reply: (_w, id, vals) => replies.push({ id, vals }),
-  });
-  core.createTables([{ name: "p", keys: 8, dim: 2, init: { kind: "constant", value: 0 } }]);
+  const core = node1Of2(sent, (_w, id, vals) => replies.push({ id, vals }));
   const into = new Float32Array(new SharedArrayBuffer(4 * 6)).subarray(1, 5);
   // Key 6 is here (node 1 homes keys 4..7), key 2 at node 0.
   core.workerPull(0, 3, 0, Uint32Array.of(2, 6), 0, 0, into);
