@@ -14,7 +14,7 @@ import {
 } from "../../server/messages.ts";
 import { MESSAGE_BYTES_SPLIT } from "../../server/outbox.ts";
 import { Placement } from "../../server/placement.ts";
-import { PsCore } from "../../server/ps_core.ts";
+import { PsCore, type PsCoreOptions } from "../../server/ps_core.ts";
 import { Rng, SIM_JOB, SimCluster, type SimOptions, type Ticket } from "./sim_network.ts";
 
 // 12 keys over 3 nodes, range placement: keys 0-3 at node 0, 4-7 at node 1, 8-11 at node 2.
@@ -885,14 +885,8 @@ Deno.test("a malformed pull reply is refused before it touches a request", () =>
   const reports: string[] = [];
   const core = s.cores[1];
   assert.throws(() => core.onMessage(0, reply([0, 2], 4)), /position beyond pull request/);
-  const lenient = new PsCore({
+  const lenient = testCore({
     self: 1,
-    nodes: 2,
-    job: SIM_JOB,
-    mode: "lapse",
-    locationCaches: false,
-    placement: "range",
-    seed: 1,
     send: () => {},
     reply: () => assert.fail("nothing to answer"),
     malformed: (from, reason) => reports.push(`${from}: ${reason}`),
@@ -905,13 +899,9 @@ Deno.test("a malformed pull reply is refused before it touches a request", () =>
 
 Deno.test("buffers of large requests are recycled as answers; small ones are not", () => {
   const answers = new Map<number, Float32Array | null>();
-  const core = new PsCore({
+  const core = testCore({
     self: 0,
     nodes: 1,
-    mode: "lapse",
-    locationCaches: false,
-    placement: "range",
-    seed: 1,
     job: 1,
     send: () => {
       throw new Error("one node sends nothing");
@@ -954,14 +944,8 @@ Deno.test("a long run of served keys goes out straight from the store; its locks
   const n = 3000, dim = 16; // 192 KB of values: above DIRECT_REPLY_BYTES_MIN
   const sent: { t: number; keys: number; first: number; fromSlab: boolean }[] = [];
   let fail = false;
-  const core = new PsCore({
+  const core: PsCore = testCore({
     self: 0,
-    nodes: 2,
-    job: SIM_JOB,
-    mode: "lapse",
-    locationCaches: false,
-    placement: "range",
-    seed: 1,
     send: (_node, msg) => {
       if (fail) throw new Error("connection lost");
       if (msg.t !== Msg.PULL_R) return;
@@ -998,22 +982,27 @@ Deno.test("a long run of served keys goes out straight from the store; its locks
   assert.ok(table.locks.every((x) => x === 0), "every lock released after the failure");
 });
 
-/**
- * Node 1 of 2, lapse, range placement (keys 0..3 homed at node 0, 4..7 here), one table "p"
- * of 8 keys x 2 floats at 0: what it sends is cloned into `sent`, answers go to `reply`.
- */
-function node1Of2(sent: DataMessage[], reply: ConstructorParameters<typeof PsCore>[0]["reply"]) {
-  const core = new PsCore({
-    self: 1,
+/** A core with the tests' usual settings: lapse, range placement, no location caches, seed 1. */
+function testCore(
+  o: Pick<PsCoreOptions, "self" | "send" | "reply"> & Partial<PsCoreOptions>,
+): PsCore {
+  return new PsCore({
     nodes: 2,
     job: SIM_JOB,
     mode: "lapse",
     locationCaches: false,
     placement: "range",
     seed: 1,
-    send: (_node, msg) => sent.push(structuredClone(msg)),
-    reply,
+    ...o,
   });
+}
+
+/**
+ * Node 1 of 2 (keys 0..3 homed at node 0, 4..7 here), one table "p" of 8 keys x 2 floats at 0:
+ * what it sends is cloned into `sent`, answers go to `reply`.
+ */
+function node1Of2(sent: DataMessage[], reply: PsCoreOptions["reply"]) {
+  const core = testCore({ self: 1, send: (_node, msg) => sent.push(structuredClone(msg)), reply });
   core.createTables([{ name: "p", keys: 8, dim: 2, init: { kind: "constant", value: 0 } }]);
   return core;
 }
